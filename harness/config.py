@@ -1,0 +1,288 @@
+"""ModelConfig: the one description of a DeepSeek-V3 model that every part of the project shares.
+
+Both implementations (``tf_impl`` and ``reference``), the benchmarks and the tests are built from
+this dataclass, so it imports neither TensorFlow nor JAX. The field names are those of DeepSeek-V3's
+own ``ModelArgs`` (``inference/model.py``), so DeepSeek's ``config_671B.json`` loads unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """An impossible or unreadable model configuration. The message names the field and the rule."""
+
+
+class ScoreFunc(str, enum.Enum):
+    """How the MoE gate turns router logits into affinity scores."""
+
+    SIGMOID = "sigmoid"
+    SOFTMAX = "softmax"
+
+
+class Dtype(str, enum.Enum):
+    """Numeric mode of the linear layers.
+
+    FLOAT32 computes every matmul in fp32. FP8 block-quantises weights (128x128 blocks) and
+    activations (1x128 blocks) to e4m3 and accumulates in fp32, as DeepSeek-V3 does.
+    DeepSeek's own JSON says "bf16" for its unquantised mode; on CPU we compute that mode in fp32
+    (from_json maps it to FLOAT32 and says so in the docstring, not silently in numerics).
+    """
+
+    FLOAT32 = "float32"
+    FP8 = "fp8"
+
+
+# DeepSeek's JSON spells dtypes differently; these are the accepted spellings.
+_DTYPE_ALIASES = {"float32": Dtype.FLOAT32, "fp32": Dtype.FLOAT32, "bf16": Dtype.FLOAT32, "fp8": Dtype.FP8}
+
+_POSITIVE_INT_FIELDS = (
+    "max_batch_size", "max_seq_len", "vocab_size", "dim", "inter_dim", "moe_inter_dim", "n_layers",
+    "n_heads", "n_routed_experts", "n_activated_experts", "n_expert_groups", "kv_lora_rank",
+    "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "original_seq_len",
+)
+_NON_NEGATIVE_INT_FIELDS = ("n_dense_layers", "n_shared_experts", "n_limited_groups", "q_lora_rank", "n_mtp_modules")
+_POSITIVE_FLOAT_FIELDS = ("route_scale", "rope_theta", "rope_factor", "beta_fast", "beta_slow", "rms_eps")
+_NON_NEGATIVE_FLOAT_FIELDS = ("mscale", "mtp_lambda", "balance_alpha", "bias_update_speed")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Every hyper-parameter of a DeepSeek-V3 model, as in DeepSeek's ``ModelArgs``.
+
+    Extra fields beyond ``ModelArgs``: ``n_mtp_modules`` (Multi-Token Prediction depth D),
+    ``mtp_lambda`` (weight of the MTP loss), ``balance_alpha`` (weight of the sequence-wise balance
+    loss; 0 disables it), ``bias_update_speed`` (gamma of aux-loss-free balancing) and ``rms_eps``.
+
+    Layer ``i`` (counting the MTP blocks as layers ``n_layers .. n_layers + n_mtp_modules - 1``) has a
+    dense SwiGLU FFN when ``i < n_dense_layers`` and a MoE FFN otherwise.
+    """
+
+    max_batch_size: int = 8
+    max_seq_len: int = 4096 * 4
+    dtype: Dtype = Dtype.FLOAT32
+    vocab_size: int = 102400
+    dim: int = 2048
+    inter_dim: int = 10944
+    moe_inter_dim: int = 1408
+    n_layers: int = 27
+    n_dense_layers: int = 1
+    n_heads: int = 16
+    # MoE
+    n_routed_experts: int = 64
+    n_shared_experts: int = 2
+    n_activated_experts: int = 6
+    n_expert_groups: int = 1
+    n_limited_groups: int = 1
+    score_func: ScoreFunc = ScoreFunc.SOFTMAX
+    route_scale: float = 1.0
+    # MLA
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 512
+    qk_nope_head_dim: int = 128
+    qk_rope_head_dim: int = 64
+    v_head_dim: int = 128
+    # YaRN
+    original_seq_len: int = 4096
+    rope_theta: float = 10000.0
+    rope_factor: float = 40.0
+    beta_fast: int = 32
+    beta_slow: int = 1
+    mscale: float = 1.0
+    # Beyond ModelArgs
+    n_mtp_modules: int = 0
+    mtp_lambda: float = 0.3
+    balance_alpha: float = 0.0
+    bias_update_speed: float = 0.001
+    rms_eps: float = 1e-6
+
+    # ------------------------------------------------------------------ validation
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "dtype", _DTYPE_ALIASES[str(getattr(self.dtype, "value", self.dtype))])
+        except KeyError:
+            raise ConfigError(f"dtype={self.dtype!r} is unknown; use one of {sorted(_DTYPE_ALIASES)}") from None
+        try:
+            object.__setattr__(self, "score_func", ScoreFunc(getattr(self.score_func, "value", self.score_func)))
+        except ValueError:
+            raise ConfigError(
+                f"score_func={self.score_func!r} is unknown; use one of {[s.value for s in ScoreFunc]}"
+            ) from None
+        for name in _POSITIVE_INT_FIELDS + _NON_NEGATIVE_INT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{name}={value!r} must be an integer")
+        for name in _POSITIVE_FLOAT_FIELDS + _NON_NEGATIVE_FLOAT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"{name}={value!r} must be a finite number")
+        for name in _POSITIVE_INT_FIELDS + _POSITIVE_FLOAT_FIELDS:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}={getattr(self, name)} must be positive")
+        for name in _NON_NEGATIVE_INT_FIELDS + _NON_NEGATIVE_FLOAT_FIELDS:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}={getattr(self, name)} must be >= 0")
+        self._check_rules()
+
+    def _check_rules(self) -> None:
+        """Cross-field rules; each failure names the fields and the rule broken."""
+        if self.n_activated_experts > self.n_routed_experts:
+            raise ConfigError(
+                f"n_activated_experts={self.n_activated_experts} must be <= n_routed_experts={self.n_routed_experts}"
+            )
+        if self.n_routed_experts % self.n_expert_groups:
+            raise ConfigError(
+                f"n_expert_groups={self.n_expert_groups} must divide n_routed_experts={self.n_routed_experts}"
+            )
+        if self.n_limited_groups > self.n_expert_groups:
+            raise ConfigError(
+                f"n_limited_groups={self.n_limited_groups} must be <= n_expert_groups={self.n_expert_groups}"
+            )
+        if self.n_expert_groups > 1:
+            if self.n_limited_groups < 1:
+                raise ConfigError("n_limited_groups must be >= 1 when n_expert_groups > 1")
+            if self.n_routed_experts // self.n_expert_groups < 2:
+                raise ConfigError(
+                    "each expert group needs >= 2 experts (group score = sum of its top-2 scores); "
+                    f"got n_routed_experts={self.n_routed_experts} / n_expert_groups={self.n_expert_groups}"
+                )
+            kept = self.n_limited_groups * (self.n_routed_experts // self.n_expert_groups)
+            if kept < self.n_activated_experts:
+                raise ConfigError(
+                    f"n_limited_groups={self.n_limited_groups} groups hold {kept} experts, fewer than "
+                    f"n_activated_experts={self.n_activated_experts}"
+                )
+        if self.qk_rope_head_dim % 2:
+            raise ConfigError(f"qk_rope_head_dim={self.qk_rope_head_dim} must be even (RoPE rotates pairs)")
+        if self.n_dense_layers > self.n_layers + self.n_mtp_modules:
+            raise ConfigError(
+                f"n_dense_layers={self.n_dense_layers} must be <= n_layers + n_mtp_modules "
+                f"= {self.n_layers + self.n_mtp_modules}"
+            )
+        if self.beta_slow > self.beta_fast:
+            raise ConfigError(f"beta_slow={self.beta_slow} must be <= beta_fast={self.beta_fast}")
+
+    # ------------------------------------------------------------------ derived sizes
+    @property
+    def qk_head_dim(self) -> int:
+        """Per-head query/key width: the non-rotated part plus the rotated part."""
+        return self.qk_nope_head_dim + self.qk_rope_head_dim
+
+    @property
+    def yarn_active(self) -> bool:
+        """YaRN rescales RoPE and the softmax only when the context exceeds the trained one."""
+        return self.max_seq_len > self.original_seq_len
+
+    @property
+    def softmax_scale(self) -> float:
+        """``qk_head_dim ** -0.5``, times mscale**2 with ``m = 0.1 * mscale * ln(factor) + 1`` under YaRN."""
+        scale = self.qk_head_dim**-0.5
+        if self.yarn_active:
+            m = 0.1 * self.mscale * math.log(self.rope_factor) + 1.0
+            scale *= m * m
+        return scale
+
+    def is_moe_layer(self, layer_id: int) -> bool:
+        """True when layer ``layer_id`` (MTP blocks count as ``n_layers + k``) has a MoE FFN."""
+        return layer_id >= self.n_dense_layers
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        """A copy with some fields changed, validated again."""
+        return dataclasses.replace(self, **changes)
+
+    # ------------------------------------------------------------------ presets
+    @classmethod
+    def tiny(cls, **overrides: Any) -> "ModelConfig":
+        """A two-layer model (one dense, one MoE) small enough for unit and equivalence tests."""
+        base = dict(
+            max_batch_size=4, max_seq_len=64, vocab_size=256, dim=64, inter_dim=128, moe_inter_dim=32,
+            n_layers=2, n_dense_layers=1, n_heads=4, n_routed_experts=8, n_shared_experts=1,
+            n_activated_experts=2, n_expert_groups=2, n_limited_groups=1, score_func=ScoreFunc.SIGMOID,
+            route_scale=2.5, q_lora_rank=32, kv_lora_rank=16, qk_nope_head_dim=16, qk_rope_head_dim=8,
+            v_head_dim=16, original_seq_len=64, rope_factor=4.0, n_mtp_modules=1,
+        )
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def bench(cls, **overrides: Any) -> "ModelConfig":
+        """The benchmark model: six layers, 32 routed experts, big enough for timings to mean something."""
+        base = dict(
+            max_batch_size=8, max_seq_len=1024, vocab_size=4096, dim=512, inter_dim=1536, moe_inter_dim=256,
+            n_layers=6, n_dense_layers=1, n_heads=8, n_routed_experts=32, n_shared_experts=1,
+            n_activated_experts=4, n_expert_groups=4, n_limited_groups=2, score_func=ScoreFunc.SIGMOID,
+            route_scale=2.5, q_lora_rank=256, kv_lora_rank=128, qk_nope_head_dim=64, qk_rope_head_dim=32,
+            v_head_dim=64, original_seq_len=1024, rope_factor=4.0, n_mtp_modules=1,
+        )
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def v3_671b(cls, **overrides: Any) -> "ModelConfig":
+        """The published DeepSeek-V3 671B values (configs/config_671B.json). Shape-only: never allocate it."""
+        base = dict(
+            vocab_size=129280, dim=7168, inter_dim=18432, moe_inter_dim=2048, n_layers=61, n_dense_layers=3,
+            n_heads=128, n_routed_experts=256, n_shared_experts=1, n_activated_experts=8, n_expert_groups=8,
+            n_limited_groups=4, route_scale=2.5, score_func=ScoreFunc.SIGMOID, q_lora_rank=1536,
+            kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, dtype=Dtype.FP8,
+            original_seq_len=4096, rope_theta=10000.0, rope_factor=40.0, beta_fast=32, beta_slow=1,
+            mscale=1.0, n_mtp_modules=1,
+        )
+        return cls(**{**base, **overrides})
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (enums as their string values)."""
+        return {f.name: getattr(getattr(self, f.name), "value", getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def to_json(self, path: str | os.PathLike) -> None:
+        """Write the config as JSON; refuses to overwrite an existing file with different content."""
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        if os.path.exists(path):
+            with open(path) as f:
+                if f.read() == text:
+                    return
+            raise FileExistsError(f"{path} exists with other content; remove it or choose another path")
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "ModelConfig":
+        """Build from a dict with ModelArgs keys; unknown keys are an error that lists them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown config keys {unknown}; known keys are {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> "ModelConfig":
+        """Read DeepSeek's own ``config_671B.json`` format (or our ``to_json`` output)."""
+        if not os.path.exists(path):
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config file {path} is not valid JSON: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a JSON object, got {type(data).__name__}")
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def named(cls, name_or_path: str) -> "ModelConfig":
+        """``tiny``, ``bench``, ``v3_671b`` or a path to a JSON file (what the CLIs accept)."""
+        presets = {"tiny": cls.tiny, "bench": cls.bench, "v3_671b": cls.v3_671b}
+        if name_or_path in presets:
+            return presets[name_or_path]()
+        if name_or_path.endswith(".json"):
+            return cls.from_json(name_or_path)
+        raise ConfigError(f"unknown config {name_or_path!r}; use one of {sorted(presets)} or a path to a .json file")
+
