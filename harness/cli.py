@@ -1,0 +1,267 @@
+"""``python -m harness ...``: run the asv suite, validate the roadmap, write the reports.
+
+Commands:
+  run          asv run for the current commit (or --range A..B), then validate, report, publish; exit 1 on regression
+  validate     verdicts for the latest (or --commit) results; exit 1 on FAIL, FAILED-TO-RUN or regression
+  report       write report/roadmap.md and <html_dir>/roadmap.html from the recorded results
+  roadmap      print the roadmap: phases, deliverables, criteria and how each is measured
+  equivalence  TF-vs-Flax checks (harness.equivalence)
+  diagnose     troubleshooting (harness.troubleshoot)
+  progress     progress tracker (harness.progress)
+
+Exit codes: 0 fine, 1 criteria failed or regressed (or asv itself failed), 2 results unreadable / bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from harness import report, roadmap
+from harness.criteria import BINDINGS, check_bindings
+from harness.results import ResultsError, load_benchmarks, load_machine
+from harness.validate import evaluate_history, is_failing, regressions
+
+DEFAULT_MACHINE = "harness-host"
+ASV_SOME_BENCHMARKS_FAILED = 2  # `asv run` exits 2 when any benchmark failed; the verdicts say which
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: Path
+    config: Path
+    results_dir: Path
+    html_dir: Path
+
+
+def _paths(args: argparse.Namespace) -> Paths:
+    config = Path(args.config).resolve()
+    root = config.parent
+    conf = {}
+    if config.exists():
+        try:
+            conf = json.loads(config.read_text())
+        except json.JSONDecodeError as exc:
+            raise ResultsError(f"{config} is not valid JSON ({exc}); fix it before running the harness") from None
+    results_dir = Path(args.results_dir) if getattr(args, "results_dir", None) else root / conf.get("results_dir",
+                                                                                                    ".asv/results")
+    return Paths(root, config, results_dir.resolve(), (root / conf.get("html_dir", ".asv/html")).resolve())
+
+
+def load_history(paths: Paths, machine: str, upto: str | None = None) -> report.History:
+    """Verdicts for every recorded commit of ``machine`` up to ``upto`` (a hash prefix; default: all)."""
+    commits = load_machine(paths.results_dir, machine)
+    if not commits:
+        raise ResultsError(f"{paths.results_dir / machine} holds no results files; run `python -m harness run`")
+    if upto is not None:
+        idx = [i for i, c in enumerate(commits) if c.commit_hash.startswith(upto)]
+        if not idx:
+            raise ResultsError(f"no results for commit {upto!r} on {machine}; recorded: "
+                               f"{', '.join(c.commit_hash[:8] for c in commits)}")
+        commits = commits[: idx[-1] + 1]
+    benchmarks = load_benchmarks(paths.results_dir)
+    verdicts = evaluate_history(commits, benchmarks)
+    return report.History(machine, tuple(c.commit_hash for c in commits), tuple(c.date for c in commits),
+                          tuple(verdicts))
+
+
+def _write_reports(paths: Paths, history: report.History, out: str | None) -> None:
+    md = report.write_markdown(history, Path(out) if out else paths.root / "report" / "roadmap.md")
+    page = report.write_html(history, paths.html_dir)
+    linked = (paths.html_dir / "index.html").exists()
+    print(f"wrote {md} and {page}" + ("" if linked else " (no asv index.html yet: run `asv publish` to link it)"))
+
+
+# ------------------------------------------------------------------ asv with stderr capture
+def _asv_with_stderr_capture(stderr_root: str, asv_argv: list[str]) -> None:
+    """Run asv in this process, saving each benchmark's stderr (asv keeps it only in memory)."""
+    import asv.main
+    import asv.runner
+
+    original = asv.runner.log_benchmark_result
+
+    def log_and_capture(results, benchmark, show_stderr=False):  # noqa: ANN001 (asv's own signature)
+        original(results, benchmark, show_stderr=show_stderr)
+        if results.commit_hash is None:
+            return
+        path = Path(stderr_root) / results.params["machine"] / f"{results.commit_hash[:8]}-{results.env_name}.json"
+        captured = json.loads(path.read_text()) if path.exists() else {}
+        text = results.stderr.get(benchmark["name"])
+        if text:
+            captured[benchmark["name"]] = text
+        else:
+            captured.pop(benchmark["name"], None)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(captured, indent=1, sort_keys=True))
+
+    asv.runner.log_benchmark_result = log_and_capture
+    sys.argv = ["asv", *asv_argv]
+    asv.main.main()
+
+
+def _asv(paths: Paths, *argv: str, capture: bool = False) -> int:
+    """Run asv as a child process, streaming its output to ours."""
+    if capture:
+        cmd = [sys.executable, "-m", "harness", "_asv", str(paths.results_dir.parent / "stderr"), *argv,
+               "--config", str(paths.config)]
+    else:
+        cmd = [sys.executable, "-m", "asv", *argv, "--config", str(paths.config)]
+    print("$ " + " ".join(cmd[2:] if not capture else ["asv", *argv]), flush=True)
+    return subprocess.call(cmd, cwd=paths.root)
+
+
+def _git(paths: Paths, *argv: str) -> str:
+    return subprocess.check_output(["git", *argv], cwd=paths.root, text=True).strip()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    paths = _paths(args)
+    if not paths.config.exists():
+        print(f"error: {paths.config} is missing; asv needs it to run", file=sys.stderr)
+        return 2
+    rc = _asv(paths, "machine", "--yes", "--machine", args.machine)
+    if rc:
+        return rc
+    extra = (["--quick"] if args.quick else []) + (["-b", args.bench] if args.bench else [])
+    if args.range:
+        in_range = set(_git(paths, "rev-list", args.range).split())
+        rc = _asv(paths, "run", args.range, "--machine", args.machine, "--show-stderr", *extra, capture=True)
+    else:
+        sha = _git(paths, "rev-parse", "HEAD")
+        in_range = {sha}
+        if _git(paths, "status", "--porcelain", "--untracked-files=no"):
+            print(f"warning: uncommitted changes; their results are recorded against HEAD {sha[:8]}", file=sys.stderr)
+        rc = _asv(paths, "run", "-E", f"existing:{sys.executable}", "--set-commit-hash", sha,
+                  "--machine", args.machine, "--show-stderr", *extra, capture=True)
+    if rc not in (0, ASV_SOME_BENCHMARKS_FAILED):
+        print(f"error: asv run exited {rc}; no verdicts written", file=sys.stderr)
+        return 1
+    history = load_history(paths, args.machine)
+    if _asv(paths, "publish"):
+        print("warning: asv publish failed; the roadmap page is written but not linked", file=sys.stderr)
+    _write_reports(paths, history, None)
+    print(report.summary_table(history))
+    regressed = [r for a, b in zip(history.verdicts, history.verdicts[1:])
+                 for r in regressions(a, b) if r.commit_after in in_range]
+    for r in regressed:
+        if r.commit_after != history.commits[-1]:
+            print(f"REGRESSION {r}")
+    return 1 if regressed else 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    history = load_history(_paths(args), args.machine, args.commit)
+    print(report.summary_table(history))
+    return 1 if is_failing(history.latest) or history.latest_regressions() else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    paths = _paths(args)
+    _write_reports(paths, load_history(paths, args.machine, args.commit), args.out)
+    return 0
+
+
+def cmd_roadmap(args: argparse.Namespace) -> int:
+    check_bindings()
+    if args.json:
+        from dataclasses import asdict
+        data = {"phases": [asdict(p) for p in roadmap.PHASES],
+                "milestones": [asdict(m) for m in roadmap.MILESTONES],
+                "schedule": [asdict(s) for s in roadmap.schedule()],
+                "totals": asdict(roadmap.totals())}
+        print(json.dumps(data, indent=1))
+        return 0
+    sched = {s.phase_id: s for s in roadmap.schedule()}
+    for phase in roadmap.PHASES:
+        s = sched[phase.id]
+        r = phase.resources
+        print(f"\n== {phase.id}: {phase.name}  (weeks {s.start_week}-{s.end_week}"
+              f"{', critical path' if s.on_critical_path else ''}; depends on {', '.join(phase.dependencies) or '-'})")
+        print(f"   {phase.description}")
+        print(f"   team {r.team_size}, {r.gpu_hours} GPU h, {r.storage_tb} TB, {r.compute_instances} instances, "
+              f"${phase.estimated_cost:,.0f}")
+        print("   deliverables: " + "; ".join(phase.deliverables))
+        for risk, mitigation in phase.risk_mitigations:
+            print(f"   risk: {risk} -> {mitigation}")
+    for milestone in roadmap.MILESTONES:
+        print(f"\n-- {milestone.id}: {milestone.name} [{milestone.source}]")
+        for crit in milestone.criteria:
+            b = BINDINGS[crit.id]
+            how = (f"NOT MEASURED: {b.not_measured.reason}" if b.not_measured else
+                   "; ".join(f"{c.label} {c.threshold_text} [{c.evidence.value}{'' if c.gate else ', context'}]"
+                             for c in b.checks))
+            print(f"   {crit.id:28s} {crit.text}\n   {'':28s} -> {how}")
+    t = roadmap.totals()
+    print(f"\nTotal: {t.duration_weeks} weeks on the critical path {' -> '.join(roadmap.critical_path())}, "
+          f"${t.estimated_cost:,.0f}, {t.gpu_hours:,} GPU hours, peak team {t.max_team_size}, "
+          f"{t.storage_tb} TB, peak {t.max_compute_instances} instances")
+    return 0
+
+
+_HOOKS = {"equivalence": "harness.equivalence", "diagnose": "harness.troubleshoot", "progress": "harness.progress"}
+
+
+def _dispatch(command: str, argv: list[str]) -> int:
+    module_name = _HOOKS[command]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        print(f"error: `{command}` needs {module_name.replace('.', '/')}.py, which is not written yet", file=sys.stderr)
+        return 2
+    return int(module.main(argv) or 0)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser, commit: bool = True) -> None:
+        p.add_argument("--config", default="asv.conf.json", help="asv config (default: asv.conf.json)")
+        p.add_argument("--machine", default=DEFAULT_MACHINE, help=f"asv machine name (default: {DEFAULT_MACHINE})")
+        p.add_argument("--results-dir", help="override the config's results_dir")
+        if commit:
+            p.add_argument("--commit", help="evaluate this commit (hash prefix) instead of the latest")
+
+    p = sub.add_parser("run", help="asv run, then validate, report and publish")
+    common(p, commit=False)
+    p.add_argument("--quick", action="store_true", help="run each benchmark once (asv --quick)")
+    p.add_argument("-b", "--bench", metavar="REGEX", help="only benchmarks matching REGEX (asv -b)")
+    p.add_argument("--range", metavar="A..B", help="benchmark every commit in A..B in asv-built virtualenvs")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("validate", help="verdicts of the latest results; exit 1 on FAIL, FAILED-TO-RUN, regression")
+    common(p)
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("report", help="write report/roadmap.md and the HTML roadmap page")
+    common(p)
+    p.add_argument("--out", help="markdown path (default: report/roadmap.md)")
+    p.set_defaults(func=cmd_report)
+    p = sub.add_parser("roadmap", help="print the roadmap and how each criterion is measured")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_roadmap)
+    for name, module in _HOOKS.items():
+        sub.add_parser(name, help=f"delegates to {module}.main(argv)", add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "_asv":  # internal: asv with stderr capture (see _asv)
+        _asv_with_stderr_capture(argv[1], argv[2:])
+        return 0
+    if argv and argv[0] in _HOOKS:
+        return _dispatch(argv[0], argv[1:])
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ResultsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
