@@ -40,7 +40,7 @@ class Paths:
     html_dir: Path
 
 
-def _paths(args: argparse.Namespace) -> Paths:
+def paths_for(args: argparse.Namespace) -> Paths:
     config = Path(args.config).resolve()
     root = config.parent
     conf = {}
@@ -121,7 +121,7 @@ def _git(paths: Paths, *argv: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    paths = _paths(args)
+    paths = paths_for(args)
     if not paths.config.exists():
         print(f"error: {paths.config} is missing; asv needs it to run", file=sys.stderr)
         return 2
@@ -156,13 +156,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    history = load_history(_paths(args), args.machine, args.commit)
+    history = load_history(paths_for(args), args.machine, args.commit)
     print(report.summary_table(history))
     return 1 if is_failing(history.latest) or history.latest_regressions() else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    paths = _paths(args)
+    paths = paths_for(args)
     _write_reports(paths, load_history(paths, args.machine, args.commit), args.out)
     return 0
 
@@ -204,7 +204,12 @@ def cmd_roadmap(args: argparse.Namespace) -> int:
     return 0
 
 
-_HOOKS = {"equivalence": "harness.equivalence", "diagnose": "harness.troubleshoot", "progress": "harness.progress"}
+_HOOKS = {
+    "equivalence": "harness.equivalence",
+    "diagnose": "harness.troubleshoot",
+    "progress": "harness.progress",
+    "docs": "harness.docs_check",
+}
 
 
 def _dispatch(command: str, argv: list[str]) -> int:

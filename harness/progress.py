@@ -1,0 +1,419 @@
+"""Progress tracker: implementation tasks (``harness/tasks.toml``) against the roadmap's milestones.
+
+Tasks are versioned data. Phases and milestones are ``harness.roadmap``'s; a task names its phase
+(``phase_0`` .. ``phase_6`` or ``cross-phase``) and optionally a milestone, which defaults to its
+phase's milestone (``phase_2`` -> ``M2``). Loading rejects duplicate ids, unknown phases, milestones,
+statuses, priorities and dependency ids, and dependency cycles, naming each offender.
+
+A milestone is complete only when both hold:
+
+- every task attached to it is done (or cancelled), and
+- its criteria pass: at least one criterion is measurable and every measurable one is PASS in the
+  recorded results. Criteria NOT MEASURED by design (``harness.criteria`` binds them to no
+  benchmark) are shown but neither pass nor block, the rule of ``harness.validate.MilestoneProgress``.
+
+Verdicts are a plain mapping ``{criterion_id: "PASS" | "FAIL" | "FAILED-TO-RUN" | "NOT MEASURED"}``
+so the tracker is testable without asv results; ``main`` reads them from the latest recorded results.
+
+CLI (``python -m harness progress``): ``progress [--tasks TOML] [--verdicts JSON] [--out MD]
+[--machine NAME] [--config asv.conf.json]``; prints the markdown dashboard. Exit 0, or 2 when the
+tasks file is invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import json
+import os
+import sys
+import tomllib
+from dataclasses import dataclass
+from typing import Collection, Mapping, Sequence
+
+from tabulate import tabulate
+
+from harness import roadmap
+
+TASKS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tasks.toml")
+PASS = "PASS"
+
+
+class TasksError(ValueError):
+    """An invalid tasks file; the message names every offending task, field or cycle."""
+
+
+class Status(str, enum.Enum):
+    """Where a task stands."""
+
+    TODO = "todo"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+    BLOCKED = "blocked"
+    CANCELLED = "cancelled"
+
+
+class Priority(enum.IntEnum):
+    """How much a task matters; the dashboard lists ready tasks by priority."""
+
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    CRITICAL = 4
+
+
+@dataclass(frozen=True)
+class Task:
+    """One implementation task from tasks.toml, with its milestone resolved."""
+
+    id: str
+    title: str
+    phase: str
+    milestone: str
+    status: Status
+    priority: Priority
+    depends_on: tuple[str, ...] = ()
+    note: str = ""
+
+    @property
+    def closed(self) -> bool:
+        """Done or cancelled: nothing left to do."""
+        return self.status in (Status.DONE, Status.CANCELLED)
+
+
+_FIELDS = {"id", "title", "phase", "milestone", "status", "priority", "depends_on", "note"}
+_REQUIRED = ("id", "title", "phase", "status", "priority")
+
+
+def _phase_milestones() -> dict[str, str]:
+    return {p.id: p.milestone.id for p in roadmap.PHASES}
+
+
+def parse_tasks(data: Mapping, source: str = "tasks") -> list[Task]:
+    """Validate parsed TOML (``{"schema_version": 1, "task": [...]}``) into tasks.
+
+    Args:
+        data: the dict tomllib returns.
+        source: file name for error messages.
+
+    Returns:
+        the tasks in file order; raises TasksError listing every problem found.
+    """
+    if data.get("schema_version") != 1:
+        raise TasksError(f"{source}: schema_version must be 1, got {data.get('schema_version')!r}")
+    entries = data.get("task")
+    if not isinstance(entries, list) or not entries:
+        raise TasksError(f"{source}: no [[task]] entries")
+    phase_milestone = _phase_milestones()
+    phases = set(phase_milestone) | {roadmap.CROSS_PHASE}
+    milestones = {m.id: m for m in roadmap.MILESTONES}
+    problems: list[str] = []
+    tasks: list[Task] = []
+    seen: set[str] = set()
+    for n, entry in enumerate(entries, 1):
+        where = f"task #{n} ({entry.get('id', 'no id')})"
+        missing = [f for f in _REQUIRED if f not in entry]
+        unknown = sorted(set(entry) - _FIELDS)
+        if missing or unknown:
+            problems.append(f"{where}: missing fields {missing}" if missing else f"{where}: unknown fields {unknown}")
+            continue
+        tid = str(entry["id"])
+        if tid in seen:
+            problems.append(f"{where}: duplicate task id {tid}")
+        seen.add(tid)
+        try:
+            status = Status(entry["status"])
+        except ValueError:
+            problems.append(f"{where}: status {entry['status']!r} is not one of {[s.value for s in Status]}")
+            continue
+        try:
+            priority = Priority[str(entry["priority"]).upper()]
+        except KeyError:
+            problems.append(f"{where}: priority {entry['priority']!r} is not one of {[p.name.lower() for p in Priority]}")
+            continue
+        phase = entry["phase"]
+        if phase not in phases:
+            problems.append(f"{where}: unknown phase {phase!r}; the roadmap has {sorted(phases)}")
+            continue
+        milestone = entry.get("milestone") or phase_milestone.get(phase)
+        if milestone is None:
+            problems.append(f"{where}: a {roadmap.CROSS_PHASE} task must name its milestone, one of {sorted(milestones)}")
+            continue
+        if milestone not in milestones:
+            problems.append(f"{where}: unknown milestone {milestone!r}; the roadmap has {sorted(milestones)}")
+            continue
+        deps = entry.get("depends_on", [])
+        if not isinstance(deps, list):
+            problems.append(f"{where}: depends_on must be a list of task ids")
+            continue
+        tasks.append(Task(tid, str(entry["title"]), phase, milestone, status, priority,
+                          tuple(str(d) for d in deps), str(entry.get("note", ""))))
+    ids = {t.id for t in tasks}
+    for t in tasks:
+        unknown_deps = [d for d in t.depends_on if d not in ids]
+        if unknown_deps:
+            problems.append(f"task {t.id} depends on unknown task id(s) {unknown_deps}")
+    if problems:
+        raise TasksError(f"{source}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+    cycle = find_cycle(tasks)
+    if cycle:
+        raise TasksError(f"{source}: dependency cycle {' -> '.join(cycle)}")
+    return tasks
+
+
+def load_tasks(path: str | os.PathLike = TASKS_PATH) -> list[Task]:
+    """Read and validate a tasks TOML file; missing or malformed files raise TasksError."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise TasksError(f"tasks file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise TasksError(f"tasks file {path} is not valid TOML: {e}") from None
+    return parse_tasks(data, source=path)
+
+
+def find_cycle(tasks: Sequence[Task]) -> list[str] | None:
+    """A dependency cycle as a closed path ``[a, b, ..., a]``, or None when the graph is acyclic.
+
+    Args:
+        tasks: tasks whose ``depends_on`` ids all exist.
+
+    Returns:
+        the first cycle found by depth-first search in file order, or None.
+    """
+    deps = {t.id: t.depends_on for t in tasks}
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = finished
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for dep in deps[node]:
+            if state.get(dep) == 1:
+                return path[path.index(dep):] + [dep]
+            if dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for t in tasks:
+        if t.id not in state:
+            found = visit(t.id)
+            if found:
+                return found
+    return None
+
+
+def consistency_warnings(tasks: Sequence[Task]) -> list[str]:
+    """Statuses that contradict the dependencies: a done task whose dependency is not done."""
+    by_id = {t.id: t for t in tasks}
+    return [
+        f"task {t.id} is {t.status.value} but depends on {d} ({by_id[d].status.value})"
+        for t in tasks if t.status is Status.DONE for d in t.depends_on if by_id[d].status is not Status.DONE
+    ]
+
+
+def ready_tasks(tasks: Sequence[Task]) -> list[Task]:
+    """Tasks that can start now: todo, with every dependency done or cancelled; highest priority first."""
+    by_id = {t.id: t for t in tasks}
+    ready = [t for t in tasks if t.status is Status.TODO and all(by_id[d].closed for d in t.depends_on)]
+    return sorted(ready, key=lambda t: -t.priority)
+
+
+@dataclass(frozen=True)
+class MilestoneState:
+    """A milestone's tasks and criteria, and whether it is complete."""
+
+    milestone: roadmap.Milestone
+    tasks_closed: int
+    tasks_total: int
+    started: bool
+    blocked: bool
+    passed: int
+    measurable: int
+    failing: tuple[str, ...]
+    unmeasured: tuple[str, ...]
+    by_design: int
+
+    @property
+    def tasks_done(self) -> bool:
+        """Every attached task is done or cancelled (vacuously true with no tasks)."""
+        return self.tasks_closed == self.tasks_total
+
+    @property
+    def criteria_pass(self) -> bool:
+        """At least one measurable criterion, and all measurable ones PASS."""
+        return self.measurable > 0 and self.passed == self.measurable
+
+    @property
+    def complete(self) -> bool:
+        """Tasks done and criteria passing."""
+        return self.tasks_done and self.criteria_pass
+
+    @property
+    def state(self) -> str:
+        """One phrase for the dashboard."""
+        if self.complete:
+            return "complete"
+        done = "tasks done" if self.tasks_total else "no tasks"
+        if self.tasks_done and self.failing:
+            return f"{done}, criteria failing"
+        if self.tasks_done:
+            return f"{done}, criteria not all measured" if self.measurable else f"{done}, no measurable criteria"
+        if self.blocked:
+            return "blocked"
+        return "in progress" if self.started else "not started"
+
+
+def milestone_states(
+    tasks: Sequence[Task],
+    verdicts: Mapping[str, str],
+    by_design: Collection[str] = (),
+    milestones: Sequence[roadmap.Milestone] = roadmap.MILESTONES,
+) -> list[MilestoneState]:
+    """Each milestone's completion from its tasks and its criteria's verdicts.
+
+    Args:
+        tasks: the validated tasks.
+        verdicts: {criterion_id: verdict string}; a criterion absent from it counts as unmeasured.
+        by_design: ids of criteria NOT MEASURED by design (excluded from the measurable count).
+        milestones: the roadmap's milestones.
+
+    Returns:
+        one MilestoneState per milestone, in roadmap order.
+    """
+    out = []
+    for m in milestones:
+        mine = [t for t in tasks if t.milestone == m.id]
+        measurable = [c.id for c in m.criteria if c.id not in by_design]
+        verdict = {cid: str(verdicts.get(cid, "NOT MEASURED")).upper() for cid in measurable}
+        out.append(MilestoneState(
+            milestone=m,
+            tasks_closed=sum(t.closed for t in mine),
+            tasks_total=len(mine),
+            started=any(t.status in (Status.IN_PROGRESS, Status.DONE) for t in mine),
+            blocked=any(t.status is Status.BLOCKED for t in mine),
+            passed=sum(v == PASS for v in verdict.values()),
+            measurable=len(measurable),
+            failing=tuple(cid for cid, v in verdict.items() if v in ("FAIL", "FAILED-TO-RUN")),
+            unmeasured=tuple(cid for cid, v in verdict.items() if v not in (PASS, "FAIL", "FAILED-TO-RUN")),
+            by_design=len(m.criteria) - len(measurable),
+        ))
+    return out
+
+
+def _percent(closed: int, total: int) -> str:
+    return f"{100 * closed / total:.0f}%" if total else "—"
+
+
+def dashboard(
+    tasks: Sequence[Task],
+    verdicts: Mapping[str, str],
+    by_design: Collection[str] = (),
+    verdict_source: str = "no recorded results",
+) -> str:
+    """The progress dashboard in markdown: totals, phases, milestones, next tasks, warnings.
+
+    Args:
+        tasks: the validated tasks.
+        verdicts: {criterion_id: verdict string} from the latest results ({} when none).
+        by_design: ids of criteria NOT MEASURED by design.
+        verdict_source: where the verdicts come from, printed under the title.
+
+    Returns:
+        markdown text.
+    """
+    states = milestone_states(tasks, verdicts, by_design)
+    open_tasks = [t for t in tasks if t.status is not Status.CANCELLED]
+    done = sum(t.status is Status.DONE for t in open_tasks)
+    lines = [
+        "# Implementation progress",
+        "",
+        f"Verdicts: {verdict_source}.",
+        "",
+        f"- Tasks done: {done}/{len(open_tasks)} ({_percent(done, len(open_tasks))}; cancelled tasks excluded)",
+        f"- Milestones complete (tasks done and criteria PASS): {sum(s.complete for s in states)}/{len(states)}",
+        "",
+        "## Phases",
+        "",
+    ]
+    phase_rows = []
+    for phase in [*roadmap.PHASES, None]:
+        pid = phase.id if phase else roadmap.CROSS_PHASE
+        mine = [t for t in open_tasks if t.phase == pid]
+        closed = sum(t.status is Status.DONE for t in mine)
+        phase_rows.append([pid, phase.name if phase else "Cross-phase QA and project criteria",
+                           f"{closed}/{len(mine)}", _percent(closed, len(mine)),
+                           sum(t.status is Status.IN_PROGRESS for t in mine),
+                           sum(t.status is Status.BLOCKED for t in mine)])
+    lines.append(tabulate(phase_rows, ["phase", "name", "tasks done", "%", "in progress", "blocked"], tablefmt="github"))
+    lines += ["", "## Milestones", ""]
+    ms_rows = [[s.milestone.id, s.milestone.name, f"{s.tasks_closed}/{s.tasks_total}",
+                f"{s.passed}/{s.measurable}" + (f" (+{s.by_design} not measurable here)" if s.by_design else ""),
+                ", ".join(s.failing) or "—", s.state] for s in states]
+    lines.append(tabulate(ms_rows, ["milestone", "name", "tasks closed", "criteria PASS", "failing", "state"],
+                          tablefmt="github"))
+    ready = ready_tasks(tasks)
+    lines += ["", "## Ready to start", ""]
+    lines += [f"- `{t.id}` ({t.priority.name.lower()}) {t.title}" for t in ready] or ["- none"]
+    blocked = [t for t in tasks if t.status is Status.BLOCKED]
+    if blocked:
+        lines += ["", "## Blocked", "", *[f"- `{t.id}` {t.title}" + (f": {t.note}" if t.note else "") for t in blocked]]
+    warnings = consistency_warnings(tasks)
+    if warnings:
+        lines += ["", "## Warnings", "", *[f"- {w}" for w in warnings]]
+    return "\n".join(lines) + "\n"
+
+
+def _recorded_verdicts(config: str, machine: str) -> tuple[dict[str, str], str]:
+    """Verdicts of the latest recorded commit, or ({}, 'no recorded results (why)')."""
+    from harness.results import ResultsError
+
+    try:
+        from harness import cli
+
+        paths = cli.paths_for(argparse.Namespace(config=config, results_dir=None))
+        history = cli.load_history(paths, machine)
+    except (ResultsError, OSError) as e:
+        return {}, f"no recorded results ({e})"
+    verdicts = {cid: r.verdict.value for cid, r in history.latest.items()}
+    return verdicts, f"commit {history.commits[-1][:8]} on machine {machine}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI ``python -m harness progress``; returns 0, or 2 when the tasks or verdicts file is invalid."""
+    parser = argparse.ArgumentParser(prog="python -m harness progress", description="Progress dashboard.")
+    parser.add_argument("--tasks", default=TASKS_PATH, help="tasks TOML (default: harness/tasks.toml)")
+    parser.add_argument("--verdicts", metavar="JSON", help="use {criterion_id: verdict} from this file instead of the results")
+    parser.add_argument("--out", metavar="MD", help="also write the dashboard to this file")
+    parser.add_argument("--config", default="asv.conf.json", help="asv config locating the results (default asv.conf.json)")
+    parser.add_argument("--machine", default="harness-host", help="asv machine name (default harness-host)")
+    args = parser.parse_args(argv)
+    from harness.criteria import BINDINGS
+
+    try:
+        tasks = load_tasks(args.tasks)
+        if args.verdicts:
+            with open(args.verdicts) as f:
+                verdicts = json.load(f)
+            if not isinstance(verdicts, dict):
+                raise TasksError(f"{args.verdicts} must hold a JSON object {{criterion_id: verdict}}")
+            source = args.verdicts
+        else:
+            verdicts, source = _recorded_verdicts(args.config, args.machine)
+    except (TasksError, OSError, json.JSONDecodeError) as e:
+        print(f"progress: {e}", file=sys.stderr)
+        return 2
+    by_design = {cid for cid, b in BINDINGS.items() if b.not_measured is not None}
+    text = dashboard(tasks, verdicts, by_design, source)
+    sys.stdout.write(text)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            f.write(text)
+    return 0
