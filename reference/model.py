@@ -1,0 +1,386 @@
+"""DeepSeek-V3 in Flax NNX: the block, the network, and the public ``Transformer`` wrapper.
+
+Two layers of objects:
+- ``DeepSeekV3`` is the NNX module tree (embed -> blocks -> norm -> head, plus MTP modules). Its
+  methods are pure functions of its variables and are only ever called under ``jax.jit``.
+- ``Transformer`` is the public API shared with ``tf_impl``. It holds the module split into a static
+  ``graphdef`` and two variable states (trained ``nnx.Param`` and the gate biases), and calls
+  module-level ``jax.jit`` functions that merge them back. Splitting once avoids walking the module
+  graph on every call, which matters for single-token decoding. Anything that changes weights
+  (``load_state_dict``, ``reference.train``) replaces those states.
+
+Causal masking: DeepSeek masks only when more than one token is processed. Here every call masks
+``key position <= query position``, which is the same thing for multi-token calls, a no-op for a
+single new token, and also hides the not-yet-written tail of the fixed-size cache.
+
+Axis letters: B batch, T query length, S key length, D model width, V vocab, E experts, K activated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from harness.config import Dtype, ModelConfig
+from harness.state import check_state, expected_shapes
+from reference.attention import MLA, CacheMode, empty_layer_cache
+from reference.fp8 import Linear, normal_param
+from reference.moe import MLP, GateBias, MoE, expert_load
+from reference.mtp import MTPModule
+from reference.norm import RMSNorm
+from reference.rope import rope_tables
+
+
+class Embedding(nnx.Module):
+    """Token embedding table [V, D]."""
+
+    def __init__(self, vocab_size: int, dim: int, *, rng: np.random.Generator):
+        self.weight = normal_param(rng, (vocab_size, dim), 1.0)
+
+    def __call__(self, tokens: jax.Array) -> jax.Array:
+        return jnp.take(self.weight[...], tokens, axis=0)  # (B, T, D)
+
+
+class Block(nnx.Module):
+    """``h = x + attn(attn_norm(x)); out = h + ffn(ffn_norm(h))`` with a dense or MoE FFN."""
+
+    def __init__(self, cfg: ModelConfig, layer_id: int, *, rng: np.random.Generator):
+        fp8 = cfg.dtype is Dtype.FP8
+        self.attn_norm = RMSNorm(cfg.dim, eps=cfg.rms_eps)
+        self.attn = MLA(cfg.dim, cfg.n_heads, cfg.q_lora_rank, cfg.kv_lora_rank, cfg.qk_nope_head_dim,
+                        cfg.qk_rope_head_dim, cfg.v_head_dim, cfg.softmax_scale, eps=cfg.rms_eps, fp8=fp8, rng=rng)
+        self.ffn_norm = RMSNorm(cfg.dim, eps=cfg.rms_eps)
+        if cfg.is_moe_layer(layer_id):
+            self.ffn = MoE(cfg.dim, cfg.moe_inter_dim, cfg.n_routed_experts, cfg.n_shared_experts,
+                           topk=cfg.n_activated_experts, n_groups=cfg.n_expert_groups,
+                           n_limited_groups=cfg.n_limited_groups, score_func=cfg.score_func,
+                           route_scale=cfg.route_scale, fp8=fp8, rng=rng)
+        else:
+            self.ffn = MLP(cfg.dim, cfg.inter_dim, fp8=fp8, rng=rng)
+
+    def __call__(self, x, cos, sin, mask, cache=None, start=0, mode=CacheMode.NAIVE):
+        """``x`` [B, T, D] -> (out [B, T, D], updated cache, (scores, indices) for a MoE FFN else None)."""
+        attn_out, cache = self.attn(self.attn_norm(x), cos, sin, mask, cache, start, mode)
+        h = x + attn_out
+        if isinstance(self.ffn, MoE):
+            ffn_out, scores, indices = self.ffn(self.ffn_norm(h))
+            return h + ffn_out, cache, (scores, indices)
+        return h + self.ffn(self.ffn_norm(h)), cache, None
+
+
+def _mask(start, t: int, s: int) -> jax.Array:
+    """[T, S] True where key position s may be seen by query position ``start + t``."""
+    return jnp.arange(s)[None, :] <= (start + jnp.arange(t))[:, None]
+
+
+class DeepSeekV3(nnx.Module):
+    """The module tree. Attribute paths spell the canonical state names (see ``_canonical_names``)."""
+
+    def __init__(self, cfg: ModelConfig, *, rng: np.random.Generator):
+        self.cfg = cfg
+        self.embed = Embedding(cfg.vocab_size, cfg.dim, rng=rng)
+        self.layers = nnx.List([Block(cfg, i, rng=rng) for i in range(cfg.n_layers)])
+        self.norm = RMSNorm(cfg.dim, eps=cfg.rms_eps)
+        self.head = Linear(cfg.dim, cfg.vocab_size, fp8=False, rng=rng)  # the head stays fp32 in FP8 mode
+        self.mtp = nnx.List([
+            MTPModule(cfg.dim, Block(cfg, cfg.n_layers + k, rng=rng), eps=cfg.rms_eps,
+                      fp8=cfg.dtype is Dtype.FP8, rng=rng)
+            for k in range(cfg.n_mtp_modules)
+        ])
+
+    def _rope(self, start, t: int) -> tuple[jax.Array, jax.Array]:
+        """cos/sin [T, R/2] for positions ``start .. start+T-1`` (``start`` may be traced)."""
+        cos, sin = (jnp.asarray(table) for table in rope_tables(self.cfg))  # (max_seq_len, R/2)
+        half = cos.shape[1]
+        return (jax.lax.dynamic_slice(cos, (start, 0), (t, half)),
+                jax.lax.dynamic_slice(sin, (start, 0), (t, half)))
+
+    def trunk(self, tokens, caches=None, start=0, key_len=None, mode=CacheMode.NAIVE):
+        """Embedding and main blocks: ``tokens`` [B, T] -> (h [B, T, D] before the final norm,
+        updated caches or None, [(scores, indices)] per MoE layer).
+
+        Without ``caches`` the T tokens attend causally to each other. With them, the tokens sit at
+        positions ``start..start+T-1`` and attend to the first ``key_len`` cache slots.
+        """
+        t = tokens.shape[1]
+        cos, sin = self._rope(start, t)
+        mask = _mask(start, t, t if caches is None else key_len)  # (T, S)
+        h = self.embed(tokens)  # (B, T, D)
+        new_caches, routing = [], []
+        for i, layer in enumerate(self.layers):
+            h, cache, route = layer(h, cos, sin, mask, None if caches is None else caches[i], start, mode)
+            new_caches.append(cache)
+            if route is not None:
+                routing.append(route)
+        return h, (None if caches is None else new_caches), routing
+
+    def logits(self, h: jax.Array) -> jax.Array:
+        """Final norm and head: [B, T, D] -> fp32 logits [B, T, V]."""
+        return self.head(self.norm(h))
+
+    def __call__(self, tokens: jax.Array) -> jax.Array:
+        return self.logits(self.trunk(tokens)[0])
+
+    def forward_aux(self, tokens: jax.Array) -> tuple[jax.Array, dict[str, Any]]:
+        """Logits [B, T, V] and the training view of docs/internals.md (MTP logits and routing)."""
+        h, _, routing = self.trunk(tokens)
+        logits = self.logits(h)
+        t = tokens.shape[1]
+        mtp_logits = []
+        for k, module in enumerate(self.mtp):
+            tk = t - k - 1  # module k+1 predicts tokens[:, i+k+2] from position i; tk positions have an input token
+            cos, sin = self._rope(0, tk)
+            emb = self.embed(tokens[:, k + 1:])  # (B, T-k-1, D)
+            h, route = module(emb, h[:, :tk], cos, sin, _mask(0, tk, tk))  # (B, T-k-1, D)
+            if route is not None:
+                routing.append(route)
+            mtp_logits.append(self.logits_mtp(module, h))
+        scores = [s for s, _ in routing]
+        indices = [i for _, i in routing]
+        load = jnp.stack([expert_load(i, self.cfg.n_routed_experts) for i in indices]) if indices else \
+            jnp.zeros((0, self.cfg.n_routed_experts), jnp.float32)  # (n_moe_layers, E)
+        return logits, {"mtp_logits": mtp_logits, "expert_load": load, "router_scores": scores,
+                        "router_indices": indices}
+
+    def logits_mtp(self, module: MTPModule, h: jax.Array) -> jax.Array:
+        """The MTP module's own norm, then the shared head: [B, T', D] -> [B, T', V]."""
+        return self.head(module.norm(h))
+
+
+# ---------------------------------------------------------------------------- jitted entry points
+
+@functools.partial(jax.jit, static_argnums=0)
+def _forward(graphdef, params, biases, tokens):
+    return nnx.merge(graphdef, params, biases)(tokens)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _forward_aux(graphdef, params, biases, tokens):
+    return nnx.merge(graphdef, params, biases).forward_aux(tokens)
+
+
+@functools.partial(jax.jit, static_argnums=0, static_argnames=("key_len", "mode"))
+def _cached_forward(graphdef, params, biases, caches, tokens, start, *, key_len, mode):
+    """Logits [B, T, V] of ``tokens`` at positions ``start..`` and the caches with them written in."""
+    model = nnx.merge(graphdef, params, biases)
+    h, caches, _ = model.trunk(tokens, caches, start, key_len, mode)
+    return model.logits(h), caches
+
+
+@functools.partial(jax.jit, static_argnames=("temperature", "top_p"))
+def _sample(logits, key, *, temperature, top_p):
+    """Next tokens [B] from ``logits`` [B, V]: greedy at temperature 0, else nucleus sampling."""
+    if temperature == 0.0:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    logits = logits / temperature
+    probs = jax.nn.softmax(logits, axis=-1)
+    order = jnp.argsort(-probs, axis=-1)  # (B, V): most likely first
+    sorted_probs = jnp.take_along_axis(probs, order, axis=-1)
+    keep_sorted = jnp.cumsum(sorted_probs, axis=-1) - sorted_probs < top_p  # mass before a token < top_p
+    keep = jnp.zeros_like(keep_sorted).at[jnp.arange(logits.shape[0])[:, None], order].set(keep_sorted)
+    return jax.random.categorical(key, jnp.where(keep, logits, -jnp.inf), axis=-1).astype(jnp.int32)
+
+
+# ---------------------------------------------------------------------------- canonical state names
+
+def _is_expert_path(path: tuple) -> bool:
+    return len(path) >= 2 and path[-2] == "experts"
+
+
+def _canonical_names(path: tuple, n_experts: int) -> list[str]:
+    """Canonical tensor name(s) of one module variable.
+
+    The MTP block's variables sit directly under ``mtp.{k}.`` in the canonical state, and the stacked
+    expert weight ``...experts.w1`` [E, F, D] is the E tensors ``...experts.{j}.w1.weight``.
+    """
+    parts = [str(p) for p in path]
+    if parts[0] == "mtp" and parts[2] == "block":
+        parts = parts[:2] + parts[3:]
+    if _is_expert_path(path):
+        prefix, w = ".".join(parts[:-1]), parts[-1]
+        return [f"{prefix}.{j}.{w}.weight" for j in range(n_experts)]
+    return [".".join(parts)]
+
+
+def to_canonical(state: nnx.State, n_experts: int) -> dict[str, np.ndarray]:
+    """A module state (or a gradient of one) as ``{canonical name: np.ndarray}`` with [out, in] layouts."""
+    out: dict[str, np.ndarray] = {}
+    for path, var in nnx.to_flat_state(state):
+        value = np.asarray(var[...])
+        names = _canonical_names(path, n_experts)
+        if _is_expert_path(path):
+            out.update(zip(names, value))
+        else:
+            out[names[0]] = value
+    return out
+
+
+def _from_canonical(state: nnx.State, canonical: dict[str, np.ndarray], n_experts: int) -> nnx.State:
+    """``state`` with every value replaced from ``canonical`` (shapes already checked), as fp32."""
+    new = []
+    for path, var in nnx.to_flat_state(state):
+        names = _canonical_names(path, n_experts)
+        value = np.stack([canonical[n] for n in names]) if _is_expert_path(path) else canonical[names[0]]
+        new.append((path, var.replace(jnp.asarray(value, jnp.float32))))
+    return nnx.from_flat_state(new)
+
+
+# ---------------------------------------------------------------------------- public API
+
+@dataclasses.dataclass
+class KVCache:
+    """Per-layer cache buffers of fixed shape [B, max_seq_len, ...] and the next write position.
+
+    ``pos`` is a Python int passed to the jitted step as a traced scalar, so decoding compiles once.
+    """
+
+    mode: CacheMode
+    layers: list[dict[str, jax.Array]]
+    pos: int = 0
+
+    @property
+    def batch_size(self) -> int:
+        return next(iter(self.layers[0].values())).shape[0]
+
+
+class Transformer:
+    """DeepSeek-V3 with the project's public API (see ARCHITECTURE.md); the Flax twin of ``tf_impl.Transformer``."""
+
+    def __init__(self, cfg: ModelConfig, seed: int = 0):
+        self.cfg = cfg
+        module = DeepSeekV3(cfg, rng=np.random.default_rng(seed))
+        self.graphdef, self.params, self.biases = nnx.split(module, nnx.Param, GateBias)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def module(self) -> DeepSeekV3:
+        """A fresh NNX module holding the current weights (for inspection; edits do not flow back)."""
+        return nnx.merge(self.graphdef, self.params, self.biases)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """``{DeepSeek tensor name: np.ndarray}`` in ``harness.state.expected_shapes`` order, [out, in] layouts."""
+        e = self.cfg.n_routed_experts
+        flat = {**to_canonical(self.params, e), **to_canonical(self.biases, e)}
+        return {name: flat[name] for name in expected_shapes(self.cfg)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Replace every weight from ``state``; raises StateError listing every missing/extra/misshapen tensor."""
+        check_state(state, self.cfg, source="state passed to load_state_dict")
+        canonical = {k: np.asarray(v) for k, v in state.items()}
+        e = self.cfg.n_routed_experts
+        self.params = _from_canonical(self.params, canonical, e)
+        self.biases = _from_canonical(self.biases, canonical, e)
+
+    def num_params(self) -> int:
+        """Number of scalars in the state (gate biases included), equal to ``harness.state.num_params``."""
+        return sum(int(np.prod(x.shape)) for x in jax.tree.leaves((self.params, self.biases)))
+
+    # ------------------------------------------------------------------ forward
+    def __call__(self, tokens) -> jax.Array:
+        """``tokens`` int [B, T] -> fp32 logits [B, T, V] at every position (MTP modules not run)."""
+        return _forward(self.graphdef, self.params, self.biases, self._tokens(tokens, ndim=2))
+
+    def forward_aux(self, tokens) -> tuple[jax.Array, dict[str, Any]]:
+        """``(logits [B, T, V], aux)`` with aux = {"mtp_logits": [[B, T-k, V] for k=1..D],
+        "expert_load": [n_moe_layers, E], "router_scores": [[B, T_l, E] per MoE layer],
+        "router_indices": [[B, T_l, K] per MoE layer]}; MoE layers in order, main then MTP blocks, where
+        T_l is T for main layers and T-k for MTP module k. Needs T > n_mtp_modules."""
+        tokens = self._tokens(tokens, ndim=2)
+        if tokens.shape[1] <= self.cfg.n_mtp_modules:
+            raise ValueError(f"forward_aux needs more than n_mtp_modules={self.cfg.n_mtp_modules} tokens per "
+                             f"sequence so every MTP module has an input; got T={tokens.shape[1]}")
+        return _forward_aux(self.graphdef, self.params, self.biases, tokens)
+
+    # ------------------------------------------------------------------ cache and decoding
+    def new_cache(self, batch_size: int, mode: str = "absorb") -> KVCache:
+        """Zeroed cache for ``batch_size`` sequences of up to ``max_seq_len`` tokens ("absorb" or "naive")."""
+        try:
+            mode = CacheMode(mode)
+        except ValueError:
+            raise ValueError(f"cache mode {mode!r} is unknown; use 'absorb' or 'naive'") from None
+        if not 1 <= batch_size <= self.cfg.max_batch_size:
+            raise ValueError(f"batch_size={batch_size} must be in 1..max_batch_size={self.cfg.max_batch_size}")
+        return KVCache(mode, [empty_layer_cache(self.cfg, batch_size, mode) for _ in range(self.cfg.n_layers)])
+
+    def prefill(self, tokens, cache: KVCache) -> tuple[jax.Array, KVCache]:
+        """Run ``tokens`` [B, T] after what ``cache`` holds; returns (logits [B, T, V], the extended cache).
+
+        The keys are the cache's first ``pos + T`` slots (a static length: one compile per prompt shape).
+        """
+        tokens = self._tokens(tokens, ndim=2)
+        t = self._check_room(tokens, cache)
+        logits, layers = _cached_forward(self.graphdef, self.params, self.biases, cache.layers, tokens,
+                                         cache.pos, key_len=cache.pos + t, mode=cache.mode)
+        return logits, KVCache(cache.mode, layers, cache.pos + t)
+
+    def decode_step(self, next_tokens, cache: KVCache) -> tuple[jax.Array, KVCache]:
+        """Feed one token per sequence, ``next_tokens`` [B]; returns (logits [B, V], the extended cache).
+
+        Attends over all ``max_seq_len`` slots with the unwritten ones masked, so every step reuses one
+        compiled program.
+        """
+        tokens = self._tokens(next_tokens, ndim=1)[:, None]  # (B, 1)
+        self._check_room(tokens, cache)
+        logits, layers = _cached_forward(self.graphdef, self.params, self.biases, cache.layers, tokens,
+                                         cache.pos, key_len=self.cfg.max_seq_len, mode=cache.mode)
+        return logits[:, 0], KVCache(cache.mode, layers, cache.pos + 1)
+
+    def generate(self, prompt, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
+                 seed: int = 0) -> jax.Array:
+        """Continue ``prompt`` [B, T]; returns only the new tokens, int32 [B, max_new_tokens].
+
+        temperature 0 is greedy; otherwise softmax(logits / temperature) restricted to the smallest set
+        of tokens whose probability reaches ``top_p``. Uses the absorbed cache.
+        """
+        prompt = self._tokens(prompt, ndim=2)
+        b, t = prompt.shape
+        if max_new_tokens < 0 or temperature < 0 or not 0 < top_p <= 1:
+            raise ValueError(f"need max_new_tokens >= 0, temperature >= 0 and 0 < top_p <= 1; got "
+                             f"{max_new_tokens}, {temperature}, {top_p}")
+        if t + max_new_tokens - 1 > self.cfg.max_seq_len:
+            raise ValueError(f"prompt length {t} + max_new_tokens {max_new_tokens} - 1 exceeds "
+                             f"max_seq_len={self.cfg.max_seq_len}; shorten the prompt or generate fewer tokens")
+        if max_new_tokens == 0:
+            return jnp.zeros((b, 0), jnp.int32)
+        key = jax.random.key(seed)
+        logits, cache = self.prefill(prompt, self.new_cache(b, "absorb"))
+        out = [_sample(logits[:, -1], jax.random.fold_in(key, 0), temperature=float(temperature), top_p=float(top_p))]
+        for i in range(1, max_new_tokens):
+            logits, cache = self.decode_step(out[-1], cache)
+            out.append(_sample(logits, jax.random.fold_in(key, i), temperature=float(temperature), top_p=float(top_p)))
+        return jnp.stack(out, axis=1)  # (B, max_new_tokens)
+
+    # ------------------------------------------------------------------ input checks
+    def _tokens(self, tokens, ndim: int) -> jax.Array:
+        """Validate token ids (integer dtype, rank, non-empty, in vocab, not longer than max_seq_len) -> int32."""
+        arr = np.asarray(tokens)
+        shape = "[B, T]" if ndim == 2 else "[B]"
+        if arr.ndim != ndim:
+            raise ValueError(f"tokens must have shape {shape}, got rank {arr.ndim} shape {list(arr.shape)}")
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"tokens must be integer ids, got dtype {arr.dtype}")
+        if arr.size == 0:
+            raise ValueError(f"tokens must be non-empty, got shape {list(arr.shape)}")
+        if ndim == 2 and arr.shape[1] > self.cfg.max_seq_len:
+            raise ValueError(f"sequence length {arr.shape[1]} exceeds max_seq_len={self.cfg.max_seq_len}")
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi >= self.cfg.vocab_size:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"token id {bad} is out of range; ids must be in 0..{self.cfg.vocab_size - 1} (vocab_size)")
+        return jnp.asarray(arr, jnp.int32)
+
+    def _check_room(self, tokens: jax.Array, cache: KVCache) -> int:
+        """Check the batch matches the cache and the cache has room for T more tokens; returns T."""
+        b, t = tokens.shape
+        if b != cache.batch_size:
+            raise ValueError(f"batch of {b} sequences does not match the cache's batch_size={cache.batch_size}")
+        if cache.pos + t > self.cfg.max_seq_len:
+            raise ValueError(f"cache holds {cache.pos} tokens; {t} more exceed max_seq_len={self.cfg.max_seq_len}")
+        return t
+

@@ -1,0 +1,191 @@
+"""DeepSeek-V3's feed-forward layers: SwiGLU MLP, the routing gate, and the sparse MoE.
+
+Sparse dispatch: the (token, expert) assignments are sorted by expert and laid out in fixed-size row
+blocks, each block holding rows of a single expert (an expert's segment is padded up to a whole
+number of blocks with zero rows). A ``lax.scan`` over the blocks runs one small SwiGLU per block
+with that block's expert weights. Compute grows with ``tokens * activated experts`` (plus at most one
+partial block per used expert), not with the number of routed experts, and every shape is static so
+it jits once. ``jax.lax.ragged_dot`` would say the same thing in one call, but on CPU it lowers to a
+dense masked product over all experts (E times the work; measured 40x slower), hence the blocks.
+
+Axis letters: M tokens (batch and time flattened), D model width, E experts, F expert hidden,
+K activated experts per token, G expert groups.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from harness.config import ScoreFunc
+from reference.fp8 import Linear, linear, normal_param
+
+
+class GateBias(nnx.Variable):
+    """The gate's selection bias: a state variable moved by the balancing rule, never by gradients."""
+
+
+def route(x: jax.Array, weight: jax.Array, bias: jax.Array | None, *, topk: int, n_groups: int,
+          n_limited_groups: int, score_func: ScoreFunc, route_scale: float
+          ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """DeepSeek-V3's gate for ``x`` [M, D], ``weight`` [E, D], ``bias`` [E] or None.
+
+    Returns ``(weights [M, K] fp32, indices [M, K] int32, scores [M, E] fp32)``:
+    1. scores = sigmoid (or softmax) of the router logits, in fp32;
+    2. selection scores = scores + bias: the bias steers *which* experts win, never their weight;
+    3. with groups, a group's score is the sum of its top-2 selection scores (the max when there is
+       no bias); only the best ``n_limited_groups`` groups stay, the rest are masked with -inf;
+    4. the top-k selection scores give the indices; the weights are the *original* scores there,
+       divided by their sum for sigmoid, then times ``route_scale``.
+    """
+    m, e = x.shape[0], weight.shape[0]
+    logits = jnp.einsum("MD,ED->ME", x.astype(jnp.float32), weight.astype(jnp.float32))
+    scores = jax.nn.sigmoid(logits) if score_func is ScoreFunc.SIGMOID else jax.nn.softmax(logits, axis=-1)
+    select = scores if bias is None else scores + bias
+    if n_groups > 1:
+        grouped = select.reshape(m, n_groups, e // n_groups)  # (M, G, E/G)
+        if bias is None:
+            group_score = jnp.max(grouped, axis=-1)  # (M, G)
+        else:
+            group_score = jnp.sum(jax.lax.top_k(grouped, 2)[0], axis=-1)  # (M, G)
+        kept = jax.lax.top_k(group_score, n_limited_groups)[1]  # (M, n_limited_groups)
+        keep = jnp.any(jax.nn.one_hot(kept, n_groups, dtype=jnp.bool_), axis=1)  # (M, G)
+        select = jnp.where(keep[:, :, None], grouped, -jnp.inf).reshape(m, e)  # (M, E)
+    indices = jax.lax.top_k(select, topk)[1]  # (M, K)
+    weights = jnp.take_along_axis(scores, indices, axis=-1)  # (M, K): original scores, bias-free
+    if score_func is ScoreFunc.SIGMOID:
+        weights = weights / jnp.sum(weights, axis=-1, keepdims=True)
+    return weights * route_scale, indices.astype(jnp.int32), scores
+
+
+def expert_load(indices: jax.Array, n_experts: int) -> jax.Array:
+    """Tokens routed to each expert: ``indices`` [..., K] -> float32 counts [E]."""
+    return jnp.bincount(indices.reshape(-1), length=n_experts).astype(jnp.float32)
+
+
+def swiglu(x: jax.Array, w1: jax.Array, w2: jax.Array, w3: jax.Array, fp8: bool) -> jax.Array:
+    """``w2(silu(w1 x) * w3 x)`` for ``x`` [..., D] with weights [F, D], [D, F], [F, D]."""
+    return linear(jax.nn.silu(linear(x, w1, fp8)) * linear(x, w3, fp8), w2, fp8)
+
+
+def dispatch_block_size(n_assignments: int, n_experts: int) -> int:
+    """Rows per block: a power of two near half an expert's mean load, in [1, 32].
+
+    Small blocks waste little on padding (decode: 1 row per assignment); larger ones amortise the
+    per-block loop overhead (prefill). 32 was the knee on CPU at the bench size.
+    """
+    target = min(32, n_assignments // (2 * n_experts))
+    size = 1
+    while size * 2 <= target:
+        size *= 2
+    return size
+
+
+def grouped_swiglu(x: jax.Array, weights: jax.Array, indices: jax.Array, w1: jax.Array, w2: jax.Array,
+                   w3: jax.Array, *, fp8: bool) -> jax.Array:
+    """``sum_k weights[:, k] * expert_{indices[:, k]}(x)`` for ``x`` [M, D], running each expert on its tokens only.
+
+    ``w1``/``w3`` are [E, F, D] and ``w2`` is [E, D, F] (expert ``j``'s canonical [out, in] weights stacked).
+    """
+    m, d = x.shape
+    k = indices.shape[1]
+    n_experts = w1.shape[0]
+    a = m * k  # number of (token, expert) assignments
+    size = dispatch_block_size(a, n_experts)
+    # Each used expert wastes less than one block, so this many blocks always suffice.
+    n_blocks = (a + min(n_experts, a) * (size - 1)) // size
+    expert = indices.reshape(a)  # (A,)
+    token = jnp.arange(a) // k  # (A,): the token of each assignment
+    order = jnp.argsort(expert, stable=True)  # (A,): assignments grouped by expert
+    sorted_expert = expert[order]
+    count = jnp.bincount(expert, length=n_experts)  # (E,)
+    padded = (count + size - 1) // size * size  # (E,): segment length rounded up to whole blocks
+    padded_end = jnp.cumsum(padded)
+    padded_start = padded_end - padded
+    start = jnp.cumsum(count) - count
+    slot = padded_start[sorted_expert] + jnp.arange(a) - start[sorted_expert]  # (A,): row in the block layout
+    rows = n_blocks * size
+    row_token = jnp.full((rows,), m).at[slot].set(token[order])  # (rows,): padding rows read token m = zeros
+    row_weight = jnp.zeros((rows,), jnp.float32).at[slot].set(weights.reshape(a)[order])  # (rows,)
+    block_expert = jnp.minimum(jnp.searchsorted(padded_end, jnp.arange(n_blocks) * size, side="right"),
+                               n_experts - 1)  # (n_blocks,); unused tail blocks are all padding
+    x_rows = jnp.concatenate([x.astype(jnp.float32), jnp.zeros((1, d), jnp.float32)])[row_token]  # (rows, D)
+
+    def one_block(carry, block):
+        xb, e = block  # (size, D), ()
+        return carry, swiglu(xb, w1[e], w2[e], w3[e], fp8)  # (size, D)
+
+    _, y = jax.lax.scan(one_block, None, (x_rows.reshape(n_blocks, size, d), block_expert))  # (n_blocks, size, D)
+    y = y.reshape(rows, d) * row_weight[:, None]  # (rows, D)
+    return jnp.zeros((m + 1, d), jnp.float32).at[row_token].add(y)[:m]  # (M, D); row m collects padding
+
+
+class MLP(nnx.Module):
+    """Dense SwiGLU feed-forward ``w2(silu(w1 x) * w3 x)``; also the MoE's shared experts."""
+
+    def __init__(self, dim: int, hidden: int, *, fp8: bool, rng: np.random.Generator):
+        self.w1 = Linear(dim, hidden, fp8=fp8, rng=rng)
+        self.w2 = Linear(hidden, dim, fp8=fp8, rng=rng)
+        self.w3 = Linear(dim, hidden, fp8=fp8, rng=rng)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.w2(jax.nn.silu(self.w1(x)) * self.w3(x))
+
+
+class Gate(nnx.Module):
+    """Router weight [E, D] (trained) and selection bias [E] (balanced, not trained); see :func:`route`."""
+
+    def __init__(self, dim: int, n_experts: int, *, topk: int, n_groups: int, n_limited_groups: int,
+                 score_func: ScoreFunc, route_scale: float, rng: np.random.Generator):
+        self.topk, self.n_groups, self.n_limited_groups = topk, n_groups, n_limited_groups
+        self.score_func, self.route_scale = score_func, route_scale
+        self.weight = normal_param(rng, (n_experts, dim), dim**-0.5)
+        self.bias = GateBias(jnp.zeros((n_experts,), jnp.float32))
+
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        return route(x, self.weight[...], self.bias[...], topk=self.topk, n_groups=self.n_groups,
+                     n_limited_groups=self.n_limited_groups, score_func=self.score_func,
+                     route_scale=self.route_scale)
+
+
+class Experts(nnx.Module):
+    """The routed experts' weights stacked on a leading E axis, so one scan can index them.
+
+    The canonical state names them one by one (``experts.{j}.w1.weight``); the model's state
+    conversion stacks and unstacks them.
+    """
+
+    def __init__(self, dim: int, hidden: int, n_experts: int, *, fp8: bool, rng: np.random.Generator):
+        self.fp8 = fp8
+        self.w1 = normal_param(rng, (n_experts, hidden, dim), dim**-0.5)
+        self.w2 = normal_param(rng, (n_experts, dim, hidden), hidden**-0.5)
+        self.w3 = normal_param(rng, (n_experts, hidden, dim), dim**-0.5)
+
+    def __call__(self, x: jax.Array, weights: jax.Array, indices: jax.Array) -> jax.Array:
+        return grouped_swiglu(x, weights, indices, self.w1[...], self.w2[...], self.w3[...], fp8=self.fp8)
+
+
+class MoE(nnx.Module):
+    """``out = sum_k w_k * expert_k(x) + shared(x)`` with DeepSeek-V3's gate."""
+
+    def __init__(self, dim: int, moe_inter_dim: int, n_routed_experts: int, n_shared_experts: int, *,
+                 topk: int, n_groups: int, n_limited_groups: int, score_func: ScoreFunc, route_scale: float,
+                 fp8: bool, rng: np.random.Generator):
+        self.gate = Gate(dim, n_routed_experts, topk=topk, n_groups=n_groups, n_limited_groups=n_limited_groups,
+                         score_func=score_func, route_scale=route_scale, rng=rng)
+        self.experts = Experts(dim, moe_inter_dim, n_routed_experts, fp8=fp8, rng=rng)
+        self.shared_experts = (MLP(dim, n_shared_experts * moe_inter_dim, fp8=fp8, rng=rng)
+                               if n_shared_experts else None)
+
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """``x`` [B, T, D] -> (out [B, T, D], original scores [B, T, E], indices [B, T, K])."""
+        b, t, d = x.shape
+        flat = x.reshape(b * t, d)  # (M, D)
+        weights, indices, scores = self.gate(flat)  # (M, K), (M, K), (M, E)
+        out = self.experts(flat, weights, indices)  # (M, D)
+        if self.shared_experts is not None:
+            out = out + self.shared_experts(flat)
+        return (out.reshape(b, t, d),  # (B, T, D)
+                scores.reshape(b, t, -1), indices.reshape(b, t, -1))  # (B, T, E), (B, T, K)

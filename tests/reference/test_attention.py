@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+from harness.config import ModelConfig
+from reference import Transformer
+from reference.attention import cache_bytes_per_token
+
+
+@pytest.mark.parametrize("mode", ["absorb", "naive"])
+def test_cached_decode_matches_full_forward_at_every_position(tiny_model, tokens, mode):
+    full = np.asarray(tiny_model(tokens))  # (B, T, V)
+    cache = tiny_model.new_cache(tokens.shape[0], mode)
+    # absorb also prefills a second chunk, which attends to cached keys
+    chunks = [(0, 6), (6, 8)] if mode == "absorb" else [(0, 6)]
+    for lo, hi in chunks:
+        logits, cache = tiny_model.prefill(tokens[:, lo:hi], cache)
+        np.testing.assert_allclose(np.asarray(logits), full[:, lo:hi], atol=2e-5, rtol=1e-5)
+    for t in range(chunks[-1][1], tokens.shape[1]):
+        step, cache = tiny_model.decode_step(tokens[:, t], cache)
+        np.testing.assert_allclose(np.asarray(step), full[:, t], atol=2e-5, rtol=1e-5, err_msg=f"position {t}")
+    assert cache.pos == tokens.shape[1]
+
+
+def test_naive_equals_absorbed_without_q_lora():
+    cfg = ModelConfig.tiny(q_lora_rank=0, n_layers=1, n_dense_layers=1, n_mtp_modules=0)
+    model = Transformer(cfg, seed=3)
+    tokens = np.random.default_rng(1).integers(0, cfg.vocab_size, (3, 9))
+    naive, _ = model.prefill(tokens, model.new_cache(3, "naive"))
+    absorbed, _ = model.prefill(tokens, model.new_cache(3, "absorb"))
+    np.testing.assert_allclose(np.asarray(naive), np.asarray(absorbed), atol=2e-5, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(naive), np.asarray(model(tokens)), atol=2e-5, rtol=1e-5)
+
+
+def test_future_tokens_do_not_change_the_past(tiny_model, tokens):
+    changed = tokens.copy()
+    changed[:, 7:] = (changed[:, 7:] + 1) % 256
+    np.testing.assert_allclose(np.asarray(tiny_model(changed))[:, :7], np.asarray(tiny_model(tokens))[:, :7],
+                               atol=1e-6)
+
+
+def test_cache_shapes_and_bytes():
+    cfg = ModelConfig.v3_671b()
+    assert cache_bytes_per_token(cfg, "absorb") == 61 * 576 * 4
+    assert cache_bytes_per_token(cfg, "naive") == 61 * 128 * (192 + 128) * 4
+    tiny = ModelConfig.tiny()
+    model = Transformer(tiny)
+    absorb, naive = model.new_cache(2, "absorb"), model.new_cache(2, "naive")
+    assert absorb.layers[0]["kv"].shape == (2, tiny.max_seq_len, tiny.kv_lora_rank)
+    assert absorb.layers[0]["pe"].shape == (2, tiny.max_seq_len, tiny.qk_rope_head_dim)
+    assert naive.layers[0]["k"].shape == (2, tiny.max_seq_len, tiny.n_heads, tiny.qk_head_dim)
+    assert naive.layers[0]["v"].shape == (2, tiny.max_seq_len, tiny.n_heads, tiny.v_head_dim)
+    with pytest.raises(ValueError, match="cache mode"):
+        model.new_cache(1, "paged")
