@@ -1,0 +1,74 @@
+"""MLA: cache sizes, naive vs absorbed equality, and cached decoding against the full forward."""
+
+import numpy as np
+import pytest
+
+from harness.config import ModelConfig
+from tf_impl import cache_bytes_per_token
+
+
+def test_cache_bytes_per_token_formula():
+    cfg = ModelConfig.v3_671b()
+    assert cache_bytes_per_token(cfg, "absorb") == 61 * (512 + 64) * 4
+    assert cache_bytes_per_token(cfg, "naive") == 61 * 128 * (192 + 128) * 4
+    assert 1 - 576 / (2 * 128 * 128) == pytest.approx(0.982, abs=1e-3)   # MLA vs MHA elements per token
+    with pytest.raises(ValueError, match="cache mode"):
+        cache_bytes_per_token(cfg, "paged")
+
+
+@pytest.mark.parametrize("mode", ["naive", "absorb"])
+def test_cache_reports_allocated_bytes(tiny_cfg, tiny_model, mode):
+    cache = tiny_model.new_cache(3, mode)
+    assert cache.nbytes == 3 * tiny_cfg.max_seq_len * cache_bytes_per_token(tiny_cfg, mode)
+    assert cache.nbytes == sum(v.numpy().nbytes for v in cache.variables)
+
+
+def _decode_all(model, tokens, mode, n_prefill):
+    cache = model.new_cache(tokens.shape[0], mode)
+    logits, cache = model.prefill(tokens[:, :n_prefill], cache)
+    steps = [logits.numpy()]
+    for t in range(n_prefill, tokens.shape[1]):
+        step, cache = model.decode_step(tokens[:, t], cache)
+        steps.append(step.numpy()[:, None])
+    assert cache.length == tokens.shape[1]
+    return np.concatenate(steps, 1)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "xla"])
+@pytest.mark.parametrize("mode", ["naive", "absorb"])
+def test_prefill_then_decode_matches_full_forward(tiny_model, tokens, mode, compiled):
+    tiny_model.compiled = compiled
+    try:
+        full = tiny_model(tokens).numpy()
+        np.testing.assert_allclose(_decode_all(tiny_model, tokens, mode, 5), full, rtol=1e-4, atol=1e-4)
+    finally:
+        tiny_model.compiled = True
+
+
+def test_token_by_token_from_empty_cache(eager_model, tokens):
+    full = eager_model(tokens).numpy()
+    np.testing.assert_allclose(_decode_all(eager_model, tokens, "absorb", 1), full, rtol=1e-4, atol=1e-4)
+
+
+def test_chunked_prefill_continues_from_cache(eager_model, tokens):
+    cache = eager_model.new_cache(2, "naive")
+    first, cache = eager_model.prefill(tokens[:, :4], cache)
+    second, cache = eager_model.prefill(tokens[:, 4:], cache)
+    full = eager_model(tokens).numpy()
+    np.testing.assert_allclose(np.concatenate([first, second], 1), full, rtol=1e-4, atol=1e-4)
+
+
+def test_naive_and_absorbed_attention_agree(eager_model, tokens):
+    a = _decode_all(eager_model, tokens, "naive", 6)
+    b = _decode_all(eager_model, tokens, "absorb", 6)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_q_lora_rank_zero_uses_single_wq():
+    from tf_impl import Transformer
+
+    cfg = ModelConfig.tiny(q_lora_rank=0, n_mtp_modules=0)
+    model = Transformer(cfg, seed=0, compiled=False)
+    assert "layers.0.attn.wq.weight" in model.state_dict()
+    toks = np.arange(12, dtype=np.int32).reshape(2, 6)
+    np.testing.assert_allclose(_decode_all(model, toks, "absorb", 3), model(toks).numpy(), rtol=1e-4, atol=1e-4)

@@ -1,0 +1,204 @@
+"""Multi-head Latent Attention (MLA) with its two cache layouts.
+
+Axis letters (shared by every einsum in tf_impl): B batch, T query length, S key length, D model width,
+N heads, H head dim (nope part of q/k, or v), R rope dim, C kv latent, Q q latent.
+
+* ``naive``: the cache holds per-head keys k = [k_nope; k_pe] of shape [B, S, N, H+R] and values
+  [B, S, N, H]; attention is the textbook one.
+* ``absorb``: the cache holds the normalised latent kv [B, S, C] and the rotated shared rope key
+  [B, S, R]. ``wkv_b`` viewed as [N, H_nope + H_v, C] is folded into the query (its first H_nope rows
+  per head) and into the output (its last H_v rows), so keys and values are never expanded per head.
+
+Both follow DeepSeek-V3's ``inference/model.py``: one rope key shared by all heads, softmax in fp32,
+scale ``cfg.softmax_scale`` (YaRN mscale**2 included), causal mask only when more than one token is
+processed. Caches are tf.Variables of static shape [B, max_seq_len, ...] written in place (scatter),
+so the compiled decode step sees the same shapes at every position.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from harness.config import ModelConfig
+from tf_impl.fp8 import fake_quantize_weight
+from tf_impl.linear import Linear
+from tf_impl.norm import RMSNorm
+from tf_impl.rope import apply_rope
+
+CACHE_MODES = ("naive", "absorb")
+_FP32_BYTES = 4
+
+
+def cache_bytes_per_token(cfg: ModelConfig, mode: str) -> int:
+    """Bytes one token occupies in the cache over all layers (fp32 elements).
+
+    naive: ``n_layers * N * (qk_head_dim + v_head_dim) * 4``; absorb: ``n_layers * (C + R) * 4``.
+    """
+    if mode == "naive":
+        per_layer = cfg.n_heads * (cfg.qk_head_dim + cfg.v_head_dim)
+    elif mode == "absorb":
+        per_layer = cfg.kv_lora_rank + cfg.qk_rope_head_dim
+    else:
+        raise ValueError(f"cache mode {mode!r} is unknown; use one of {list(CACHE_MODES)}")
+    return cfg.n_layers * per_layer * _FP32_BYTES
+
+
+class KVCache:
+    """Per-layer attention caches of static shape [batch_size, max_seq_len, ...], updated in place.
+
+    ``layers[i]`` is ``(k, v)`` in naive mode and ``(kv, pe)`` in absorb mode. ``length`` is the number
+    of positions written so far (decoding continues from it) and ``batch`` the batch size in use.
+    ``nbytes`` is the size of the tensors actually allocated.
+    """
+
+    def __init__(self, cfg: ModelConfig, batch_size: int, mode: str = "absorb"):
+        if mode not in CACHE_MODES:
+            raise ValueError(f"cache mode {mode!r} is unknown; use one of {list(CACHE_MODES)}")
+        self.mode = mode
+        self.batch_size = batch_size
+        self.max_seq_len = cfg.max_seq_len
+        self.length = 0
+        self.batch: int | None = None
+        b, s, n = batch_size, cfg.max_seq_len, cfg.n_heads
+        if mode == "naive":
+            shapes = ([b, s, n, cfg.qk_head_dim], [b, s, n, cfg.v_head_dim])
+        else:
+            shapes = ([b, s, cfg.kv_lora_rank], [b, s, cfg.qk_rope_head_dim])
+        self.layers = [
+            tuple(tf.Variable(tf.zeros(shape, tf.float32), trainable=False) for shape in shapes)
+            for _ in range(cfg.n_layers)
+        ]
+
+    @property
+    def variables(self) -> list[tf.Variable]:
+        return [v for layer in self.layers for v in layer]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the allocated cache tensors."""
+        return sum(v.shape.num_elements() * v.dtype.size for v in self.variables)
+
+    def __repr__(self) -> str:
+        return (f"KVCache(mode={self.mode!r}, batch_size={self.batch_size}, max_seq_len={self.max_seq_len}, "
+                f"length={self.length}, nbytes={self.nbytes})")
+
+
+def _write(var: tf.Variable, values: tf.Tensor, start) -> None:
+    """Write ``values`` [B, T, ...] into ``var`` [B', S, ...] at rows 0..B-1, positions start..start+T-1."""
+    b, t = values.shape[0], values.shape[1]
+    pos = start + tf.range(t)                                               # [T]
+    idx = tf.stack(tf.meshgrid(tf.range(b), pos, indexing="ij"), -1)        # [B, T, 2]
+    var.scatter_nd_update(idx, values)
+
+
+def _allowed(start, t: int, s: int) -> tf.Tensor:
+    """[T, S] mask: query t (at position start + t) may see key s iff s <= start + t."""
+    return tf.range(s)[None, :] <= (start + tf.range(t))[:, None]
+
+
+class MLA(tf.Module):
+    """Multi-head Latent Attention. ``x`` of shape [B, T, D] -> [B, T, D]."""
+
+    def __init__(self, *, dim: int, n_heads: int, q_lora_rank: int, kv_lora_rank: int, qk_nope_head_dim: int,
+                 qk_rope_head_dim: int, v_head_dim: int, softmax_scale: float, eps: float, fp8: bool,
+                 rng: np.random.Generator, name=None):
+        super().__init__(name=name)
+        self.n_heads, self.q_lora_rank, self.kv_lora_rank = n_heads, q_lora_rank, kv_lora_rank
+        self.nope, self.rope, self.v_dim = qk_nope_head_dim, qk_rope_head_dim, v_head_dim
+        self.scale, self.fp8 = softmax_scale, fp8
+        qk = qk_nope_head_dim + qk_rope_head_dim
+        if q_lora_rank == 0:
+            self.wq = Linear(dim, n_heads * qk, rng=rng, fp8=fp8)
+        else:
+            self.wq_a = Linear(dim, q_lora_rank, rng=rng, fp8=fp8)
+            self.q_norm = RMSNorm(q_lora_rank, eps)
+            self.wq_b = Linear(q_lora_rank, n_heads * qk, rng=rng, fp8=fp8)
+        self.wkv_a = Linear(dim, kv_lora_rank + qk_rope_head_dim, rng=rng, fp8=fp8)
+        self.kv_norm = RMSNorm(kv_lora_rank, eps)
+        self.wkv_b = Linear(kv_lora_rank, n_heads * (qk_nope_head_dim + v_head_dim), rng=rng, fp8=fp8)
+        self.wo = Linear(n_heads * v_head_dim, dim, rng=rng, fp8=fp8)
+
+    def params(self, prefix: str) -> dict:
+        names = ["wq"] if self.q_lora_rank == 0 else ["wq_a", "q_norm", "wq_b"]
+        out = {}
+        for name in names + ["wkv_a", "kv_norm", "wkv_b", "wo"]:
+            out.update(getattr(self, name).params(f"{prefix}.{name}"))
+        return out
+
+    def _project(self, x, cos, sin):
+        """Queries and the latent key/value of ``x`` [B, T, D] at angles cos/sin [T, R/2]."""
+        b, t = x.shape[0], x.shape[1]
+        q = self.wq(x) if self.q_lora_rank == 0 else self.wq_b(self.q_norm(self.wq_a(x)))  # [B, T, N*(H+R)]
+        q = tf.reshape(q, [b, t, self.n_heads, self.nope + self.rope])                      # [B, T, N, H+R]
+        q_nope, q_pe = q[..., : self.nope], q[..., self.nope:]                              # [B,T,N,H], [B,T,N,R]
+        q_pe = apply_rope(q_pe, cos[:, None, :], sin[:, None, :])
+        kv_a = self.wkv_a(x)                                                                # [B, T, C+R]
+        kv = self.kv_norm(kv_a[..., : self.kv_lora_rank])                                   # [B, T, C]
+        k_pe = apply_rope(kv_a[..., self.kv_lora_rank:], cos, sin)                          # [B, T, R]
+        return q_nope, q_pe, kv, k_pe
+
+    def _expand_kv(self, kv):
+        """Per-head k_nope [B, T, N, H] and v [B, T, N, H] from the latent kv [B, T, C]."""
+        b, t = kv.shape[0], kv.shape[1]
+        kvb = tf.reshape(self.wkv_b(kv), [b, t, self.n_heads, self.nope + self.v_dim])      # [B, T, N, H+H]
+        return kvb[..., : self.nope], kvb[..., self.nope:]
+
+    def _softmax(self, scores, allowed):
+        """Masked softmax in fp32 of ``scores`` [B, N, T, S] with ``allowed`` [T, S]."""
+        scores = tf.where(allowed, scores * self.scale, float("-inf"))
+        return tf.nn.softmax(scores, -1)
+
+    def _out(self, o):
+        """Output projection of per-head values [B, T, N, H] -> [B, T, D]."""
+        return self.wo(tf.reshape(o, [o.shape[0], o.shape[1], self.n_heads * self.v_dim]))  # [B, T, N*H]
+
+    def __call__(self, x, cos, sin, cache=None, mode: str = "naive", start=0):
+        """Attend ``x`` [B, T, D] at positions start..start+T-1 (cos/sin [T, R/2] for those positions).
+
+        Without a cache the keys are this call's own tokens. With ``cache`` (a layer's pair of cache
+        variables) the new keys are written at ``start`` first; a Python int ``start`` reads the
+        ``start + T`` valid positions, a tensor ``start`` (the compiled decode step) reads all
+        max_seq_len positions and masks the ones past the current token.
+        """
+        b, t = x.shape[0], x.shape[1]
+        q_nope, q_pe, kv, k_pe = self._project(x, cos, sin)
+        if cache is None:
+            k_nope, v = self._expand_kv(kv)
+            scores = (tf.einsum("BTNH,BSNH->BNTS", q_nope, k_nope)
+                      + tf.einsum("BTNR,BSR->BNTS", q_pe, k_pe))                              # [B, N, T, T]
+            probs = self._softmax(scores, _allowed(0, t, t))
+            return self._out(tf.einsum("BNTS,BSNH->BTNH", probs, v))                        # [B, T, D]
+
+        a_var, b_var = cache
+        s = start + t if isinstance(start, int) else a_var.shape[1]
+        allowed = _allowed(start, t, s)                                                     # [T, S]
+        if mode == "naive":
+            k_nope, v = self._expand_kv(kv)
+            k_pe_heads = tf.broadcast_to(k_pe[:, :, None, :], [b, t, self.n_heads, self.rope])  # [B, T, N, R]
+            _write(a_var, tf.concat([k_nope, k_pe_heads], -1), start)                      # k [B, S, N, H+R]
+            _write(b_var, v, start)                                                         # v [B, S, N, H]
+            keys, values = a_var[:b, :s], b_var[:b, :s]                                     # [B,S,N,H+R], [B,S,N,H]
+            q = tf.concat([q_nope, q_pe], -1)                                               # [B, T, N, H+R]
+            if t > 1:
+                probs = self._softmax(tf.einsum("BTNH,BSNH->BNTS", q, keys), allowed)      # [B, N, T, S]
+                return self._out(tf.einsum("BNTS,BSNH->BTNH", probs, values))
+            # One query: multiply-and-reduce reads the [B, S, N, H] cache in place, where the einsum
+            # would first transpose the whole cache to [B, N, S, H].
+            scores = tf.reduce_sum(q[:, 0, None] * keys, -1)                               # [B, S, N]
+            probs = self._softmax(tf.transpose(scores, [0, 2, 1])[:, :, None], allowed)     # [B, N, 1, S]
+            o = tf.reduce_sum(tf.transpose(probs[:, :, 0], [0, 2, 1])[..., None] * values, 1)  # [B, N, H]
+            return self._out(o[:, None])                                                    # [B, 1, D]
+
+        _write(a_var, kv, start)                                                            # kv [B, S, C]
+        _write(b_var, k_pe, start)                                                          # pe [B, S, R]
+        kv_all, pe_all = a_var[:b, :s], b_var[:b, :s]                                       # [B, S, C], [B, S, R]
+        w = self.wkv_b.weight
+        w = fake_quantize_weight(w) if self.fp8 else tf.convert_to_tensor(w)
+        w = tf.reshape(w, [self.n_heads, self.nope + self.v_dim, self.kv_lora_rank])        # [N, H+H, C]
+        q_abs = tf.einsum("BTNH,NHC->BTNC", q_nope, w[:, : self.nope])                      # [B, T, N, C]
+        scores = (tf.einsum("BTNC,BSC->BNTS", q_abs, kv_all)
+                  + tf.einsum("BTNR,BSR->BNTS", q_pe, pe_all))                              # [B, N, T, S]
+        probs = self._softmax(scores, allowed)
+        o = tf.einsum("BNTS,BSC->BTNC", probs, kv_all)                                      # [B, T, N, C]
+        return self._out(tf.einsum("BTNC,NHC->BTNH", o, w[:, self.nope:]))                  # [B, T, D]

@@ -1,0 +1,137 @@
+"""FP8 (e4m3) block quantisation, as DeepSeek-V3 trains and serves its linear layers.
+
+Weights are quantised in 128x128 blocks and activations in 1x128 blocks along the input (K) dim, each
+block with one fp32 scale ``max(amax, 1e-4) / 448``. Values are clipped to +-448 *before* the cast
+(an e4m3fn cast of 500 gives NaN, not 448). ``fp8_matmul`` multiplies the e4m3 values, accumulates
+each 128-wide K block in fp32, applies the two block scales to that partial sum and adds the blocks up.
+
+Gradients: the rounding to e4m3 has zero derivative almost everywhere, so ``fp8_matmul`` uses the
+straight-through estimator: the backward pass is that of the fp32 matmul ``x @ w.T`` with the
+unquantised master weights (the master weights stay fp32; see docs/internals.md).
+
+Axis letters: M rows (flattened batch), G groups (tiles of the sparse MoE), t rows in a group,
+O output features, K input-feature blocks, c position inside a 128-wide block.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+from tensorflow.python.framework.dtypes import float8_e4m3fn
+
+BLOCK = 128
+E4M3_MAX = 448.0
+MIN_AMAX = 1e-4
+
+
+def _pad_to_block(x: tf.Tensor, axis: int) -> tf.Tensor:
+    """Zero-pad ``axis`` of ``x`` up to a multiple of BLOCK (zeros quantise to zero)."""
+    size = x.shape[axis]
+    extra = -size % BLOCK
+    if not extra:
+        return x
+    pads = [[0, 0]] * x.shape.rank
+    pads[axis % x.shape.rank] = [0, extra]
+    return tf.pad(x, pads)
+
+
+def _to_e4m3(x: tf.Tensor) -> tf.Tensor:
+    """Cast fp32 values already divided by their scale to e4m3, clipping first so nothing becomes NaN."""
+    return tf.cast(tf.clip_by_value(x, -E4M3_MAX, E4M3_MAX), float8_e4m3fn)
+
+
+def quantize_weight(w: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Quantise ``w`` of shape [..., O, I] in 128x128 blocks.
+
+    Returns ``(q, scale)``: ``q`` e4m3 of shape [..., O, I] and ``scale`` fp32 of shape
+    [..., ceil(O/128), ceil(I/128)], so that ``w ~= q * scale`` blockwise.
+    """
+    w = tf.convert_to_tensor(w, tf.float32)
+    *lead, o, i = w.shape
+    wp = _pad_to_block(_pad_to_block(w, -1), -2)                       # [..., O', I']
+    ob, ib = wp.shape[-2] // BLOCK, wp.shape[-1] // BLOCK
+    blocks = tf.reshape(wp, [*lead, ob, BLOCK, ib, BLOCK])             # [..., Ob, 128, Ib, 128]
+    amax = tf.reduce_max(tf.abs(blocks), axis=[-3, -1])                # [..., Ob, Ib]
+    scale = tf.maximum(amax, MIN_AMAX) / E4M3_MAX                      # [..., Ob, Ib]
+    q = _to_e4m3(blocks / scale[..., :, None, :, None])                # [..., Ob, 128, Ib, 128]
+    q = tf.reshape(q, [*lead, ob * BLOCK, ib * BLOCK])[..., :o, :i]    # [..., O, I]
+    return q, scale
+
+
+def dequantize_weight(q: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
+    """Inverse of ``quantize_weight``: fp32 of shape [..., O, I]."""
+    *lead, o, i = q.shape
+    rows = tf.repeat(scale, BLOCK, axis=-2)[..., :o, :]                # [..., O, Ib]
+    full = tf.repeat(rows, BLOCK, axis=-1)[..., :i]                    # [..., O, I]
+    return tf.cast(q, tf.float32) * full
+
+
+def quantize_act(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Quantise ``x`` of shape [..., I] in 1x128 blocks along the last dim.
+
+    Returns ``(q, scale)``: ``q`` e4m3 of shape [..., I] and ``scale`` fp32 of shape [..., ceil(I/128)].
+    """
+    x = tf.convert_to_tensor(x, tf.float32)
+    *lead, i = x.shape
+    xp = _pad_to_block(x, -1)                                          # [..., I']
+    kb = xp.shape[-1] // BLOCK
+    blocks = tf.reshape(xp, [*lead, kb, BLOCK])                        # [..., K, 128]
+    scale = tf.maximum(tf.reduce_max(tf.abs(blocks), -1), MIN_AMAX) / E4M3_MAX  # [..., K]
+    q = _to_e4m3(blocks / scale[..., None])                            # [..., K, 128]
+    return tf.reshape(q, [*lead, kb * BLOCK])[..., :i], scale
+
+
+def _blocked_product(x: tf.Tensor, w: tf.Tensor, grouped: bool) -> tf.Tensor:
+    """The FP8 forward: e4m3 products summed in fp32 per K block, then scaled and summed over blocks."""
+    o = w.shape[-2]
+    xq, xs = quantize_act(x)                                           # [..., I], [..., K]
+    wq, ws = quantize_weight(w)                                        # [(G,) O, I], [(G,) Ob, K]
+    xb = _pad_to_block(tf.cast(xq, tf.float32), -1)
+    wb = _pad_to_block(tf.cast(wq, tf.float32), -1)
+    kb = xb.shape[-1] // BLOCK
+    xb = tf.reshape(xb, [*xb.shape[:-1], kb, BLOCK])                   # [..., K, 128]
+    wb = tf.reshape(wb, [*wb.shape[:-1], kb, BLOCK])                   # [(G,) O, K, 128]
+    ws_rows = tf.repeat(ws, BLOCK, axis=-2)[..., :o, :]                # [(G,) O, K]
+    if grouped:
+        partial = tf.einsum("GtKc,GOKc->GtOK", xb, wb)                 # [G, t, O, K] fp32 per block
+        return tf.reduce_sum(partial * xs[:, :, None, :] * ws_rows[:, None], -1)  # [G, t, O]
+    lead = xb.shape[:-2]
+    xb = tf.reshape(xb, [-1, kb, BLOCK])                               # [M, K, 128]
+    partial = tf.einsum("MKc,OKc->MOK", xb, wb)                        # [M, O, K] fp32 per block
+    y = tf.reduce_sum(partial * tf.reshape(xs, [-1, 1, kb]) * ws_rows[None], -1)  # [M, O]
+    return tf.reshape(y, [*lead, o])                                   # [..., O]
+
+
+def fp8_matmul(x: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
+    """``x @ w.T`` in FP8: ``x`` of shape [..., I], ``w`` [O, I] (fp32 master) -> fp32 [..., O].
+
+    With a leading group dim on both (``x`` [G, t, I], ``w`` [G, O, I]) it is the grouped product
+    [G, t, O] used by the sparse MoE. Backward: straight-through (the fp32 matmul's gradient).
+    """
+    x = tf.convert_to_tensor(x, tf.float32)
+    w = tf.convert_to_tensor(w, tf.float32)
+    grouped = w.shape.rank == 3
+
+    @tf.custom_gradient
+    def _op(x, w):
+        y = _blocked_product(x, w, grouped)
+
+        def grad(dy):
+            if grouped:
+                return tf.einsum("GtO,GOI->GtI", dy, w), tf.einsum("GtO,GtI->GOI", dy, x)
+            i, o = x.shape[-1], w.shape[-2]
+            x2, dy2 = tf.reshape(x, [-1, i]), tf.reshape(dy, [-1, o])  # [M, I], [M, O]
+            return tf.einsum("...O,OI->...I", dy, w), tf.einsum("MO,MI->OI", dy2, x2)
+
+        return y, grad
+
+    return _op(x, w)
+
+
+def fake_quantize_weight(w: tf.Tensor) -> tf.Tensor:
+    """``w`` rounded through e4m3 blocks and back to fp32, with a straight-through gradient.
+
+    Used where a weight enters an einsum other than ``x @ w.T`` (the absorbed MLA folds ``wkv_b``
+    into the query and the output), as DeepSeek dequantises ``wkv_b`` for that path.
+    """
+    w = tf.convert_to_tensor(w, tf.float32)
+    return w + tf.stop_gradient(dequantize_weight(*quantize_weight(w)) - w)

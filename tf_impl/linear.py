@@ -1,0 +1,35 @@
+"""Linear layer (fp32 or FP8) and the seeded weight initialiser shared by every module.
+
+Weights are stored ``[out, in]`` as in the canonical state, and ``y = x @ W.T``. Every module exposes
+``params(prefix) -> {canonical name: (variable, index)}``; ``index`` is None for a tensor stored on
+its own and ``j`` for slice ``j`` of a stacked variable (the routed experts live in [E, ...] stacks).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from tf_impl.fp8 import fp8_matmul
+
+
+def init_weight(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int) -> np.ndarray:
+    """Normal init with std ``fan_in**-0.5`` (keeps activations O(1) at any width), float32."""
+    return (rng.standard_normal(shape, dtype=np.float32) * np.float32(fan_in**-0.5)).astype(np.float32)
+
+
+class Linear(tf.Module):
+    """``y = x @ W.T`` with ``W`` of shape [out, in]; quantised on the fly when ``fp8`` is set."""
+
+    def __init__(self, in_dim: int, out_dim: int, *, rng: np.random.Generator, fp8: bool = False, name=None):
+        super().__init__(name=name)
+        self.fp8 = fp8
+        self.weight = tf.Variable(init_weight(rng, (out_dim, in_dim), in_dim), name="weight")
+
+    def __call__(self, x: tf.Tensor) -> tf.Tensor:
+        if self.fp8:
+            return fp8_matmul(x, self.weight)
+        return tf.einsum("...i,oi->...o", x, self.weight)  # [..., in] -> [..., out]
+
+    def params(self, prefix: str) -> dict:
+        return {f"{prefix}.weight": (self.weight, None)}

@@ -1,0 +1,345 @@
+"""DeepSeek-V3 Transformer in TensorFlow: blocks, the model, caching and generation.
+
+Reading order: Block (attention + FFN with pre-norms) -> Transformer (embed -> blocks -> norm -> head,
+plus the MTP modules) -> caching (prefill, decode_step) -> generation.
+
+Compiled vs eager: ``Transformer(cfg, compiled=True)`` (the default) runs ``model(tokens)``,
+``forward_aux``, ``prefill`` and ``decode_step`` through ``tf.function(jit_compile=True)``; set
+``model.compiled = False`` (or pass ``compiled=False``) to run the same code eagerly. Inside an outer
+``tf.function`` (e.g. a training step) the model's code is inlined into that function instead.
+The decode step is one compiled call whose shapes do not depend on the position (the position is a
+tensor and the caches have static shape), so it is traced once per (batch, cache mode).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from harness.config import Dtype, ModelConfig
+from harness.state import check_state
+from tf_impl.attention import CACHE_MODES, MLA, KVCache
+from tf_impl.linear import Linear
+from tf_impl.moe import MLP, MoE
+from tf_impl.mtp import MTPModule
+from tf_impl.norm import RMSNorm
+from tf_impl.rope import rope_tables
+
+
+class InputError(ValueError):
+    """Bad input to the model (token ids, lengths, batch sizes, cache misuse). The message says which."""
+
+
+class Block(tf.Module):
+    """``h = x + attn(attn_norm(x)); out = h + ffn(ffn_norm(h))``. ``x`` [B, T, D] -> [B, T, D]."""
+
+    def __init__(self, attn: MLA, ffn: tf.Module, dim: int, eps: float, name=None):
+        super().__init__(name=name)
+        self.attn_norm = RMSNorm(dim, eps)
+        self.attn = attn
+        self.ffn_norm = RMSNorm(dim, eps)
+        self.ffn = ffn
+
+    def __call__(self, x, cos, sin, cache=None, mode: str = "naive", start=0, differentiable: bool = True):
+        """Returns ``(out [B, T, D], router info)``; the info is None for a dense FFN.
+
+        ``differentiable`` picks the MoE dispatch scheme (tiled for training, looped for inference).
+        """
+        h = x + self.attn(self.attn_norm(x), cos, sin, cache, mode, start)
+        if isinstance(self.ffn, MoE):
+            y, info = self.ffn(self.ffn_norm(h), differentiable)
+            return h + y, info
+        return h + self.ffn(self.ffn_norm(h)), None
+
+    def params(self, prefix: str) -> dict:
+        out = {}
+        for name in ("attn_norm", "attn", "ffn_norm", "ffn"):
+            out.update(getattr(self, name).params(f"{prefix}.{name}"))
+        return out
+
+
+def _to_tokens(tokens: Any, rank: int, what: str) -> np.ndarray:
+    """Host-side check of a token array's type and rank; returns int32 numpy."""
+    arr = np.asarray(tokens.numpy() if isinstance(tokens, tf.Tensor) else tokens)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.bool_):
+        raise InputError(f"{what} must hold integer token ids, got dtype {arr.dtype}")
+    if arr.ndim != rank:
+        shape = "[B, T]" if rank == 2 else "[B]"
+        raise InputError(f"{what} must have rank {rank} (shape {shape}), got shape {list(arr.shape)}")
+    if arr.size == 0:
+        raise InputError(f"{what} is empty (shape {list(arr.shape)}); give at least one token per sequence")
+    return arr
+
+
+class Transformer(tf.Module):
+    """DeepSeek-V3: embedding, ``n_layers`` MLA blocks (the first ``n_dense_layers`` dense, then MoE),
+    final RMSNorm, output head, and ``n_mtp_modules`` MTP modules used by ``forward_aux``."""
+
+    def __init__(self, cfg: ModelConfig, seed: int = 0, compiled: bool = True, name=None):
+        super().__init__(name=name)
+        self.cfg = cfg
+        self.compiled = compiled
+        fp8 = cfg.dtype == Dtype.FP8
+        rng = np.random.default_rng(seed)
+        self.embed = tf.Variable(rng.standard_normal((cfg.vocab_size, cfg.dim), dtype=np.float32), name="embed")
+        self.layers = [self._block(i, rng, fp8) for i in range(cfg.n_layers)]
+        self.norm = RMSNorm(cfg.dim, cfg.rms_eps)
+        self.head = Linear(cfg.dim, cfg.vocab_size, rng=rng, fp8=False)  # the head stays fp32 in FP8 mode
+        self.mtp = [MTPModule(cfg.dim, self._block(cfg.n_layers + k, rng, fp8), cfg.rms_eps, rng=rng, fp8=fp8)
+                    for k in range(cfg.n_mtp_modules)]
+        self._cos, self._sin = rope_tables(cfg)                                  # [S, R/2] each
+        self._params = self._collect_params()
+        self._forward_xla = tf.function(self._forward_impl, jit_compile=True, autograph=False)
+        self._aux_xla = tf.function(self._forward_aux_impl, jit_compile=True, autograph=False)
+        self._prefill_xla = tf.function(self._prefill_impl, jit_compile=True, autograph=False)
+        self._decode_xla = tf.function(self._decode_impl, jit_compile=True, autograph=False)
+
+    def _block(self, layer_id: int, rng: np.random.Generator, fp8: bool) -> Block:
+        cfg = self.cfg
+        attn = MLA(dim=cfg.dim, n_heads=cfg.n_heads, q_lora_rank=cfg.q_lora_rank, kv_lora_rank=cfg.kv_lora_rank,
+                   qk_nope_head_dim=cfg.qk_nope_head_dim, qk_rope_head_dim=cfg.qk_rope_head_dim,
+                   v_head_dim=cfg.v_head_dim, softmax_scale=cfg.softmax_scale, eps=cfg.rms_eps, fp8=fp8, rng=rng)
+        if cfg.is_moe_layer(layer_id):
+            ffn = MoE(dim=cfg.dim, moe_inter_dim=cfg.moe_inter_dim, n_routed_experts=cfg.n_routed_experts,
+                      n_shared_experts=cfg.n_shared_experts, n_activated_experts=cfg.n_activated_experts,
+                      n_expert_groups=cfg.n_expert_groups, n_limited_groups=cfg.n_limited_groups,
+                      score_func=cfg.score_func, route_scale=cfg.route_scale, fp8=fp8, rng=rng)
+        else:
+            ffn = MLP(cfg.dim, cfg.inter_dim, rng=rng, fp8=fp8)
+        return Block(attn, ffn, cfg.dim, cfg.rms_eps)
+
+    # ------------------------------------------------------------------ state
+    def _collect_params(self) -> dict:
+        """{canonical name: (variable, index into a stacked variable or None)}."""
+        out = {"embed.weight": (self.embed, None)}
+        for i, layer in enumerate(self.layers):
+            out.update(layer.params(f"layers.{i}"))
+        out.update(self.norm.params("norm"))
+        out.update(self.head.params("head"))
+        for k, module in enumerate(self.mtp):
+            out.update(module.params(f"mtp.{k}"))
+        return out
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The canonical state: {DeepSeek tensor name: float32 np.ndarray}, linear weights [out, in]."""
+        values: dict[int, np.ndarray] = {}
+        out = {}
+        for name, (var, index) in self._params.items():
+            arr = values.setdefault(id(var), var.numpy())
+            out[name] = np.array(arr if index is None else arr[index], dtype=np.float32, copy=True)
+        return out
+
+    def load_state_dict(self, state, source: str = "state") -> None:
+        """Load a canonical state strictly: every missing, unexpected or wrong-shaped tensor is listed."""
+        check_state(state, self.cfg, source)
+        bad = [n for n, v in state.items() if not np.issubdtype(np.asarray(v).dtype, np.floating)]
+        if bad:
+            raise InputError(f"{source}: tensors must be floating point; not so for {sorted(bad)}")
+        slices: dict[int, tuple[tf.Variable, dict]] = {}
+        for name, (var, index) in self._params.items():
+            slices.setdefault(id(var), (var, {}))[1][index] = np.asarray(state[name], np.float32)
+        for var, parts in slices.values():
+            var.assign(parts[None] if None in parts else np.stack([parts[j] for j in range(len(parts))]))
+
+    def num_params(self) -> int:
+        """Number of scalars in the canonical state (gate biases included)."""
+        return sum(int(np.prod(v.shape)) for v in {id(v): v for v, _ in self._params.values()}.values())
+
+    def gate_biases(self) -> list[tf.Variable]:
+        """The [E] selection-bias variables of every MoE layer (main layers, then MTP blocks)."""
+        blocks = self.layers + [m.block for m in self.mtp]
+        return [b.ffn.gate_bias for b in blocks if isinstance(b.ffn, MoE)]
+
+    # ------------------------------------------------------------------ forward
+    def _run(self, compiled_fn, eager_fn, *args):
+        if self.compiled and tf.executing_eagerly():
+            return compiled_fn(*args)
+        return eager_fn(*args)
+
+    def _trunk(self, tokens, cos, sin, caches=None, mode="naive", start=0, differentiable=False):
+        """Hidden state before the final norm, [B, T, D], and the MoE router infos."""
+        h = tf.gather(self.embed, tokens)                                       # [B, T, D]
+        infos = []
+        for i, layer in enumerate(self.layers):
+            h, info = layer(h, cos, sin, None if caches is None else caches[i], mode, start, differentiable)
+            if info is not None:
+                infos.append(info)
+        return h, infos
+
+    def _forward_impl(self, tokens):
+        t = tokens.shape[1]
+        h, _ = self._trunk(tokens, self._cos[:t], self._sin[:t])
+        return self.head(self.norm(h))                                          # [B, T, V]
+
+    def _check_length(self, t: int, what: str, already: int = 0) -> None:
+        if already + t > self.cfg.max_seq_len:
+            done = f" after the {already} cached positions" if already else ""
+            raise InputError(f"{what} of length {t}{done} exceeds max_seq_len={self.cfg.max_seq_len}; "
+                             "shorten it or build the model with a larger max_seq_len")
+
+    def _check_ids(self, arr: np.ndarray, what: str) -> np.ndarray:
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi >= self.cfg.vocab_size:
+            bad = lo if lo < 0 else hi
+            raise InputError(f"{what} holds token id {bad}, outside [0, vocab_size={self.cfg.vocab_size})")
+        return arr.astype(np.int32)
+
+    def _tokens(self, tokens, what: str = "tokens") -> np.ndarray:
+        arr = _to_tokens(tokens, 2, what)
+        self._check_length(arr.shape[1], what)
+        return self._check_ids(arr, what)
+
+    def __call__(self, tokens) -> tf.Tensor:
+        """Logits of shape [B, T, V] (fp32) for int token ids ``tokens`` of shape [B, T]."""
+        if not tf.executing_eagerly() and isinstance(tokens, tf.Tensor):
+            return self._forward_impl(tokens)                                   # inside a caller's tf.function
+        return self._run(self._forward_xla, self._forward_impl, tf.constant(self._tokens(tokens)))
+
+    def _forward_aux_impl(self, tokens):
+        b, t = tokens.shape
+        cos, sin = self._cos[:t], self._sin[:t]
+        h, infos = self._trunk(tokens, cos, sin, differentiable=True)
+        logits = self.head(self.norm(h))                                        # [B, T, V]
+        mtp_logits = []
+        for k, module in enumerate(self.mtp, start=1):
+            n = t - k
+            emb = tf.gather(self.embed, tokens[:, k:])                          # [B, T-k, D]
+            h, info = module(emb, h[:, :n], cos[:n], sin[:n])                   # [B, T-k, D]
+            mtp_logits.append(self.head(module.norm(h)))                        # [B, T-k, V]
+            if info is not None:
+                scores, indices, load = info                                    # pad T-k -> T
+                infos.append((tf.pad(scores, [[0, 0], [0, k], [0, 0]]),
+                              tf.pad(indices, [[0, 0], [0, k], [0, 0]], constant_values=-1), load))
+        e, kk = self.cfg.n_routed_experts, self.cfg.n_activated_experts
+        if infos:
+            scores, indices, loads = (tf.stack(list(x)) for x in zip(*infos))
+        else:
+            scores, indices, loads = tf.zeros([0, b, t, e]), tf.zeros([0, b, t, kk], tf.int32), tf.zeros([0, e])
+        aux = {"mtp_logits": mtp_logits, "expert_load": loads, "router_scores": scores, "router_indices": indices}
+        return logits, aux
+
+    def forward_aux(self, tokens):
+        """``(logits [B, T, V], aux)`` for training (see docs/internals.md, "MTP alignment").
+
+        ``aux["mtp_logits"]``: list of [B, T-k, V], k = 1..n_mtp_modules (predicting tokens[:, t+k+1]);
+        ``aux["expert_load"]``: [n_moe_layers, E] float32 token counts;
+        ``aux["router_scores"]``: [n_moe_layers, B, T, E] original gate scores;
+        ``aux["router_indices"]``: [n_moe_layers, B, T, K] int32.
+        MoE layers in layer order, main layers first, then the MTP blocks. MTP block k routes only
+        T-k positions: its last k positions are padding (scores 0, indices -1, not counted in the load).
+        """
+        if not tf.executing_eagerly() and isinstance(tokens, tf.Tensor):
+            return self._forward_aux_impl(tokens)                               # inside a caller's tf.function
+        arr = self._tokens(tokens)
+        if arr.shape[1] <= self.cfg.n_mtp_modules:
+            raise InputError(f"forward_aux needs T > n_mtp_modules={self.cfg.n_mtp_modules}, got T={arr.shape[1]}")
+        return self._run(self._aux_xla, self._forward_aux_impl, tf.constant(arr))
+
+    # ------------------------------------------------------------------ caching
+    def new_cache(self, batch_size: int, mode: str = "absorb") -> KVCache:
+        """An empty cache for up to ``batch_size`` sequences of max_seq_len tokens (``"absorb"`` or ``"naive"``)."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if batch_size > self.cfg.max_batch_size:
+            raise InputError(f"batch_size={batch_size} exceeds max_batch_size={self.cfg.max_batch_size}")
+        if mode not in CACHE_MODES:
+            raise InputError(f"cache mode {mode!r} is unknown; use one of {list(CACHE_MODES)}")
+        return KVCache(self.cfg, int(batch_size), mode)
+
+    def _check_cache(self, cache, batch: int, t: int, what: str) -> None:
+        if not isinstance(cache, KVCache):
+            raise InputError(f"cache must come from model.new_cache(...), got {type(cache).__name__}")
+        if cache.max_seq_len != self.cfg.max_seq_len or len(cache.layers) != self.cfg.n_layers:
+            raise InputError("cache was built for another config (max_seq_len or n_layers differ)")
+        if batch > cache.batch_size:
+            raise InputError(f"{what} has batch {batch}, larger than the cache's batch_size={cache.batch_size}; "
+                             "build the cache with model.new_cache(batch)")
+        if cache.length and batch != cache.batch:
+            raise InputError(f"{what} has batch {batch} but the cache holds {cache.batch} sequences")
+        self._check_length(t, what, cache.length)
+
+    def _prefill_impl(self, tokens, start: int, mode: str, cache_vars):
+        t = tokens.shape[1]
+        caches = [tuple(cache_vars[2 * i: 2 * i + 2]) for i in range(self.cfg.n_layers)]
+        h, _ = self._trunk(tokens, self._cos[start:start + t], self._sin[start:start + t], caches, mode, start)
+        return self.head(self.norm(h))                                          # [B, T, V]
+
+    def prefill(self, tokens, cache: KVCache):
+        """Run ``tokens`` [B, T] from the cache's current length, filling the cache; logits [B, T, V]."""
+        arr = self._tokens(tokens)
+        self._check_cache(cache, arr.shape[0], arr.shape[1], "tokens")
+        logits = self._run(self._prefill_xla, self._prefill_impl, tf.constant(arr), cache.length, cache.mode,
+                           cache.variables)
+        cache.length += arr.shape[1]
+        cache.batch = arr.shape[0]
+        return logits, cache
+
+    def _decode_impl(self, tokens, pos, mode: str, cache_vars):
+        caches = [tuple(cache_vars[2 * i: 2 * i + 2]) for i in range(self.cfg.n_layers)]
+        cos, sin = tf.gather(self._cos, pos[None]), tf.gather(self._sin, pos[None])  # [1, R/2]
+        h, _ = self._trunk(tokens[:, None], cos, sin, caches, mode, pos)        # [B, 1, D]
+        return self.head(self.norm(h[:, 0]))                                    # [B, V]
+
+    def _step(self, tokens: np.ndarray, cache: KVCache) -> tf.Tensor:
+        logits = self._run(self._decode_xla, self._decode_impl, tf.constant(tokens),
+                           tf.constant(cache.length, tf.int32), cache.mode, cache.variables)
+        cache.length += 1
+        cache.batch = tokens.shape[0]
+        return logits
+
+    def decode_step(self, next_tokens, cache: KVCache):
+        """One token per sequence, ``next_tokens`` [B], at the cache's current position; logits [B, V].
+
+        The cache is updated in place and returned for convenience.
+        """
+        arr = self._check_ids(_to_tokens(next_tokens, 1, "next_tokens"), "next_tokens")
+        self._check_cache(cache, arr.shape[0], 1, "next_tokens")
+        return self._step(arr, cache), cache
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, prompt, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
+                 mode: str = "absorb") -> np.ndarray:
+        """Continue ``prompt`` [B, T]; returns int32 [B, T + max_new_tokens] (prompt, then new tokens).
+
+        ``temperature == 0`` is greedy (argmax). Otherwise tokens are sampled from
+        ``softmax(logits / temperature)`` restricted to the smallest top-p nucleus, with a numpy
+        generator seeded by ``seed``, so the same seed gives the same tokens.
+        """
+        arr = self._tokens(prompt, "prompt")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
+            raise InputError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
+        if not temperature >= 0.0:
+            raise InputError(f"temperature must be >= 0, got {temperature}")
+        if not 0.0 < top_p <= 1.0:
+            raise InputError(f"top_p must be in (0, 1], got {top_p}")
+        self._check_length(arr.shape[1] + max_new_tokens, "prompt + max_new_tokens")
+        if max_new_tokens == 0:
+            return arr
+        rng = np.random.default_rng(seed)
+        cache = self.new_cache(arr.shape[0], mode)
+        logits, cache = self.prefill(arr, cache)
+        nxt = _sample(logits[:, -1].numpy(), temperature, top_p, rng)
+        out = [nxt]
+        for _ in range(max_new_tokens - 1):
+            nxt = _sample(self._step(nxt, cache).numpy(), temperature, top_p, rng)
+            out.append(nxt)
+        return np.concatenate([arr, np.stack(out, 1)], 1)
+
+
+def _sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> np.ndarray:
+    """Next token ids [B] from ``logits`` [B, V]: argmax at temperature 0, else seeded top-p sampling."""
+    if temperature == 0.0:
+        return np.argmax(logits, -1).astype(np.int32)
+    z = logits.astype(np.float64) / temperature
+    probs = np.exp(z - z.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    order = np.argsort(-probs, -1, kind="stable")                               # [B, V] most likely first
+    sorted_p = np.take_along_axis(probs, order, -1)
+    keep = np.cumsum(sorted_p, -1) - sorted_p < top_p                            # the nucleus (never empty)
+    sorted_p = np.where(keep, sorted_p, 0.0)
+    cdf = np.cumsum(sorted_p, -1)
+    u = rng.random(len(logits)) * cdf[:, -1]
+    pick = np.minimum((cdf <= u[:, None]).sum(-1), logits.shape[-1] - 1)
+    return order[np.arange(len(logits)), pick].astype(np.int32)

@@ -1,0 +1,240 @@
+"""DeepSeekMoE: SwiGLU experts, the sigmoid/softmax gate with group-limited routing, sparse dispatch.
+
+Axis letters: M tokens (flattened B*T), D model width, E routed experts, F expert hidden width,
+K activated experts per token, P (token, expert) pairs = M*K, G tiles, t rows inside a tile.
+
+Sparse dispatch (static shapes, so it compiles under ``tf.function(jit_compile=True)``):
+1. The gate picks K experts per token: P = M*K (token, expert) pairs.
+2. The pairs are sorted by expert (stable argsort). Each expert's run of pairs is padded up to a
+   multiple of ``tile_rows`` rows, so every tile of ``tile_rows`` rows belongs to exactly one expert,
+   in a row buffer of static size ``n_rows = P + min(E, P) * (tile_rows - 1)`` (``dispatch_plan``):
+   each non-empty expert wastes less than one tile. Padding rows read a zero row.
+3. The expert SwiGLU runs on that buffer only, in one of two ways that give the same values:
+   * tiled (``differentiable=True``, used by ``forward_aux`` and so by training): every tile gathers
+     its expert's w1/w3/w2 and one grouped matmul runs all tiles (``einsum('GtD,GFD->GtF')``);
+   * looped (inference: forward, prefill, decode): an XLA while loop over the non-empty experts
+     (dynamic trip count) reads each expert's weights once, and an inner loop runs its tiles.
+   Either way the expert-row evaluations are bounded by ``n_rows``, which grows with M*K and not
+   with M*E (``MoE.rows_evaluated`` records it at trace time; tests/tf_impl/test_moe.py checks it).
+4. Each pair reads its output row back (a gather, no scatter-add) and the K rows of a token are
+   summed with the gate weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.compiler.tf2xla.python import xla
+
+from harness.config import ScoreFunc
+from tf_impl.fp8 import fp8_matmul
+from tf_impl.linear import Linear, init_weight
+
+_MAX_TILE_ROWS = 64
+
+
+class MLP(tf.Module):
+    """Dense SwiGLU ``w2(silu(w1 x) * w3 x)``: the dense FFN layers and the shared experts."""
+
+    def __init__(self, dim: int, hidden: int, *, rng: np.random.Generator, fp8: bool = False, name=None):
+        super().__init__(name=name)
+        self.w1 = Linear(dim, hidden, rng=rng, fp8=fp8)
+        self.w2 = Linear(hidden, dim, rng=rng, fp8=fp8)
+        self.w3 = Linear(dim, hidden, rng=rng, fp8=fp8)
+
+    def __call__(self, x: tf.Tensor) -> tf.Tensor:
+        return self.w2(tf.nn.silu(self.w1(x)) * self.w3(x))
+
+    def params(self, prefix: str) -> dict:
+        return {k: v for n in ("w1", "w2", "w3") for k, v in getattr(self, n).params(f"{prefix}.{n}").items()}
+
+
+def gate_route(x, weight, bias, *, n_activated: int, n_groups: int, n_limited_groups: int,
+               score_func: ScoreFunc | str, route_scale: float):
+    """Route tokens ``x`` [M, D] to experts with gate ``weight`` [E, D] and selection ``bias`` [E] (or None).
+
+    Returns ``(weights [M, K] fp32, indices [M, K] int32, scores [M, E] fp32)``:
+    scores = sigmoid/softmax of ``x @ W.T`` in fp32; the bias shifts selection only; with groups, a
+    group's score is the sum of its top-2 selection scores (the max when there is no bias, as in
+    DeepSeek's code), the best ``n_limited_groups`` groups are kept and the rest masked with -inf;
+    weights are the original scores at the top-K indices, divided by their sum for sigmoid, times
+    ``route_scale``.
+    """
+    x = tf.cast(x, tf.float32)
+    logits = tf.einsum("MD,ED->ME", x, tf.cast(weight, tf.float32))            # [M, E]
+    score_func = ScoreFunc(score_func)
+    scores = tf.sigmoid(logits) if score_func == ScoreFunc.SIGMOID else tf.nn.softmax(logits, -1)
+    select = scores if bias is None else scores + tf.cast(bias, tf.float32)   # [M, E]
+    m, e = select.shape
+    if n_groups > 1:
+        grouped = tf.reshape(select, [-1, n_groups, e // n_groups])            # [M, G, E/G]
+        if bias is None:
+            group_scores = tf.reduce_max(grouped, -1)                          # [M, G]
+        else:
+            group_scores = tf.reduce_sum(tf.math.top_k(grouped, 2).values, -1)  # [M, G]
+        top_groups = tf.math.top_k(group_scores, n_limited_groups).indices    # [M, n_limited]
+        keep = tf.reduce_max(tf.one_hot(top_groups, n_groups), 1) > 0          # [M, G]
+        grouped = tf.where(keep[:, :, None], grouped, float("-inf"))
+        select = tf.reshape(grouped, [-1, e])                                  # [M, E]
+    indices = tf.math.top_k(select, n_activated).indices                       # [M, K]
+    weights = tf.gather(scores, indices, batch_dims=1)                         # [M, K]
+    if score_func == ScoreFunc.SIGMOID:
+        weights = weights / tf.reduce_sum(weights, -1, keepdims=True)
+    return weights * route_scale, tf.cast(indices, tf.int32), scores
+
+
+def expert_load(indices: tf.Tensor, n_experts: int) -> tf.Tensor:
+    """Token count per expert, float32 [E], from ``indices`` of any shape (entries < 0 are ignored)."""
+    flat = tf.reshape(indices, [-1])
+    return tf.math.unsorted_segment_sum(tf.cast(flat >= 0, tf.float32), tf.maximum(flat, 0), n_experts)
+
+
+def dispatch_plan(n_pairs: int, n_experts: int, loop: bool) -> tuple[int, int]:
+    """Static plan ``(tile_rows, n_rows)``: rows per tile and the size of the padded row buffer.
+
+    At most ``nz = min(E, P)`` experts are non-empty and each wastes < tile_rows rows of padding, so
+    ``n_rows = P + nz * (tile_rows - 1)`` (a multiple of tile_rows) always suffices.
+    Tiled scheme (``loop=False``): tile_rows is the power of two <= ``sqrt(30 * (P - nz) / nz)``,
+    which balances padding rows against gathering one expert's weights per tile (about 30 flops'
+    worth per weight element on CPU), and <= P / nz. Loop scheme: the power of two <= P / E (the
+    mean rows per expert), since each non-empty expert's weights are read once whatever the tile
+    size. Either way ``tile_rows <= P / nz``, so ``n_rows < 2 * P``.
+    """
+    nz = min(n_experts, n_pairs)
+    target = n_pairs / n_experts if loop else min(math.sqrt(30.0 * (n_pairs - nz) / nz), n_pairs / nz)
+    tile_rows = 1
+    while tile_rows * 2 <= min(target, _MAX_TILE_ROWS):
+        tile_rows *= 2
+    return tile_rows, (n_pairs + nz * (tile_rows - 1)) // tile_rows * tile_rows
+
+
+def sparse_dispatch(indices: tf.Tensor, n_experts: int, tile_rows: int, n_rows: int):
+    """Where each (token, expert) pair goes in the padded, expert-sorted row buffer.
+
+    ``indices`` [M, K] -> ``(slot_of_pair [P], pair_of_slot [n_rows] (P marks padding),
+    counts [E], row_start [E])``; expert e owns rows ``row_start[e] .. row_start[e] + ceil(counts[e]/t)*t``.
+    """
+    p = indices.shape[0] * indices.shape[1]
+    flat = tf.reshape(indices, [p])                                            # [P]
+    order = tf.argsort(flat, stable=True)                                      # [P] pair ids by expert
+    sorted_e = tf.gather(flat, order)                                          # [P]
+    counts = tf.math.unsorted_segment_sum(tf.ones([p], tf.int32), flat, n_experts)  # [E]
+    row_start = tf.cumsum((counts + tile_rows - 1) // tile_rows, exclusive=True) * tile_rows  # [E]
+    rank = tf.range(p) - tf.gather(tf.cumsum(counts, exclusive=True), sorted_e)  # [P] rank inside its expert
+    slot_sorted = tf.gather(row_start, sorted_e) + rank                        # [P]
+    slot_of_pair = tf.scatter_nd(order[:, None], slot_sorted, [p])             # [P]
+    pair_of_slot = tf.tensor_scatter_nd_update(tf.fill([n_rows], p), slot_sorted[:, None], order)  # [n_rows]
+    return slot_of_pair, pair_of_slot, counts, row_start
+
+
+class MoE(tf.Module):
+    """Routed + shared SwiGLU experts with sparse dispatch. ``x`` [B, T, D] -> ([B, T, D], router info)."""
+
+    def __init__(self, *, dim: int, moe_inter_dim: int, n_routed_experts: int, n_shared_experts: int,
+                 n_activated_experts: int, n_expert_groups: int, n_limited_groups: int,
+                 score_func: ScoreFunc, route_scale: float, fp8: bool, rng: np.random.Generator, name=None):
+        super().__init__(name=name)
+        e, f, d = n_routed_experts, moe_inter_dim, dim
+        self.n_experts, self.k, self.fp8 = e, n_activated_experts, fp8
+        self.route = dict(n_activated=n_activated_experts, n_groups=n_expert_groups,
+                          n_limited_groups=n_limited_groups, score_func=score_func, route_scale=route_scale)
+        self.gate_weight = tf.Variable(init_weight(rng, (e, d), d), name="gate_weight")      # [E, D]
+        # The selection bias is moved by aux-loss-free balancing, never by gradient.
+        self.gate_bias = tf.Variable(np.zeros([e], np.float32), trainable=False, name="gate_bias")  # [E]
+        self.w1 = tf.Variable(init_weight(rng, (e, f, d), d), name="w1")                     # [E, F, D]
+        self.w2 = tf.Variable(init_weight(rng, (e, d, f), f), name="w2")                     # [E, D, F]
+        self.w3 = tf.Variable(init_weight(rng, (e, f, d), d), name="w3")                     # [E, F, D]
+        self.shared = MLP(d, n_shared_experts * f, rng=rng, fp8=fp8) if n_shared_experts else None
+        self.rows_evaluated: int | None = None  # expert-row evaluations of the last traced call
+
+    def params(self, prefix: str) -> dict:
+        out = {f"{prefix}.gate.weight": (self.gate_weight, None), f"{prefix}.gate.bias": (self.gate_bias, None)}
+        for j in range(self.n_experts):
+            for n in ("w1", "w2", "w3"):
+                out[f"{prefix}.experts.{j}.{n}.weight"] = (getattr(self, n), j)
+        if self.shared is not None:
+            out.update(self.shared.params(f"{prefix}.shared_experts"))
+        return out
+
+    def _matmul(self, x, w):
+        """Grouped ``x`` [G, t, I] times ``w`` [G, O, I] transposed -> [G, t, O]."""
+        return fp8_matmul(x, w) if self.fp8 else tf.einsum("GtI,GOI->GtO", x, w)
+
+    def experts(self, x: tf.Tensor, weights: tf.Tensor, indices: tf.Tensor, differentiable: bool = True) -> tf.Tensor:
+        """``sum_k weights[:, k] * expert_{indices[:, k]}(x)`` for ``x`` [M, D], sparse. Returns [M, D].
+
+        ``differentiable=True`` runs the tiled scheme (one batched matmul over the tiles; what
+        training differentiates), ``False`` the loop scheme (inference: each non-empty expert's
+        weights are read once). Both compute the same values.
+        """
+        m, d = x.shape
+        p = m * self.k
+        tile_rows, n_rows = dispatch_plan(p, self.n_experts, loop=not differentiable)
+        self.rows_evaluated = n_rows
+        slot_of_pair, pair_of_slot, counts, row_start = sparse_dispatch(indices, self.n_experts, tile_rows, n_rows)
+        x_ext = tf.concat([x, tf.zeros([1, d], x.dtype)], 0)                     # [M+1, D]; row M is zero
+        xs = tf.gather(x_ext, tf.where(pair_of_slot < p, pair_of_slot // self.k, m))  # [n_rows, D]
+        if differentiable:
+            y = self._tiled(xs, counts, row_start, tile_rows, n_rows)
+        else:
+            y = self._looped(xs, counts, row_start, tile_rows, n_rows)            # [n_rows, D]
+        y_pairs = tf.reshape(tf.gather(y, slot_of_pair), [m, self.k, d])         # [M, K, D]
+        return tf.einsum("MKD,MK->MD", y_pairs, weights)
+
+    def _tiled(self, xs, counts, row_start, tile_rows, n_rows):
+        """Every tile gathers its expert's weights; one grouped SwiGLU over all tiles. [n_rows, D]."""
+        n_tiles, d = n_rows // tile_rows, xs.shape[1]
+        row_end = row_start + (counts + tile_rows - 1) // tile_rows * tile_rows  # [E]
+        tile_first_row = tf.range(n_tiles) * tile_rows                           # [G]
+        tile_expert = tf.reduce_sum(tf.cast(row_end[None, :] <= tile_first_row[:, None], tf.int32), -1)  # [G]
+        tile_expert = tf.minimum(tile_expert, self.n_experts - 1)                # unused tiles: any expert
+        xt = tf.reshape(xs, [n_tiles, tile_rows, d])                             # [G, t, D]
+        w1, w2, w3 = (tf.gather(w, tile_expert) for w in (self.w1, self.w2, self.w3))  # [G,F,D],[G,D,F],[G,F,D]
+        h = tf.nn.silu(self._matmul(xt, w1)) * self._matmul(xt, w3)              # [G, t, F]
+        return tf.reshape(self._matmul(h, w2), [n_rows, d])                      # [n_rows, D]
+
+    def _looped(self, xs, counts, row_start, tile_rows, n_rows):
+        """A while loop over the non-empty experts, an inner one over each expert's tiles. [n_rows, D]."""
+        d, f = xs.shape[1], self.w1.shape[1]
+        used = tf.argsort(tf.cast(counts == 0, tf.int32), stable=True)           # [E] non-empty experts first
+        n_used = tf.reduce_sum(tf.cast(counts > 0, tf.int32))
+        n_tiles = (counts + tile_rows - 1) // tile_rows                          # [E]
+
+        def expert_body(i, y):
+            e = tf.gather(used, i)  # gather, not used[i]: XLA would demand a constant index
+            w13 = tf.concat([tf.gather(self.w1, e), tf.gather(self.w3, e)], 0)   # [2F, D]
+            w2 = tf.gather(self.w2, e)                                           # [D, F]
+            if self.fp8:
+                w13, w2 = w13[None], w2[None]                                    # [1, 2F, D], [1, D, F]
+
+            def tile_body(j, y):
+                r = tf.gather(row_start, e) + j * tile_rows
+                xt = xla.dynamic_slice(xs, [r, 0], [tile_rows, d])                   # [t, D]
+                if self.fp8:
+                    h2 = fp8_matmul(xt[None], w13)[0]                            # [t, 2F]
+                else:
+                    h2 = tf.matmul(xt, w13, transpose_b=True)                    # [t, 2F]
+                h = tf.nn.silu(h2[:, :f]) * h2[:, f:]                            # [t, F]
+                out = fp8_matmul(h[None], w2)[0] if self.fp8 else tf.matmul(h, w2, transpose_b=True)  # [t, D]
+                return j + 1, xla.dynamic_update_slice(y, out, [r, 0])
+
+            return i + 1, tf.while_loop(lambda j, y: j < tf.gather(n_tiles, e), tile_body, (0, y))[1]
+
+        return tf.while_loop(lambda i, y: i < n_used, expert_body, (0, tf.zeros([n_rows, d], xs.dtype)))[1]
+
+    def __call__(self, x: tf.Tensor, differentiable: bool = True):
+        """``x`` [B, T, D] -> ``(y [B, T, D], (scores [B, T, E], indices [B, T, K], load [E]))``.
+
+        ``differentiable`` picks the dispatch scheme (see ``experts``).
+        """
+        b, t, d = x.shape
+        flat = tf.reshape(x, [b * t, d])                                          # [M, D]
+        weights, indices, scores = gate_route(flat, self.gate_weight, self.gate_bias, **self.route)
+        y = self.experts(flat, weights, indices, differentiable)
+        if self.shared is not None:
+            y = y + self.shared(flat)
+        info = (tf.reshape(scores, [b, t, self.n_experts]), tf.reshape(indices, [b, t, self.k]),
+                expert_load(indices, self.n_experts))
+        return tf.reshape(y, [b, t, d]), info

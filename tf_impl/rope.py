@@ -1,0 +1,66 @@
+"""Rotary position embedding on interleaved pairs, with DeepSeek-V3's YaRN frequency rule.
+
+Pairs are (x[0], x[1]), (x[2], x[3]), ...; pair i is the complex number ``x[2i] + 1j*x[2i+1]``, turned
+by ``exp(1j * t * freqs[i])`` at position t. The tables are pure numpy functions of the config; the
+softmax side of YaRN (mscale**2) lives in ``cfg.softmax_scale``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from harness.config import ModelConfig
+
+
+def yarn_correction_range(
+    beta_fast: float, beta_slow: float, dim: int, base: float, original_seq_len: int
+) -> tuple[int, int]:
+    """The rotary-pair range ``(low, high)`` over which YaRN ramps from extrapolation to interpolation.
+
+    ``corr_dim(r) = dim * ln(original_seq_len / (2*pi*r)) / (2 ln base)``; ``low = floor(corr_dim(beta_fast))``,
+    ``high = ceil(corr_dim(beta_slow))``, clamped to [0, dim - 1]. The 671B config gives (10, 23).
+    """
+
+    def corr_dim(rotations: float) -> float:
+        return dim * math.log(original_seq_len / (rotations * 2 * math.pi)) / (2 * math.log(base))
+
+    low = math.floor(corr_dim(beta_fast))
+    high = math.ceil(corr_dim(beta_slow))
+    return max(low, 0), min(high, dim - 1)
+
+
+def rope_freqs(cfg: ModelConfig) -> np.ndarray:
+    """Per-pair angular frequencies of shape [R/2] (float32), YaRN-blended when ``cfg.yarn_active``."""
+    dim = cfg.qk_rope_head_dim
+    freqs = 1.0 / (np.float32(cfg.rope_theta) ** (np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)))
+    if not cfg.yarn_active:
+        return freqs.astype(np.float32)
+    low, high = yarn_correction_range(cfg.beta_fast, cfg.beta_slow, dim, cfg.rope_theta, cfg.original_seq_len)
+    if low == high:
+        high += 0.001  # avoid a zero-width ramp
+    ramp = np.clip((np.arange(dim // 2, dtype=np.float32) - low) / np.float32(high - low), 0.0, 1.0)
+    smooth = 1.0 - ramp
+    return (freqs / np.float32(cfg.rope_factor) * (1.0 - smooth) + freqs * smooth).astype(np.float32)
+
+
+def rope_angles(cfg: ModelConfig) -> np.ndarray:
+    """Angles ``t * freqs`` of shape [max_seq_len, R/2] for positions 0..max_seq_len-1 (float32)."""
+    t = np.arange(cfg.max_seq_len, dtype=np.float32)
+    return np.outer(t, rope_freqs(cfg)).astype(np.float32)  # [S, R/2]
+
+
+def rope_tables(cfg: ModelConfig) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(cos, sin)`` tables, each fp32 of shape [max_seq_len, R/2]."""
+    angles = rope_angles(cfg).astype(np.float64)
+    return tf.constant(np.cos(angles), tf.float32), tf.constant(np.sin(angles), tf.float32)
+
+
+def apply_rope(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor) -> tf.Tensor:
+    """Rotate interleaved pairs of ``x`` [..., R] by angles whose cos/sin broadcast to [..., R/2]."""
+    pairs = tf.reshape(x, [*x.shape[:-1], x.shape[-1] // 2, 2])        # [..., R/2, 2]
+    re, im = pairs[..., 0], pairs[..., 1]                               # [..., R/2] each
+    out = tf.stack([re * cos - im * sin, re * sin + im * cos], -1)      # [..., R/2, 2]
+    return tf.reshape(out, x.shape)                                     # [..., R]
