@@ -204,20 +204,24 @@ class MoE(tf.Module):
 
         def expert_body(i, y):
             e = tf.gather(used, i)  # gather, not used[i]: XLA would demand a constant index
-            w13 = tf.concat([tf.gather(self.w1, e), tf.gather(self.w3, e)], 0)   # [2F, D]
-            w2 = tf.gather(self.w2, e)                                           # [D, F]
+            w1, w3, w2 = (tf.gather(w, e) for w in (self.w1, self.w3, self.w2))  # [F, D], [F, D], [D, F]
             if self.fp8:
-                w13, w2 = w13[None], w2[None]                                    # [1, 2F, D], [1, D, F]
+                # w1 and w3 are quantised separately, as stored: fusing them into one [2F, D] matrix
+                # would let a 128x128 block straddle both and share one scale when F % 128 != 0.
+                w1, w3, w2 = w1[None], w3[None], w2[None]                        # [1, F, D] .. [1, D, F]
+            else:
+                w13 = tf.concat([w1, w3], 0)                                     # [2F, D]: one matmul
 
             def tile_body(j, y):
                 r = tf.gather(row_start, e) + j * tile_rows
                 xt = xla.dynamic_slice(xs, [r, 0], [tile_rows, d])                   # [t, D]
                 if self.fp8:
-                    h2 = fp8_matmul(xt[None], w13)[0]                            # [t, 2F]
+                    h = tf.nn.silu(fp8_matmul(xt[None], w1)[0]) * fp8_matmul(xt[None], w3)[0]  # [t, F]
+                    out = fp8_matmul(h[None], w2)[0]                             # [t, D]
                 else:
                     h2 = tf.matmul(xt, w13, transpose_b=True)                    # [t, 2F]
-                h = tf.nn.silu(h2[:, :f]) * h2[:, f:]                            # [t, F]
-                out = fp8_matmul(h[None], w2)[0] if self.fp8 else tf.matmul(h, w2, transpose_b=True)  # [t, D]
+                    h = tf.nn.silu(h2[:, :f]) * h2[:, f:]                        # [t, F]
+                    out = tf.matmul(h, w2, transpose_b=True)                     # [t, D]
                 return j + 1, xla.dynamic_update_slice(y, out, [r, 0])
 
             return i + 1, tf.while_loop(lambda j, y: j < tf.gather(n_tiles, e), tile_body, (0, y))[1]

@@ -33,28 +33,32 @@ def yarn_correction_range(
 
 
 def rope_freqs(cfg: ModelConfig) -> np.ndarray:
-    """Per-pair angular frequencies of shape [R/2] (float32), YaRN-blended when ``cfg.yarn_active``."""
+    """Per-pair angular frequencies of shape [R/2] (float64), YaRN-blended when ``cfg.yarn_active``.
+
+    Kept in float64 until the cos/sin tables are built: a float32 angle ``t * f`` is off by up to
+    ulp(t)/2, which at t = 16k is already 1e-3 rad, far above the float32 equivalence tolerance.
+    """
     dim = cfg.qk_rope_head_dim
-    freqs = 1.0 / (np.float32(cfg.rope_theta) ** (np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)))
+    freqs = 1.0 / (cfg.rope_theta ** (np.arange(0, dim, 2, dtype=np.float64) / dim))
     if not cfg.yarn_active:
-        return freqs.astype(np.float32)
+        return freqs
     low, high = yarn_correction_range(cfg.beta_fast, cfg.beta_slow, dim, cfg.rope_theta, cfg.original_seq_len)
     if low == high:
         high += 0.001  # avoid a zero-width ramp
-    ramp = np.clip((np.arange(dim // 2, dtype=np.float32) - low) / np.float32(high - low), 0.0, 1.0)
+    ramp = np.clip((np.arange(dim // 2, dtype=np.float64) - low) / (high - low), 0.0, 1.0)
     smooth = 1.0 - ramp
-    return (freqs / np.float32(cfg.rope_factor) * (1.0 - smooth) + freqs * smooth).astype(np.float32)
+    return freqs / cfg.rope_factor * (1.0 - smooth) + freqs * smooth
 
 
 def rope_angles(cfg: ModelConfig) -> np.ndarray:
-    """Angles ``t * freqs`` of shape [max_seq_len, R/2] for positions 0..max_seq_len-1 (float32)."""
-    t = np.arange(cfg.max_seq_len, dtype=np.float32)
-    return np.outer(t, rope_freqs(cfg)).astype(np.float32)  # [S, R/2]
+    """Angles ``t * freqs`` of shape [max_seq_len, R/2] for positions 0..max_seq_len-1 (float64)."""
+    t = np.arange(cfg.max_seq_len, dtype=np.float64)
+    return np.outer(t, rope_freqs(cfg))  # [S, R/2]
 
 
 def rope_tables(cfg: ModelConfig) -> tuple[tf.Tensor, tf.Tensor]:
     """``(cos, sin)`` tables, each fp32 of shape [max_seq_len, R/2]."""
-    angles = rope_angles(cfg).astype(np.float64)
+    angles = rope_angles(cfg)  # [S, R/2] float64; cast once, after cos/sin
     return tf.constant(np.cos(angles), tf.float32), tf.constant(np.sin(angles), tf.float32)
 
 
