@@ -1,0 +1,50 @@
+"""Self-speculative decoding gives exactly greedy decoding's tokens, on untrained and trained models.
+
+The models run uncompiled (graph mode, no XLA) here: XLA compiles of the inference path cost tens of
+seconds each, and identity does not depend on the compiler (the benchmarks time the XLA paths).
+"""
+
+import numpy as np
+import pytest
+
+from harness.config import ModelConfig
+from tf_impl import Transformer
+from tf_impl.data import DataConfig, make_dataset
+from tf_impl.speculative import SpeculativeDecoder, compare_with_greedy
+from tf_impl.train import TrainConfig, Trainer
+
+CFG = ModelConfig.tiny(max_seq_len=48)
+
+
+def val_prompts(batch, length):
+    return next(iter(make_dataset(DataConfig(batch_size=batch, seq_len=48), split="val"))).numpy()[:, :length]
+
+
+@pytest.mark.parametrize("mode", ["absorb", "naive"])
+def test_untrained_model_matches_greedy(mode):
+    model = Transformer(CFG, seed=0, compiled=False)
+    prompt = np.random.default_rng(0).integers(0, 256, (2, 7)).astype(np.int32)
+    tokens, stats = SpeculativeDecoder(model, mode, jit_compile=False).generate(prompt, 40)  # runs up to max_seq_len
+    assert np.array_equal(tokens, model.generate(prompt, 40, temperature=0.0, mode=mode))
+    assert tokens.shape == (2, 47) and stats.drafts > 0
+
+
+def test_trained_model_matches_greedy_and_accepts_drafts():
+    model = Transformer(CFG, seed=0, compiled=False)
+    Trainer(model, CFG, TrainConfig(lr=3e-3, warmup_steps=5, total_steps=40), DataConfig(batch_size=8, seq_len=48),
+            progress=False).fit(40)
+    prompt = val_prompts(1, 12)
+    tokens, stats = SpeculativeDecoder(model, jit_compile=False).generate(prompt, 30)
+    assert np.array_equal(tokens, model.generate(prompt, 30, temperature=0.0))
+    assert stats.accepted > 0
+
+
+def test_no_mtp_module_is_refused():
+    with pytest.raises(ValueError, match="n_mtp_modules=0"):
+        SpeculativeDecoder(Transformer(ModelConfig.tiny(n_mtp_modules=0), seed=0, compiled=False))
+
+
+def test_compare_with_greedy_reports_numbers():
+    r = compare_with_greedy(Transformer(CFG, seed=0, compiled=False), val_prompts(1, 8), 8, repeats=1, jit_compile=False)
+    assert r["identical"] == 1.0 and 0.0 <= r["acceptance_rate"] <= 1.0
+    assert r["greedy_tokens_per_s"] > 0 and r["speculative_tokens_per_s"] > 0

@@ -1,0 +1,328 @@
+"""Training checkpoints: canonical model state + optimizer slots + step + run metadata, verified on load.
+
+One checkpoint is a directory ``<root>/step_<step:08d>/`` holding
+
+- ``model.safetensors``: the canonical state (``model.state_dict()``, gate biases included);
+- ``optimizer.safetensors``: the optimizer slots (e.g. ``m.<name>``, ``v.<name>``, ``count``);
+- ``manifest.json``: step, free JSON metadata (data position, rng, configs), and for every file its
+  byte size and SHA-256; the manifest also carries the SHA-256 of its own other fields.
+
+Writes are atomic: everything goes to a hidden temporary directory, each file is fsync'ed, the
+directory is renamed into place and the parent is fsync'ed, so a crash leaves either the whole
+checkpoint or none of it. The manifest is written last, so a directory without one is partial.
+Loading re-hashes every file; a missing, truncated or altered file raises CorruptCheckpointError
+naming the file and the fix, and ``CheckpointManager.latest_good()`` falls back to the newest
+checkpoint that verifies. The manager keeps the last ``keep`` good checkpoints (2 by default, so the
+previous good one survives while the next is written) and never replaces an existing checkpoint
+unless asked with ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from harness.config import ModelConfig
+from harness.io import CheckpointError
+from harness.state import expected_shapes, num_params
+
+FORMAT = "deepseek-v3-train-checkpoint"
+VERSION = 1
+MODEL_FILE = "model.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+MANIFEST_FILE = "manifest.json"
+_STEP_DIR = re.compile(r"^step_(\d{8,})$")
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint that is partial (no manifest), truncated, or whose bytes do not match its hashes."""
+
+
+@dataclass
+class Checkpoint:
+    """A loaded, verified checkpoint."""
+
+    path: str
+    step: int
+    model_state: dict[str, np.ndarray]
+    optimizer_state: dict[str, np.ndarray]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _manifest_digest(manifest: Mapping[str, Any]) -> str:
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return _sha256(json.dumps(body, sort_keys=True).encode())
+
+
+def _write_synced(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _to_bytes(arrays: Mapping[str, Any]) -> bytes:
+    from safetensors.numpy import save
+
+    return save({k: np.ascontiguousarray(np.asarray(v)) for k, v in arrays.items()})
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model_state: Mapping[str, Any],
+    optimizer_state: Mapping[str, Any] | None = None,
+    *,
+    step: int = 0,
+    meta: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> str:
+    """Write one checkpoint directory at ``path`` atomically; returns the path.
+
+    Refuses (FileExistsError) when ``path`` exists, unless ``overwrite``; then the old checkpoint is
+    replaced only after the new one is complete on disk.
+    """
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it, or save to another path")
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(path)}-", dir=parent)
+    try:
+        manifest: dict[str, Any] = {
+            "format": FORMAT, "version": VERSION, "step": int(step), "created_unix": time.time(),
+            "meta": dict(meta or {}), "files": {},
+        }
+        for name, arrays in ((MODEL_FILE, model_state), (OPTIMIZER_FILE, optimizer_state or {})):
+            data = _to_bytes(arrays)
+            _write_synced(os.path.join(tmp, name), data)
+            scalars = sorted(k for k, v in arrays.items() if np.ndim(v) == 0)  # safetensors stores them as [1]
+            manifest["files"][name] = {"bytes": len(data), "sha256": _sha256(data), "tensors": len(arrays), "scalars": scalars}
+        manifest["manifest_sha256"] = _manifest_digest(manifest)
+        _write_synced(os.path.join(tmp, MANIFEST_FILE), json.dumps(manifest, indent=1, sort_keys=True).encode())
+        _fsync_dir(tmp)
+        if os.path.exists(path):
+            old = tempfile.mkdtemp(prefix=f".old-{os.path.basename(path)}-", dir=parent)
+            os.rename(path, os.path.join(old, "ckpt"))
+            os.rename(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.rename(tmp, path)
+        _fsync_dir(parent)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
+    return path
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """The verified manifest of the checkpoint at ``path`` (files are not hashed here)."""
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise CheckpointError(f"checkpoint {path} does not exist (expected a directory holding {MANIFEST_FILE})")
+    mpath = os.path.join(path, MANIFEST_FILE)
+    if not os.path.exists(mpath):
+        raise CorruptCheckpointError(
+            f"checkpoint {path} is partial: it has no {MANIFEST_FILE} (the write did not finish); "
+            "delete it and resume from the previous good checkpoint (CheckpointManager.latest_good())"
+        )
+    try:
+        with open(mpath, "rb") as f:
+            manifest = json.loads(f.read())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CorruptCheckpointError(f"checkpoint {path}: {MANIFEST_FILE} is not valid JSON ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise CorruptCheckpointError(f"checkpoint {path}: {MANIFEST_FILE} is not a {FORMAT} manifest")
+    if manifest.get("manifest_sha256") != _manifest_digest(manifest):
+        raise CorruptCheckpointError(f"checkpoint {path}: {MANIFEST_FILE} was altered (its SHA-256 does not match)")
+    if manifest.get("version") != VERSION:
+        raise CheckpointError(f"checkpoint {path} has format version {manifest.get('version')}; this code reads {VERSION}")
+    return manifest
+
+
+def _read_verified(path: str, name: str, entry: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load
+
+    fpath = os.path.join(path, name)
+    if not os.path.exists(fpath):
+        raise CorruptCheckpointError(f"checkpoint {path} is missing {name}; resume from the previous good checkpoint")
+    with open(fpath, "rb") as f:
+        data = f.read()
+    if len(data) != entry["bytes"]:
+        raise CorruptCheckpointError(
+            f"checkpoint {path}: {name} has {len(data)} bytes, the manifest says {entry['bytes']} (truncated?)"
+        )
+    if _sha256(data) != entry["sha256"]:
+        raise CorruptCheckpointError(f"checkpoint {path}: {name} does not match its SHA-256 in the manifest (corrupt)")
+    arrays = dict(load(data))
+    for k in entry.get("scalars", []):
+        arrays[k] = arrays[k].reshape(())
+    return arrays
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read and verify the checkpoint at ``path``; raises CorruptCheckpointError on any mismatch."""
+    path = os.fspath(path)
+    manifest = read_manifest(path)
+    states = {name: _read_verified(path, name, entry) for name, entry in manifest["files"].items()}
+    for name in (MODEL_FILE, OPTIMIZER_FILE):
+        if name not in states:
+            raise CorruptCheckpointError(f"checkpoint {path}: the manifest lists no {name}")
+    return Checkpoint(path, int(manifest["step"]), states[MODEL_FILE], states[OPTIMIZER_FILE], manifest["meta"])
+
+
+class CheckpointManager:
+    """Numbered checkpoints under one directory, keeping the newest ``keep`` good ones."""
+
+    def __init__(self, directory: str | os.PathLike, keep: int = 2):
+        if keep < 1:
+            raise ValueError(f"keep={keep} must be >= 1 (the previous good checkpoint must survive)")
+        self.directory = os.path.abspath(os.fspath(directory))
+        if os.path.exists(self.directory) and not os.path.isdir(self.directory):
+            raise CheckpointError(f"checkpoint directory {self.directory} is a file; choose a directory path")
+        self.keep = keep
+
+    def path_for(self, step: int) -> str:
+        return os.path.join(self.directory, f"step_{step:08d}")
+
+    def steps(self) -> list[int]:
+        """Steps of every checkpoint directory present (good or not), ascending."""
+        if not os.path.isdir(self.directory):
+            return []
+        found = (_STEP_DIR.match(n) for n in os.listdir(self.directory))
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def save(
+        self,
+        step: int,
+        model_state: Mapping[str, Any],
+        optimizer_state: Mapping[str, Any] | None = None,
+        meta: Mapping[str, Any] | None = None,
+        overwrite: bool = False,
+    ) -> str:
+        """Write checkpoint ``step``, then delete good checkpoints older than the newest ``keep``."""
+        path = save_checkpoint(self.path_for(step), model_state, optimizer_state, step=step, meta=meta, overwrite=overwrite)
+        self._prune()
+        return path
+
+    def _prune(self) -> None:
+        good = [s for s in self.steps() if self._is_good(s, hash_files=False)]
+        for s in good[: -self.keep]:
+            shutil.rmtree(self.path_for(s))
+
+    def _is_good(self, step: int, hash_files: bool = True) -> bool:
+        try:
+            if hash_files:
+                load_checkpoint(self.path_for(step))
+            else:
+                read_manifest(self.path_for(step))
+            return True
+        except CheckpointError:
+            return False
+
+    def load(self, step: int) -> Checkpoint:
+        return load_checkpoint(self.path_for(step))
+
+    def latest_good(self) -> Checkpoint | None:
+        """The newest checkpoint that verifies, warning about each newer one that does not; None if none."""
+        for step in reversed(self.steps()):
+            try:
+                return self.load(step)
+            except CheckpointError as e:
+                warnings.warn(f"skipping bad checkpoint: {e}", stacklevel=2)
+        return None
+
+
+# ---------------------------------------------------------------------------------------- throughput
+def _random_state(cfg: ModelConfig, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {name: rng.standard_normal(shape, dtype=np.float32) for name, shape in expected_shapes(cfg).items()}
+
+
+def measure_checkpoint_io(
+    model_state: Mapping[str, Any],
+    optimizer_state: Mapping[str, Any] | None = None,
+    directory: str | os.PathLike | None = None,
+    repeats: int = 3,
+) -> dict[str, float]:
+    """Median save and load time (hashing and fsync included) of one checkpoint, and its throughput.
+
+    Returns ``{"bytes", "save_s", "load_s", "save_gb_s", "load_gb_s"}`` (GB = 1e9 bytes). Loads are
+    from the page cache, so ``load_gb_s`` is an upper bound on a cold read.
+    """
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        save_times, load_times, nbytes = [], [], 0
+        for r in range(repeats):
+            path = os.path.join(tmp, f"step_{r:08d}")
+            t0 = time.perf_counter()
+            save_checkpoint(path, model_state, optimizer_state, step=r)
+            save_times.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            load_checkpoint(path)
+            load_times.append(time.perf_counter() - t0)
+            nbytes = sum(p.stat().st_size for p in Path(path).iterdir())
+            shutil.rmtree(path)
+    save_s, load_s = float(np.median(save_times)), float(np.median(load_times))
+    return {"bytes": float(nbytes), "save_s": save_s, "load_s": load_s,
+            "save_gb_s": nbytes / save_s / 1e9, "load_gb_s": nbytes / load_s / 1e9}
+
+
+def checkpoint_io_for_config(cfg: ModelConfig, directory: str | os.PathLike | None = None, repeats: int = 3) -> dict[str, float]:
+    """``measure_checkpoint_io`` for a training checkpoint of ``cfg``: fp32 weights plus AdamW's m and v.
+
+    The tensors have the canonical names and shapes of ``cfg`` with random values (no model is built).
+    """
+    state = _random_state(cfg)
+    slots = {f"{slot}.{name}": np.zeros_like(a) for name, a in state.items() for slot in ("m", "v")}
+    slots["count"] = np.zeros((), np.int64)
+    return measure_checkpoint_io(state, slots, directory, repeats)
+
+
+def extrapolate_checkpoint_time(
+    save_gb_s: float, load_gb_s: float, cfg: ModelConfig | None = None, bytes_per_param: int = 12
+) -> dict[str, float]:
+    """EXTRAPOLATION, not a measurement: save/load seconds of a ``cfg`` (default 671B) training checkpoint.
+
+    Bytes = ``num_params(cfg) * bytes_per_param`` (12 = fp32 master weight + AdamW m and v), divided
+    by throughputs measured on a smaller model. Assumes throughput stays flat with size (one host,
+    one disk, no sharding). Returns ``{"params", "bytes", "extrapolated_save_s", "extrapolated_load_s"}``.
+    """
+    cfg = cfg or ModelConfig.v3_671b()
+    params = num_params(cfg)
+    nbytes = params * bytes_per_param
+    return {"params": float(params), "bytes": float(nbytes),
+            "extrapolated_save_s": nbytes / (save_gb_s * 1e9), "extrapolated_load_s": nbytes / (load_gb_s * 1e9)}
+
+
+def checkpoint_criterion(cfg: ModelConfig | None = None, repeats: int = 3) -> dict[str, float]:
+    """Criterion numbers: measured save/load of a ``cfg`` (default bench) checkpoint + the 671B extrapolation.
+
+    Keys: ``bytes, save_s, load_s, save_gb_s, load_gb_s`` (measured) and ``params_671b, bytes_671b,
+    extrapolated_671b_save_s, extrapolated_671b_load_s`` (extrapolated at the measured throughput).
+    """
+    measured = checkpoint_io_for_config(cfg or ModelConfig.bench(), repeats=repeats)
+    ext = extrapolate_checkpoint_time(measured["save_gb_s"], measured["load_gb_s"])
+    return {**measured, "params_671b": ext["params"], "bytes_671b": ext["bytes"],
+            "extrapolated_671b_save_s": ext["extrapolated_save_s"], "extrapolated_671b_load_s": ext["extrapolated_load_s"]}

@@ -1,0 +1,549 @@
+"""Training: losses, AdamW with warmup + cosine decay, aux-loss-free bias balancing, and a Trainer loop.
+
+The contract is ``docs/internals.md`` ("Losses"), shared with ``reference/train.py``:
+
+- ``ce = mean CE(logits[:, :-1], tokens[:, 1:])``;
+- ``mtp = (mtp_lambda / D) * sum_k mean CE(mtp_logits_k[:, :-1], tokens[:, k+1:])``;
+- ``balance = balance_alpha * sum_layers mean_batch sum_i f_i P_i``;
+- ``loss = ce + mtp + balance``;
+- after each step every gate bias moves by ``bias_update_speed * sign(mean(load) - load_i)`` from the
+  step's real expert counts; the bias is a non-trainable variable, never touched by gradients.
+
+The optimizer is AdamW as ``optax.adamw`` computes it (decoupled weight decay on every trainable
+variable, norms included; the gate bias is not trainable, so it gets neither gradient nor decay)::
+
+    m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  t = count + 1
+    param -= lr(count) * (m / (1-b1^t) / (sqrt(v / (1-b2^t)) + eps) + weight_decay * param)
+
+after clipping the gradients to a global norm of ``clip_norm``. ``lr(count)`` is ``learning_rate``.
+FP8 training needs nothing here: with ``cfg.dtype == Dtype.FP8`` the model's linears quantise on the
+fly and gradients pass through the quantiser straight-through; the fp32 variables are the master
+weights.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from harness.config import Dtype, ModelConfig
+from tf_impl.checkpoint import CheckpointManager
+from tf_impl.data import ByteTokenizer, DataConfig, make_dataset
+from tf_impl.model import Transformer
+
+# Letters: B batch, T length, E experts, K activated experts, V vocab, L MoE layers.
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient norm became NaN/Inf; the message gives the step and a diagnosis."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """AdamW + schedule hyper-parameters, the same fields and defaults as ``reference/train.py``."""
+
+    lr: float = 1e-3
+    warmup_steps: int = 10
+    total_steps: int = 1000
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    b1: float = 0.9
+    b2: float = 0.95
+    eps: float = 1e-8
+    clip_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.total_steps < 1 or self.warmup_steps < 0:
+            raise ValueError(f"total_steps={self.total_steps} must be >= 1 and warmup_steps={self.warmup_steps} >= 0")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio={self.min_lr_ratio} must lie in [0, 1]")
+        if self.lr < 0 or self.weight_decay < 0 or self.clip_norm <= 0 or self.eps <= 0:
+            raise ValueError("lr and weight_decay must be >= 0, clip_norm and eps > 0")
+
+
+# ---------------------------------------------------------------------------------------- schedule
+def learning_rate(step, tc: TrainConfig):
+    """Learning rate of update number ``step`` (0-based; a Python number or a tensor).
+
+    Linear warmup ``lr * (step + 1) / warmup_steps`` for the first ``warmup_steps`` updates, then a
+    cosine from ``lr`` down to ``lr * min_lr_ratio`` at ``total_steps``, flat after that.
+    """
+    if isinstance(step, (int, float, np.integer, np.floating)):
+        step = float(step)
+        if step < tc.warmup_steps:
+            return tc.lr * (step + 1.0) / tc.warmup_steps
+        progress = min(1.0, (step - tc.warmup_steps) / max(1, tc.total_steps - tc.warmup_steps))
+        return tc.lr * (tc.min_lr_ratio + (1.0 - tc.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+    step = tf.cast(step, tf.float32)
+    warm = tc.lr * (step + 1.0) / max(1, tc.warmup_steps)
+    progress = tf.minimum(1.0, (step - tc.warmup_steps) / max(1, tc.total_steps - tc.warmup_steps))
+    cosine = tc.lr * (tc.min_lr_ratio + (1.0 - tc.min_lr_ratio) * 0.5 * (1.0 + tf.cos(math.pi * progress)))
+    return tf.where(step < tc.warmup_steps, warm, cosine)
+
+
+# ---------------------------------------------------------------------------------------- losses
+def cross_entropy(logits: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+    """Mean token cross-entropy of logits [B, T, V] against int targets [B, T], in fp32."""
+    return tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(targets, tf.int32), logits=tf.cast(logits, tf.float32))
+    )
+
+
+def mtp_loss(mtp_logits: Sequence[tf.Tensor], tokens: tf.Tensor, mtp_lambda: float) -> tf.Tensor:
+    """``(mtp_lambda / D) * sum_k CE(mtp_logits_k[:, :-1], tokens[:, k+1:])``; module k is 1-based, 0 when D = 0."""
+    if not mtp_logits:
+        return tf.constant(0.0)
+    total = tf.add_n([cross_entropy(lk[:, :-1], tokens[:, k + 1 :]) for k, lk in enumerate(mtp_logits, start=1)])
+    return (mtp_lambda / len(mtp_logits)) * total
+
+
+def sequence_balance_loss(scores: tf.Tensor, indices: tf.Tensor, n_experts: int) -> tf.Tensor:
+    """``mean_batch sum_i f_i P_i`` of one MoE layer (without alpha).
+
+    scores [B, T, E] are the original gate scores, indices [B, T, K] the chosen experts; positions
+    whose indices are -1 are padding (an MTP block routes only T-k positions) and are left out, so T
+    counts the routed positions. ``f_i = E / (K T) * count_t(i in topk_t)``,
+    ``P_i = mean_t scores_t,i / sum_j scores_t,j``.
+    """
+    k = indices.shape[-1]
+    valid = tf.cast(indices[..., 0] >= 0, tf.float32)  # [B, T]
+    t = tf.maximum(tf.reduce_sum(valid, axis=1), 1.0)[:, None]  # [B, 1]
+    counts = tf.reduce_sum(tf.one_hot(indices, n_experts, dtype=tf.float32), axis=[1, 2])  # [B, E]; -1 -> zeros
+    f = tf.stop_gradient(counts * (n_experts / k) / t)  # [B, E]
+    denom = tf.reduce_sum(scores, axis=-1, keepdims=True)  # [B, T, 1]
+    probs = scores / tf.where(denom > 0, denom, 1.0) * valid[..., None]  # [B, T, E]
+    p = tf.reduce_sum(probs, axis=1) / t  # [B, E]
+    return tf.reduce_mean(tf.reduce_sum(f * p, axis=-1))
+
+
+def balance_loss(aux: dict, n_experts: int, alpha: float) -> tf.Tensor:
+    """``alpha * sum_layers sequence_balance_loss`` over the MoE layers of ``aux`` (0 when alpha = 0)."""
+    scores, indices = aux.get("router_scores"), aux.get("router_indices")
+    n_layers = 0 if scores is None else scores.shape[0]
+    if alpha == 0.0 or not n_layers:
+        return tf.constant(0.0)
+    return alpha * tf.add_n([sequence_balance_loss(scores[i], indices[i], n_experts) for i in range(n_layers)])
+
+
+def compute_loss(logits: tf.Tensor, aux: dict, tokens: tf.Tensor, cfg: ModelConfig) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    """``(loss, {"ce", "mtp", "balance"})`` for one batch, per docs/internals.md."""
+    ce = cross_entropy(logits[:, :-1], tokens[:, 1:])
+    mtp = mtp_loss(aux.get("mtp_logits") or [], tokens, cfg.mtp_lambda)
+    bal = balance_loss(aux, cfg.n_routed_experts, cfg.balance_alpha)
+    return ce + mtp + bal, {"ce": ce, "mtp": mtp, "balance": bal}
+
+
+def bias_update(bias: tf.Tensor, load: tf.Tensor, speed: float) -> tf.Tensor:
+    """Aux-loss-free balancing: ``bias + speed * sign(mean(load) - load)``; under-loaded experts go up."""
+    load = tf.cast(load, tf.float32)
+    return bias + speed * tf.sign(tf.reduce_mean(load, axis=-1, keepdims=True) - load)
+
+
+def clip_by_global_norm(grads: Sequence[tf.Tensor], clip_norm: float) -> tuple[list[tf.Tensor], tf.Tensor]:
+    """Scale all gradients by ``min(1, clip_norm / global_norm)``; returns (clipped, global_norm before clipping)."""
+    norm = tf.linalg.global_norm(list(grads))
+    scale = tf.minimum(1.0, clip_norm / tf.maximum(norm, 1e-30))
+    return [g * scale for g in grads], norm
+
+
+# ---------------------------------------------------------------------------------------- optimizer
+class AdamW(tf.Module):
+    """AdamW over a fixed list of variables, with slots ``m``, ``v`` and an update ``count``.
+
+    ``slots()`` / ``load_slots()`` give the slots as numpy arrays named ``m.{i:04d}``, ``v.{i:04d}``
+    and ``count`` (i = index into the variable list) for checkpoints.
+    """
+
+    def __init__(self, variables: Sequence[tf.Variable], tc: TrainConfig):
+        super().__init__(name="adamw")
+        self.tc = tc
+        self.params = list(variables)
+        self.m = [tf.Variable(tf.zeros_like(p), trainable=False, name=f"m{i}") for i, p in enumerate(self.params)]
+        self.v = [tf.Variable(tf.zeros_like(p), trainable=False, name=f"v{i}") for i, p in enumerate(self.params)]
+        self.count = tf.Variable(0, dtype=tf.int64, trainable=False, name="count")
+
+    def apply(self, grads: Sequence[tf.Tensor]) -> tf.Tensor:
+        """One update from (already clipped) ``grads``; returns the learning rate used."""
+        tc = self.tc
+        lr = learning_rate(self.count, tc)
+        t = tf.cast(self.count + 1, tf.float32)
+        c1, c2 = 1.0 - tf.pow(tc.b1, t), 1.0 - tf.pow(tc.b2, t)
+        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            g = tf.convert_to_tensor(g)
+            m.assign(tc.b1 * m + (1.0 - tc.b1) * g)
+            v.assign(tc.b2 * v + (1.0 - tc.b2) * tf.square(g))
+            p.assign_sub(lr * ((m / c1) / (tf.sqrt(v / c2) + tc.eps) + tc.weight_decay * p))
+        self.count.assign_add(1)
+        return lr
+
+    def slots(self) -> dict[str, np.ndarray]:
+        out = {"count": np.asarray(self.count.numpy())}
+        for i, (m, v) in enumerate(zip(self.m, self.v)):
+            out[f"m.{i:04d}"], out[f"v.{i:04d}"] = m.numpy(), v.numpy()
+        return out
+
+    def load_slots(self, slots: dict[str, np.ndarray]) -> None:
+        expected = {"count"} | {f"{s}.{i:04d}" for i in range(len(self.params)) for s in "mv"}
+        if set(slots) != expected:
+            missing, extra = sorted(expected - set(slots)), sorted(set(slots) - expected)
+            raise ValueError(
+                f"optimizer slots do not match the model's {len(self.params)} trainable variables: "
+                f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, extra {extra[:5]}"
+            )
+        self.count.assign(int(slots["count"]))
+        for i, (m, v) in enumerate(zip(self.m, self.v)):
+            for var, arr, name in ((m, slots[f"m.{i:04d}"], "m"), (v, slots[f"v.{i:04d}"], "v")):
+                if tuple(arr.shape) != tuple(var.shape):
+                    raise ValueError(f"optimizer slot {name}.{i:04d} has shape {list(arr.shape)}, expected {var.shape.as_list()}")
+                var.assign(arr)
+
+
+# ---------------------------------------------------------------------------------------- trainer
+def gate_bias_variables(model) -> list[tf.Variable]:
+    """The gate bias variables of ``model`` in MoE-layer order (main layers, then MTP blocks).
+
+    The order is that of ``aux["expert_load"]`` rows, so row ``l`` of the load updates bias ``l``.
+    """
+    return list(model.gate_biases())
+
+
+def loss_spike_count(losses: Sequence[float], window: int = 20, threshold: float = 3.0) -> int:
+    """Steps whose loss exceeds the mean of the previous ``window`` losses by ``threshold`` standard deviations.
+
+    The harness's ``harness.troubleshoot.loss_spike_count`` is used instead when it exists.
+    """
+    try:
+        from harness.troubleshoot import loss_spike_count as harness_count
+    except ImportError:
+        harness_count = None
+    if harness_count is not None:
+        return int(harness_count(list(losses), window, threshold))
+    x = np.asarray(losses, np.float64)
+    spikes = 0
+    for i in range(window, len(x)):
+        prev = x[i - window : i]
+        spikes += bool(x[i] > prev.mean() + threshold * max(prev.std(), 1e-8))
+    return spikes
+
+
+def _diagnosis(losses: Sequence[float]) -> str:
+    try:
+        from harness.troubleshoot import diagnose_loss_history
+    except ImportError:
+        return ("check the learning rate (lower it or lengthen warmup), the clip norm, and the data "
+                "(token ids < vocab_size)")
+    return str(diagnose_loss_history(list(losses)))
+
+
+class _Progress:
+    """A one-line progress bar on stderr: step, loss, tokens/s."""
+
+    def __init__(self, total: int, enabled: bool, width: int = 24):
+        self.total, self.enabled, self.width = total, enabled, width
+
+    def update(self, done: int, record: dict[str, float], tokens_per_s: float) -> None:
+        if not self.enabled:
+            return
+        fill = int(self.width * done / max(1, self.total))
+        sys.stderr.write(
+            f"\r[{'#' * fill}{'.' * (self.width - fill)}] {done}/{self.total} "
+            f"loss {record['loss']:.4f} (ce {record['ce']:.4f}) lr {record['lr']:.2e} {tokens_per_s:,.0f} tok/s"
+        )
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+class Trainer:
+    """Trains a ``tf_impl.Transformer`` on a data pipeline with AdamW, bias balancing and checkpoints.
+
+    ``fit(n)`` runs ``n`` more steps and returns their records (``loss, ce, mtp, balance, grad_norm,
+    lr``). Each step's batch comes from ``data`` (a DataConfig; the pipeline skips the batches already
+    consumed, so a resumed run sees exactly the batches an uninterrupted one would). A non-finite
+    loss or gradient norm stops training with TrainingDiverged before the update is applied.
+    With ``checkpoint_dir`` and ``checkpoint_every``, a checkpoint is saved every that many steps and
+    at the end of ``fit``; ``resume()`` continues from the newest good one.
+
+    The step is one ``tf.function``; ``jit_compile=True`` also runs it through XLA. The whole tiny
+    model compiles under XLA (about 50 s on 2 CPU cores) but then runs no faster than graph mode on
+    CPU, so graph mode is the default.
+    """
+
+    def __init__(
+        self,
+        model,
+        cfg: ModelConfig,
+        tc: TrainConfig = TrainConfig(),
+        data=None,
+        *,
+        checkpoint_dir: str | None = None,
+        checkpoint_every: int = 0,
+        keep: int = 2,
+        progress: bool = True,
+        update_bias: bool = True,
+        jit_compile: bool = False,
+    ):
+        self.model, self.cfg, self.tc, self.data = model, cfg, tc, data
+        if data is not None:
+            ByteTokenizer().check_vocab(cfg.vocab_size)
+        self.variables = list(model.trainable_variables)
+        self.biases = gate_bias_variables(model) if update_bias and cfg.bias_update_speed > 0 else []
+        self.opt = AdamW(self.variables, tc)
+        self.history: list[dict[str, float]] = []
+        self.last_expert_load: np.ndarray | None = None
+        self.progress = progress
+        self.checkpoint_every = checkpoint_every
+        self.manager = None
+        if checkpoint_dir is not None:
+            self.manager = CheckpointManager(checkpoint_dir, keep=keep)
+        self._jit = jit_compile
+        self._fn = None
+        self._batches: Iterator | None = None
+
+    @property
+    def step(self) -> int:
+        """Optimizer updates applied so far (= batches consumed)."""
+        return int(self.opt.count.numpy())
+
+    # ------------------------------------------------------------------ the compiled step
+    def _step(self, tokens):
+        with tf.GradientTape() as tape:
+            logits, aux = self.model.forward_aux(tokens)
+            loss, parts = compute_loss(logits, aux, tokens, self.cfg)
+        grads = tape.gradient(loss, self.variables)
+        grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, self.variables)]
+        grads, norm = clip_by_global_norm(grads, self.tc.clip_norm)
+        ok = tf.logical_and(tf.math.is_finite(loss), tf.math.is_finite(norm))
+        load = aux["expert_load"]
+
+        def apply():
+            lr = self.opt.apply(grads)
+            for i, bias in enumerate(self.biases):
+                bias.assign(bias_update(bias, load[i], self.cfg.bias_update_speed))
+            return lr
+
+        lr = tf.cond(ok, apply, lambda: tf.constant(0.0))
+        return {"loss": loss, **parts, "grad_norm": norm, "lr": lr}, load
+
+    def _compiled(self):
+        if self._fn is None:
+            self._fn = tf.function(self._step, jit_compile=self._jit)
+        return self._fn
+
+    def train_step(self, tokens) -> dict[str, float]:
+        """One update on ``tokens`` int32 [B, T]; returns the step's record (loss before the update)."""
+        parts, load = self._compiled()(tf.convert_to_tensor(tokens, tf.int32))
+        record = {k: float(v) for k, v in parts.items()}
+        self.last_expert_load = np.asarray(load)
+        if not (math.isfinite(record["loss"]) and math.isfinite(record["grad_norm"])):
+            losses = [r["loss"] for r in self.history] + [record["loss"]]
+            raise TrainingDiverged(
+                f"training stopped at step {self.step}: loss={record['loss']} (ce={record['ce']}, "
+                f"mtp={record['mtp']}, balance={record['balance']}), grad_norm={record['grad_norm']}; "
+                f"the update was not applied. Diagnosis: {_diagnosis(losses)}"
+            )
+        self.history.append(record)
+        return record
+
+    # ------------------------------------------------------------------ loop
+    def _next_batch(self):
+        if self._batches is None:
+            if self.data is None:
+                raise ValueError("Trainer has no data: pass data=DataConfig(...) or call fit(n, batches=...)")
+            self._batches = iter(make_dataset(self.data, vocab_size=self.cfg.vocab_size, skip_batches=self.step))
+        return next(self._batches)
+
+    def fit(self, n_steps: int, batches: Iterable | None = None) -> list[dict[str, float]]:
+        """Run ``n_steps`` updates (from ``batches`` if given, else from the data pipeline)."""
+        source = iter(batches) if batches is not None else None
+        bar = _Progress(n_steps, self.progress)
+        records, tokens, start = [], 0, time.perf_counter()
+        try:
+            for i in range(n_steps):
+                batch = next(source) if source is not None else self._next_batch()
+                records.append(self.train_step(batch))
+                tokens += int(np.prod(batch.shape))
+                bar.update(i + 1, records[-1], tokens / (time.perf_counter() - start))
+                if self.manager is not None and self.checkpoint_every and self.step % self.checkpoint_every == 0:
+                    self.save()
+        finally:
+            bar.close()
+        if self.manager is not None and records and self.step not in self.manager.steps():
+            self.save()
+        return records
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, overwrite: bool = False) -> str:
+        """Checkpoint the model state, optimizer slots, step and data position in ``checkpoint_dir``."""
+        if self.manager is None:
+            raise ValueError("Trainer has no checkpoint_dir; pass checkpoint_dir=... to save checkpoints")
+        meta = {
+            "step": self.step, "data_batches": self.step, "model_config": self.cfg.to_dict(),
+            "train_config": asdict(self.tc), "data_config": asdict(self.data) if self.data is not None else None,
+            "losses": [r["loss"] for r in self.history],
+        }
+        return self.manager.save(self.step, self.model.state_dict(), self.opt.slots(), meta, overwrite=overwrite)
+
+    def restore(self, checkpoint) -> None:
+        """Load a ``tf_impl.checkpoint.Checkpoint``: weights, gate biases, optimizer slots, step, data position."""
+        self.model.load_state_dict(checkpoint.model_state)
+        self.opt.load_slots(checkpoint.optimizer_state)
+        self.history = [{"loss": x} for x in checkpoint.meta.get("losses", [])]
+        self._batches = None
+
+    def resume(self) -> bool:
+        """Restore the newest good checkpoint of ``checkpoint_dir``; False when there is none."""
+        if self.manager is None:
+            raise ValueError("Trainer has no checkpoint_dir to resume from")
+        checkpoint = self.manager.latest_good()
+        if checkpoint is None:
+            return False
+        self.restore(checkpoint)
+        return True
+
+
+# ---------------------------------------------------------------------------------------- criteria
+# Each returns a dict of numbers from a fixed-seed run on the shipped corpus, for asv track_ benchmarks.
+def _criterion_data(batch_size: int = 8, seq_len: int = 64):
+    return DataConfig(batch_size=batch_size, seq_len=seq_len, seed=0)
+
+
+def eval_loss(model, data, n_batches: int = 4) -> float:
+    """Mean next-token cross-entropy of ``model`` over the first ``n_batches`` validation batches of ``data``.
+
+    Runs the forward in graph mode (no XLA: one XLA compile per model would cost more than the
+    evaluation it speeds up).
+    """
+    forward = tf.function(lambda tokens: cross_entropy(model.forward_aux(tokens)[0][:, :-1], tokens[:, 1:]))
+    return float(np.mean([float(forward(b)) for b in make_dataset(data, split="val").take(n_batches)]))
+
+
+def train_model(cfg: ModelConfig, steps: int, tc: TrainConfig | None = None, data=None, seed: int = 0,
+                update_bias: bool = True, model_hook=None):
+    """Build ``Transformer(cfg, seed)`` (``model_hook(model)`` may edit it first) and train ``steps`` steps.
+
+    Returns ``(model, trainer, loads)``; ``loads`` [steps, n_moe_layers, E] holds each step's expert counts.
+    """
+    model = Transformer(cfg, seed=seed)
+    if model_hook is not None:
+        model_hook(model)
+    tc = tc or TrainConfig(lr=3e-3, warmup_steps=20, total_steps=steps)
+    trainer = Trainer(model, cfg, tc, data or _criterion_data(), progress=False, update_bias=update_bias)
+    loads = []
+    for _ in range(steps):
+        trainer.train_step(trainer._next_batch())
+        loads.append(trainer.last_expert_load)
+    return model, trainer, np.stack(loads)
+
+
+def load_cv(loads: np.ndarray) -> float:
+    """Coefficient of variation (std / mean) of per-expert load, loads [..., E] summed over leading steps.
+
+    ``loads`` [S, L, E] -> the CV of each layer's total over the S steps, averaged over the L layers.
+    """
+    total = loads.sum(0)  # [L, E]
+    return float(np.mean(total.std(-1) / np.maximum(total.mean(-1), 1e-9)))
+
+
+def _skew_router(strength: float):
+    """Model hook: push every gate's weights towards the mean direction of the embeddings for experts 0-1.
+
+    A router that starts (and, without balancing, stays) biased towards two experts, so the
+    benchmark shows what balancing fixes even in runs too short for natural collapse.
+    """
+    def hook(model):
+        direction = tf.reduce_mean(model.embed, 0)
+        direction = direction / tf.norm(direction)  # [D]
+        for layer in list(model.layers) + [m.block for m in model.mtp]:
+            gate = getattr(layer.ffn, "gate_weight", None)
+            if gate is not None:
+                boost = np.zeros(gate.shape, np.float32)
+                boost[:2] = strength * direction.numpy()
+                gate.assign_add(boost)
+
+    return hook
+
+
+def expert_balance_criterion(steps: int = 120, skew: float = 4.0, gamma: float = 0.01, seed: int = 0) -> dict[str, float]:
+    """Expert-load CV after training a tiny MoE with vs without aux-loss-free bias balancing.
+
+    Setup: ``ModelConfig.tiny`` (8 experts, top-2, 2 groups, one main MoE layer + the MTP block),
+    the shipped corpus, ``steps`` AdamW steps, a router skewed at init towards experts 0 and 1
+    (``_skew_router(skew)``), ``bias_update_speed = gamma`` (0.01, 10x DeepSeek's 0.001, because the run
+    is ~100x shorter). Both runs are identical except for the bias update. The CV is of the
+    expert counts summed over the last quarter of the steps, averaged over the MoE layers.
+    Returns ``{"cv_with_bias", "cv_without_bias", "max_load_ratio_with_bias", "max_load_ratio_without_bias",
+    "final_loss_with_bias", "final_loss_without_bias"}`` (max_load_ratio = max / mean load).
+    """
+    cfg = ModelConfig.tiny(bias_update_speed=gamma)
+    out = {}
+    for name, update in (("with_bias", True), ("without_bias", False)):
+        _, trainer, loads = train_model(cfg, steps, seed=seed, update_bias=update, model_hook=_skew_router(skew))
+        tail = loads[-max(1, steps // 4):]
+        total = tail.sum(0)
+        out[f"cv_{name}"] = load_cv(tail)
+        out[f"max_load_ratio_{name}"] = float(np.mean(total.max(-1) / total.mean(-1)))
+        out[f"final_loss_{name}"] = float(np.mean([r["loss"] for r in trainer.history[-10:]]))
+    return out
+
+
+def loss_spike_criterion(steps: int = 150, seed: int = 0, window: int = 20, threshold: float = 3.0) -> dict[str, float]:
+    """Loss spikes in a tiny MoE run with balancing on (bias updates + balance_alpha = 1e-4).
+
+    Returns ``{"spikes", "steps", "spikes_per_1k_steps", "final_loss"}``; a spike is a step whose
+    loss exceeds the previous ``window`` steps' mean by ``threshold`` standard deviations
+    (``loss_spike_count``).
+    """
+    cfg = ModelConfig.tiny(balance_alpha=1e-4)
+    _, trainer, _ = train_model(cfg, steps, seed=seed)
+    losses = [r["loss"] for r in trainer.history]
+    spikes = loss_spike_count(losses, window, threshold)
+    return {"spikes": float(spikes), "steps": float(steps), "spikes_per_1k_steps": 1000.0 * spikes / steps,
+            "final_loss": float(np.mean(losses[-10:]))}
+
+
+def fp8_criterion(steps: int = 80, seed: int = 0, dim: int = 128) -> dict[str, float]:
+    """Final-loss gap of FP8 training against fp32: same tiny model (``dim`` wide, so FP8 blocks are full),
+    same seed, data and steps. Loss = validation cross-entropy, each model in its own mode.
+
+    Returns ``{"loss_fp32", "loss_fp8", "relative_gap"}`` with ``relative_gap = |fp8 - fp32| / fp32``.
+    """
+    base = ModelConfig.tiny(dim=dim, inter_dim=2 * dim, moe_inter_dim=dim)
+    out = {}
+    for name, dtype in (("fp32", Dtype.FLOAT32), ("fp8", Dtype.FP8)):
+        model, _, _ = train_model(base.replace(dtype=dtype), steps, seed=seed)
+        out[f"loss_{name}"] = eval_loss(model, _criterion_data())
+    out["relative_gap"] = abs(out["loss_fp8"] - out["loss_fp32"]) / out["loss_fp32"]
+    return out
+
+
+def context_extension_criterion(train_len: int = 64, factor: int = 4, steps: int = 150, seed: int = 0) -> dict[str, float]:
+    """Perplexity at ``factor`` x the training length, with and without YaRN, relative to in-length perplexity.
+
+    Train ``ModelConfig.tiny`` at ``max_seq_len = original_seq_len = train_len``; then load the same
+    weights into (a) YaRN: ``max_seq_len = factor * train_len``, ``original_seq_len = train_len``,
+    ``rope_factor = factor``, and (b) plain RoPE: ``max_seq_len = original_seq_len = factor * train_len``,
+    and measure validation perplexity on windows of ``factor * train_len`` tokens.
+    Returns ``{"ppl_in_length", "ppl_extended_yarn", "ppl_extended_plain", "ratio_yarn", "ratio_plain"}``.
+    """
+    cfg = ModelConfig.tiny(max_seq_len=train_len, original_seq_len=train_len, rope_factor=float(factor))
+    model, _, _ = train_model(cfg, steps, data=_criterion_data(seq_len=train_len), seed=seed)
+    state = model.state_dict()
+    long = factor * train_len
+    ppl_in = math.exp(eval_loss(model, _criterion_data(batch_size=2, seq_len=train_len), n_batches=8))
+    out = {"ppl_in_length": ppl_in}
+    variants = {"yarn": cfg.replace(max_seq_len=long), "plain": cfg.replace(max_seq_len=long, original_seq_len=long)}
+    for name, variant in variants.items():
+        extended = Transformer(variant, seed=seed)
+        extended.load_state_dict(state)
+        out[f"ppl_extended_{name}"] = math.exp(eval_loss(extended, _criterion_data(batch_size=2, seq_len=long), n_batches=2))
+        out[f"ratio_{name}"] = out[f"ppl_extended_{name}"] / ppl_in
+    return out
