@@ -286,3 +286,35 @@ class ModelConfig:
             return cls.from_json(name_or_path)
         raise ConfigError(f"unknown config {name_or_path!r}; use one of {sorted(presets)} or a path to a .json file")
 
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """AdamW with global-norm clipping, linear warmup then cosine decay to ``lr * min_lr_ratio``.
+
+    One copy for both frameworks (``tf_impl.train`` and ``reference.train`` re-export it), so a
+    TF-vs-Flax training-step comparison cannot drift on a hyper-parameter. The schedule is
+    ``lr * (step + 1) / warmup_steps`` for the first ``warmup_steps`` updates, then a cosine to
+    ``lr * min_lr_ratio`` at ``total_steps``. Weight decay is decoupled (optax.adamw's formula) and
+    applies to every trainable tensor, norms included; the gate bias is not trainable.
+    """
+
+    lr: float = 1e-3
+    warmup_steps: int = 10
+    total_steps: int = 1000
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    b1: float = 0.9
+    b2: float = 0.95
+    eps: float = 1e-8
+    clip_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.total_steps < 1 or self.warmup_steps < 0:
+            raise ConfigError(f"total_steps={self.total_steps} must be >= 1 and warmup_steps={self.warmup_steps} >= 0")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError(f"min_lr_ratio={self.min_lr_ratio} must lie in [0, 1]")
+        if self.lr < 0 or self.weight_decay < 0 or self.clip_norm <= 0 or self.eps <= 0:
+            raise ConfigError("lr and weight_decay must be >= 0, clip_norm and eps > 0")
+        if not (0.0 <= self.b1 < 1.0 and 0.0 <= self.b2 < 1.0):
+            raise ConfigError(f"b1={self.b1} and b2={self.b2} must lie in [0, 1)")

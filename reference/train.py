@@ -8,7 +8,6 @@ Axis letters: B batch, T length, V vocab, E experts, K activated experts.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from typing import Any
@@ -19,23 +18,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from harness.config import ModelConfig
+from harness.config import ModelConfig, TrainConfig
 from reference.model import DeepSeekV3, Transformer, to_canonical
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """AdamW with global-norm clipping, linear warmup then cosine decay to ``lr * min_lr_ratio``."""
-
-    lr: float = 1e-3
-    warmup_steps: int = 10
-    total_steps: int = 1000
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.1
-    b1: float = 0.9
-    b2: float = 0.95
-    eps: float = 1e-8
-    clip_norm: float = 1.0
 
 
 def learning_rate(step: int, tc: TrainConfig) -> float:
