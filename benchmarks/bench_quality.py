@@ -1,0 +1,42 @@
+"""Project quality numbers. Criteria: P0.doc_standards, QA.doc_completeness (docs) and QA.coverage.
+
+Coverage is not measured here: running the test suite under coverage inside a benchmark would
+take minutes. ``python -m harness run`` is expected to write coverage.py's JSON report for the
+commit being benchmarked to ``.asv/coverage/<commit>.json`` first; this benchmark reads it and is
+skipped (NaN, so the criterion is NOT MEASURED) when that file is missing.
+"""
+
+from __future__ import annotations
+
+from asv_runner.benchmarks.mark import SkipNotImplemented
+
+from . import common
+
+COVERAGE_DIR = common.REPO_ROOT / ".asv" / "coverage"
+
+
+class Quality:
+    """Docstring completeness (harness.docs_check) and line coverage of the fast test suite."""
+
+    def track_doc_completeness(self):
+        """P0.doc_standards, QA.doc_completeness: share of passed documentation checks over
+        tf_impl/, reference/ and harness/ (``harness.docs_check.docs_score``)."""
+        from harness.docs_check import docs_score
+
+        return docs_score()[0]
+
+    track_doc_completeness.unit = "fraction"
+    track_doc_completeness.pretty_name = "Documentation completeness"
+
+    def track_test_coverage(self):
+        """QA.coverage: line coverage of harness/, tf_impl/, reference/ by the fast tests, from
+        ``.asv/coverage/<commit>.json``; skipped when the main job wrote none for this commit."""
+        from harness.docs_check import coverage_percent
+
+        path = COVERAGE_DIR / f"{common.benchmarked_commit()}.json"
+        if not path.exists():
+            raise SkipNotImplemented(f"no coverage report {path} for this commit; `python -m harness run` writes it")
+        return coverage_percent(path) / 100.0
+
+    track_test_coverage.unit = "fraction"
+    track_test_coverage.pretty_name = "Test coverage (fast suite)"

@@ -1,0 +1,185 @@
+"""Shared fixtures of the asv suite: configs, weights, tokens and the framework adapters.
+
+Rules (numpy's asv suite): fixed seeds, ``lru_cache`` fixtures, only append, never change a fixture
+that recorded numbers depend on. TensorFlow and JAX are imported lazily inside the functions that
+need them, so a benchmark that reads a ``setup_cache`` result, or runs one framework, never pays for
+importing the other.
+
+Frameworks (the ``framework`` parameter of the speed benchmarks):
+
+* ``tf-eager``: ``tf_impl`` with ``compiled=False``, every op dispatched eagerly;
+* ``tf-xla``: ``tf_impl`` with ``compiled=True``, i.e. ``tf.function(jit_compile=True)``;
+* ``flax-jit``: ``reference`` (Flax NNX) under ``jax.jit``, the speed peer.
+
+Every speed fixture loads the same canonical state (``canonical_state``) into both frameworks, so
+the weights, the routing decisions and therefore the work done are identical.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from harness.config import ModelConfig
+from harness.state import expected_shapes
+
+SEED = 0
+FRAMEWORKS = ("tf-eager", "tf-xla", "flax-jit")
+BATCH = 8            # sequences per prefill / decode call (the contract's B)
+PROMPT_LEN = 256     # tokens in the cache before a decode step (the contract's 256-token cache)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------ configs, weights, tokens
+@functools.lru_cache(maxsize=None)
+def config(name: str) -> ModelConfig:
+    """A named preset (``tiny``, ``bench``); ``v3_671b`` is shape-only: never build a model from it."""
+    return ModelConfig.named(name)
+
+
+@functools.lru_cache(maxsize=None)
+def canonical_state(cfg: ModelConfig, seed: int = SEED) -> dict[str, np.ndarray]:
+    """Seeded weights in the canonical layout, built with numpy only (no framework import).
+
+    Linear weights [out, in] ~ N(0, 1/in), the embedding ~ N(0, 1), norms 1, gate biases 0: the
+    scales ``tf_impl`` and ``reference`` initialise with, so activations stay O(1).
+    """
+    rng = np.random.default_rng(seed)
+    state = {}
+    for name, shape in expected_shapes(cfg).items():
+        if name.endswith("norm.weight"):
+            value = np.ones(shape, np.float32)
+        elif name.endswith("gate.bias"):
+            value = np.zeros(shape, np.float32)
+        elif name == "embed.weight":
+            value = rng.standard_normal(shape, dtype=np.float32)
+        else:
+            value = rng.standard_normal(shape, dtype=np.float32) * np.float32(shape[-1] ** -0.5)
+        value.setflags(write=False)
+        state[name] = value
+    return state
+
+
+@functools.lru_cache(maxsize=None)
+def tokens(batch: int, length: int, vocab_size: int, seed: int = SEED) -> np.ndarray:
+    """Read-only uniform random token ids, int32 of shape [batch, length] ([batch] when length is 0)."""
+    rng = np.random.default_rng(seed)
+    shape = (batch, length) if length else (batch,)
+    out = rng.integers(0, vocab_size, shape).astype(np.int32)
+    out.setflags(write=False)
+    return out
+
+
+# ------------------------------------------------------------------ models
+def check_framework(framework: str) -> None:
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"framework {framework!r} is unknown; use one of {FRAMEWORKS}")
+
+
+def build_model(framework: str, cfg: ModelConfig):
+    """``tf_impl.Transformer`` or ``reference.Transformer`` holding ``canonical_state(cfg)``."""
+    check_framework(framework)
+    if framework.startswith("tf-"):
+        from tf_impl.model import Transformer
+
+        model = Transformer(cfg, seed=SEED, compiled=framework == "tf-xla")
+    else:
+        from reference.model import Transformer
+
+        model = Transformer(cfg, seed=SEED)
+    model.load_state_dict(dict(canonical_state(cfg)))
+    return model
+
+
+def sync(framework: str, value) -> None:
+    """Wait until ``value`` is computed: ``.numpy()`` for TF, ``block_until_ready`` for JAX."""
+    if framework.startswith("tf-"):
+        value.numpy()
+    else:
+        value.block_until_ready()
+
+
+def prefill_call(framework: str, model, batch: int, length: int, mode: str = "absorb") -> Callable[[], None]:
+    """A no-argument call that prefills ``length`` tokens into an empty cache and waits for the logits.
+
+    The cache is allocated once; each call starts again from position 0 (TF: ``cache.length = 0``;
+    Flax: the same empty, immutable cache), so no call pays for allocating cache memory.
+    """
+    toks = tokens(batch, length, model.cfg.vocab_size)
+    cache = model.new_cache(batch, mode)
+    if framework.startswith("tf-"):
+        def call():
+            cache.length, cache.batch = 0, None
+            sync(framework, model.prefill(toks, cache)[0])
+    else:
+        def call():
+            sync(framework, model.prefill(toks, cache)[0])
+    return call
+
+
+def decode_call(framework: str, model, batch: int, prompt_len: int, mode: str) -> Callable[[], None]:
+    """A no-argument call that decodes one token per sequence after a ``prompt_len``-token cache.
+
+    The cache is filled once (TF: eagerly, so no prefill program is compiled just for this); each
+    call then decodes at position ``prompt_len`` again (TF: ``cache.length`` is reset; Flax: the
+    filled cache is immutable), so every call does the same work.
+    """
+    prompt = tokens(batch, prompt_len, model.cfg.vocab_size)
+    nxt = tokens(batch, 0, model.cfg.vocab_size, seed=SEED + 1)
+    cache = model.new_cache(batch, mode)
+    if framework.startswith("tf-"):
+        compiled, model.compiled = model.compiled, False
+        model.prefill(prompt, cache)
+        model.compiled = compiled
+
+        def call():
+            cache.length = prompt_len
+            sync(framework, model.decode_step(nxt, cache)[0])
+    else:
+        _, filled = model.prefill(prompt, cache)
+
+        def call():
+            sync(framework, model.decode_step(nxt, filled)[0])
+    return call
+
+
+# ------------------------------------------------------------------ timing helpers
+def warm_up(call: Callable[[], None], calls: int = 2) -> None:
+    """Run ``call`` until it is warm: the first call compiles, and tf_impl's compiled decode step has
+    been seen to compile a second time on its second call, so two calls before any timing."""
+    for _ in range(calls):
+        call()
+
+
+def seconds(call: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def median_ratio(numerator: Callable[[], None], denominator: Callable[[], None], reps: int) -> float:
+    """median time of ``numerator`` / median time of ``denominator``, the two calls alternating.
+
+    Alternating in one process exposes both to the same machine state (load, clocks, caches).
+    """
+    num, den = [], []
+    for _ in range(reps):
+        num.append(seconds(numerator))
+        den.append(seconds(denominator))
+    return statistics.median(num) / statistics.median(den)
+
+
+# ------------------------------------------------------------------ the commit being benchmarked
+def benchmarked_commit() -> str:
+    """The commit asv records these results under: ``ASV_COMMIT`` when set, else ``git rev-parse HEAD``."""
+    commit = os.environ.get("ASV_COMMIT")
+    if commit:
+        return commit
+    return subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, text=True).strip()
