@@ -1,0 +1,28 @@
+"""One ``compare`` run per config per session: model builds and XLA compiles dominate the cost on 2 cores."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+from harness import equivalence as eq
+
+# What the default run compares per config (the full set for every config runs under -m slow).
+# tiny (dense + MoE with 2 groups + MTP) gets everything; the dense-only and YaRN configs get the checks
+# their difference touches, so the suite stays under 3 minutes on 2 cores.
+DEFAULT_CHECKS = {
+    "tiny": eq.ALL,
+    "tiny-dense": ("mtp", "logits", "loss", "gradients"),  # its attention is tiny's: MLA is checked there
+    "tiny-yarn": ("rope", "mla", "logits", "generation"),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def rows_for(config: str, checks: tuple[str, ...]) -> tuple[eq.Row, ...]:
+    return tuple(eq.compare(eq.named_config(config), checks=checks))
+
+
+@pytest.fixture(scope="session")
+def suite_rows():
+    return rows_for
