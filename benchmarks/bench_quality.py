@@ -1,9 +1,10 @@
 """Project quality numbers. Criteria: P0.doc_standards, QA.doc_completeness (docs) and QA.coverage.
 
 Coverage is not measured here: running the test suite under coverage inside a benchmark would
-take minutes. ``python -m harness run`` is expected to write coverage.py's JSON report for the
-commit being benchmarked to ``.asv/coverage/<commit>.json`` first; this benchmark reads it and is
-skipped (NaN, so the criterion is NOT MEASURED) when that file is missing.
+take minutes. The README's test command runs under pytest-cov, and a green run of the whole default
+suite on a clean checkout leaves coverage.py's JSON report at ``.asv/coverage/<commit>.json``
+(``tests/conftest.py``); this benchmark reads it and is skipped (NaN, so the criterion is NOT
+MEASURED) when that file is missing for the benchmarked commit.
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ class Quality:
 
     def track_test_coverage(self):
         """QA.coverage: line coverage of harness/, tf_impl/, reference/ by the fast tests, from
-        ``.asv/coverage/<commit>.json``; skipped when the main job wrote none for this commit."""
+        ``.asv/coverage/<commit>.json``; skipped when no green full test run wrote one for this commit."""
         from harness.docs_check import coverage_percent
 
         path = COVERAGE_DIR / f"{common.benchmarked_commit()}.json"
         if not path.exists():
-            raise SkipNotImplemented(f"no coverage report {path} for this commit; `python -m harness run` writes it")
+            raise SkipNotImplemented(f"no coverage report {path} for this commit; run the README's test command on a clean checkout first")
         return coverage_percent(path) / 100.0
 
     track_test_coverage.unit = "fraction"

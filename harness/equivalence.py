@@ -496,8 +496,8 @@ def _check_generation(p: _Pair, steps: int = 32) -> list[Row]:
                    logits_f[:max(n, 1)], "decode_logits",
                    note="tokens identical" if same.all() else f"tokens diverge at step {first}")
         rows.append(replace(row, passed=row.passed and bool(same.all())))
-    public_t = np.asarray(p.tf.generate(prompts, steps))[:, prompt_len:]   # TF returns prompt + new tokens
-    public_f = np.asarray(p.flax.generate(prompts, steps))                 # Flax returns the new tokens only
+    public_t = np.asarray(p.tf.generate(prompts, steps))    # both return the new tokens only, [B, steps]
+    public_f = np.asarray(p.flax.generate(prompts, steps))
     rows.append(Row("generate() public API, greedy (absorb)", 0.0, 0.0, Tolerance(0.0, 0.0, "exact"), None,
                     bool(np.array_equal(public_t, public_f)),
                     "tokens identical" if np.array_equal(public_t, public_f) else "tokens differ"))

@@ -89,7 +89,7 @@ def jax_buffer_address(array) -> int:
 def tf_named_variables(model) -> dict[str, tuple[Any, int | None]]:
     """``{canonical name: (tf.Variable, index)}`` of a ``tf_impl.Transformer``; index j is slice j of a
     stacked expert variable, None for a tensor stored on its own (``tf_impl/linear.py``)."""
-    return dict(model._params)
+    return model.named_variables()
 
 
 def tf_loss_and_gradients(model, tokens, with_gradients: bool = True

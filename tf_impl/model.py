@@ -122,6 +122,15 @@ class Transformer(tf.Module):
             out.update(module.params(f"mtp.{k}"))
         return out
 
+    def named_variables(self) -> dict[str, tuple[tf.Variable, int | None]]:
+        """``{canonical name: (variable, index)}``: where each canonical tensor lives in this model.
+
+        Routed experts are stored stacked ([E, F, D]) for the sparse dispatch, so expert ``j``'s
+        tensor is slice ``j`` of its variable (index ``j``); a tensor stored on its own has index None.
+        Gradient code uses this to name gradients canonically without copying weights.
+        """
+        return dict(self._params)
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """The canonical state: {DeepSeek tensor name: float32 np.ndarray}, linear weights [out, in]."""
         values: dict[int, np.ndarray] = {}
@@ -301,7 +310,7 @@ class Transformer(tf.Module):
     # ------------------------------------------------------------------ generation
     def generate(self, prompt, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
                  mode: str = "absorb") -> np.ndarray:
-        """Continue ``prompt`` [B, T]; returns int32 [B, T + max_new_tokens] (prompt, then new tokens).
+        """Continue ``prompt`` [B, T]; returns only the new tokens, int32 [B, max_new_tokens] (as DeepSeek's own).
 
         ``temperature == 0`` is greedy (argmax). Otherwise tokens are sampled from
         ``softmax(logits / temperature)`` restricted to the smallest top-p nucleus, with a numpy
@@ -316,7 +325,7 @@ class Transformer(tf.Module):
             raise InputError(f"top_p must be in (0, 1], got {top_p}")
         self._check_length(arr.shape[1] + max_new_tokens, "prompt + max_new_tokens")
         if max_new_tokens == 0:
-            return arr
+            return np.zeros([arr.shape[0], 0], np.int32)
         rng = np.random.default_rng(seed)
         cache = self.new_cache(arr.shape[0], mode)
         logits, cache = self.prefill(arr, cache)
@@ -325,7 +334,7 @@ class Transformer(tf.Module):
         for _ in range(max_new_tokens - 1):
             nxt = _sample(self._step(nxt, cache).numpy(), temperature, top_p, rng)
             out.append(nxt)
-        return np.concatenate([arr, np.stack(out, 1)], 1)
+        return np.stack(out, 1)  # [B, max_new_tokens]
 
 
 def _sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> np.ndarray:

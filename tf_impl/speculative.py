@@ -115,7 +115,7 @@ class SpeculativeDecoder:
         m._check_length(n + max_new_tokens, "prompt + max_new_tokens")
         stats = SpeculativeStats()
         if max_new_tokens == 0:
-            return arr, stats
+            return np.zeros([b, 0], np.int32), stats
         cache = m.new_cache(b, self.mode)
         mcache = KVCache(self._mtp_cfg, b, self.mode)
         x, d = self._prefill(tf.constant(arr), cache.variables, mcache.variables)
@@ -143,7 +143,7 @@ class SpeculativeDecoder:
             else:
                 x, d, p = y[:, 0], drafts[:, 0], p + 1  # roll back: position p+1 is overwritten next round
         cache.length, cache.batch = p, b
-        return np.concatenate([arr, np.stack(out, 1).astype(np.int32)], 1), stats
+        return np.stack(out, 1).astype(np.int32), stats  # [B, max_new_tokens], like Transformer.generate
 
 
 def compare_with_greedy(model, prompts, max_new_tokens: int, mode: str = "absorb", repeats: int = 2,
