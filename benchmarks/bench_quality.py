@@ -1,4 +1,5 @@
-"""Project quality numbers. Criteria: P0.doc_standards, QA.doc_completeness (docs) and QA.coverage.
+"""Project quality numbers. Criteria: P0.doc_standards, QA.doc_completeness (docs), QA.coverage and
+QA.troubleshooting_coverage.
 
 Coverage is not measured here: running the test suite under coverage inside a benchmark would
 take minutes. The README's test command runs under pytest-cov, and a green run of the whole default
@@ -41,3 +42,14 @@ class Quality:
 
     track_test_coverage.unit = "fraction"
     track_test_coverage.pretty_name = "Test coverage (fast suite)"
+
+    def track_troubleshooting_coverage(self):
+        """QA.troubleshooting_coverage: share of the really captured failure logs (tests/qa/fixtures) that
+        ``harness.troubleshoot`` diagnoses as their expected issue, ranked first. A proxy: it measures the
+        matching on the captured common issues, not whether the list of issues is complete."""
+        from harness.troubleshoot import troubleshooting_coverage
+
+        return troubleshooting_coverage()
+
+    track_troubleshooting_coverage.unit = "fraction"
+    track_troubleshooting_coverage.pretty_name = "Troubleshooting coverage of captured failures"

@@ -34,6 +34,15 @@ ASV_SOME_BENCHMARKS_FAILED = 2  # `asv run` exits 2 when any benchmark failed; t
 
 @dataclass(frozen=True)
 class Paths:
+    """Where the harness reads and writes, all resolved from the asv config's location.
+
+    Attributes:
+        root: the directory holding the asv config; asv and git run there.
+        config: the asv config file (asv.conf.json).
+        results_dir: asv's results directory (``--results-dir`` or the config's ``results_dir``).
+        html_dir: where ``asv publish`` writes and where roadmap.html goes.
+    """
+
     root: Path
     config: Path
     results_dir: Path
@@ -41,6 +50,11 @@ class Paths:
 
 
 def paths_for(args: argparse.Namespace) -> Paths:
+    """Resolve the harness paths from the parsed ``--config``/``--results-dir`` options.
+
+    A missing config is allowed (asv's defaults apply) so that ``validate`` and ``report`` work on a
+    copied results directory; a config that exists but is not JSON is a ResultsError.
+    """
     config = Path(args.config).resolve()
     root = config.parent
     conf = {}
@@ -121,6 +135,12 @@ def _git(paths: Paths, *argv: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """``run``: benchmark HEAD (or ``--range``), publish, write the reports, and flag regressions.
+
+    Only regressions introduced by the commits just run fail the command, so an old regression already
+    in the history does not block every later run. asv's "some benchmarks failed" exit is tolerated:
+    the verdicts report those benchmarks as FAILED-TO-RUN.
+    """
     paths = paths_for(args)
     if not paths.config.exists():
         print(f"error: {paths.config} is missing; asv needs it to run", file=sys.stderr)
@@ -156,18 +176,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """``validate``: print the verdict table; exit 1 on a failed gate or a regression at the latest commit."""
     history = load_history(paths_for(args), args.machine, args.commit)
     print(report.summary_table(history))
     return 1 if is_failing(history.latest) or history.latest_regressions() else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """``report``: rewrite the markdown and HTML roadmap reports from the recorded results (runs nothing)."""
     paths = paths_for(args)
     _write_reports(paths, load_history(paths, args.machine, args.commit), args.out)
     return 0
 
 
 def cmd_roadmap(args: argparse.Namespace) -> int:
+    """``roadmap``: print phases, schedule, milestones and how each criterion is measured (``--json`` for data).
+
+    ``check_bindings()`` runs first so that a criterion without a binding fails loudly here rather
+    than showing up as silently unmeasured in the report.
+    """
     check_bindings()
     if args.json:
         from dataclasses import asdict
@@ -258,6 +285,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m harness``; returns the process exit code (see the module docstring).
+
+    Hook commands (equivalence, diagnose, progress, docs) are passed to their module's ``main`` before
+    argparse sees them, so each keeps its own options and ``--help``.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "_asv":  # internal: asv with stderr capture (see _asv)
         _asv_with_stderr_capture(argv[1], argv[2:])

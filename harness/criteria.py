@@ -32,6 +32,8 @@ class Evidence(str, enum.Enum):
 
 
 class Comparator(str, enum.Enum):
+    """How a measured value is compared with a criterion's threshold."""
+
     LT = "<"
     LE = "<="
     GT = ">"
@@ -40,6 +42,7 @@ class Comparator(str, enum.Enum):
     WITHIN = "within"  # |value - threshold| <= tolerance
 
     def holds(self, value: float, threshold: float, tolerance: float = 0.0) -> bool:
+        """True when ``value`` satisfies this comparison with ``threshold`` (``tolerance`` only for WITHIN)."""
         if self is Comparator.LT:
             return value < threshold
         if self is Comparator.LE:
@@ -72,6 +75,7 @@ class BenchmarkSpec:
 
     @property
     def param_names(self) -> tuple[str, ...]:
+        """The asv ``param_names`` of the benchmark, in order."""
         return tuple(name for name, _ in self.params)
 
 
@@ -188,6 +192,13 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {spec.name: spec for spec in (
         "bench_quality.Quality.track_test_coverage", "fraction",
         "Line coverage of harness/, tf_impl/ and reference/ by the fast test suite (pytest-cov).",
         ()),
+    BenchmarkSpec(
+        "bench_quality.Quality.track_troubleshooting_coverage", "fraction",
+        "Share of the failures captured for real by scripts/capture_failures.py (out of memory, NaN loss, "
+        "routing collapse, FP8 overflow, XLA compile failure, shape/config mismatch, corrupt checkpoint, slow "
+        "pipeline, TF/JAX divergence, ...) whose expected issue harness.troubleshoot ranks first "
+        "(harness.troubleshoot.troubleshooting_coverage).",
+        ()),
 )}
 
 
@@ -216,11 +227,13 @@ class Check:
 
     @property
     def threshold_text(self) -> str:
+        """The threshold as reports print it, e.g. ``>= 1 ratio``."""
         if self.comparator is Comparator.WITHIN:
             return f"{self.threshold:g}±{self.tolerance:g} {self.unit}"
         return f"{self.comparator.value} {self.threshold:g} {self.unit}"
 
     def holds(self, value: float) -> bool:
+        """True when the measured ``value`` meets this check's threshold."""
         return self.comparator.holds(value, self.threshold, self.tolerance)
 
     def regressed(self, previous: float, current: float) -> bool:
@@ -241,16 +254,20 @@ class NotMeasured:
 
 @dataclass(frozen=True)
 class Binding:
+    """How one criterion is decided: by its checks, or NOT MEASURED with the reason."""
+
     criterion_id: str
     checks: tuple[Check, ...] = ()
     not_measured: NotMeasured | None = None
 
     @property
     def measurable(self) -> bool:
+        """True when some benchmark measures this criterion."""
         return self.not_measured is None
 
     @property
     def evidence(self) -> tuple[Evidence, ...]:
+        """The evidence kinds of the checks, each once, in order."""
         seen: list[Evidence] = []
         for check in self.checks:
             if check.gate and check.evidence not in seen:
@@ -371,7 +388,8 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
                                    E.MEASURED)),
     _not("QA.milestone_success_rate", "a roll-up of the other verdicts, shown in the progress table; counting it "
                                       "as a criterion would be circular"),
-    _not("QA.troubleshooting_coverage", "no benchmark scores harness.troubleshoot against a list of common issues yet"),
+    _measured("QA.troubleshooting_coverage", Check("bench_quality.Quality.track_troubleshooting_coverage", C.GT, 0.90,
+                                                   "fraction", E.PROXY)),
     _not("QA.progress_accuracy", "needs actual completion dates to compare the tracker against"),
     _not("QA.phase_integration", "qualitative; the equivalence and end-to-end tests are the evidence"),
     _not("QA.api_consistency", "qualitative; tf_impl and reference share one API by design (ARCHITECTURE.md)"),

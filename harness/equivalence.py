@@ -44,6 +44,7 @@ class Tolerance:
     per: str = "element"
 
     def text(self) -> str:
+        """The tolerance as the report prints it, e.g. ``atol 1e-06, rtol 1e-05 of max|ref|``."""
         rel = f"rtol {self.rtol:.0e}" + (" of max|ref|" if self.per == "tensor" else "")
         return f"atol {self.atol:.0e}, {rel}" if self.rtol else f"atol {self.atol:.0e}"
 
@@ -126,6 +127,7 @@ class Row:
 
     @property
     def verdict(self) -> str:
+        """``PASS`` or ``FAIL``, the word the table and the roadmap report show."""
         return "PASS" if self.passed else "FAIL"
 
 
@@ -601,6 +603,10 @@ def track_numbers(cfg_name: str = "tiny", tf_compiled: bool = True) -> dict[str,
 # ------------------------------------------------------------------ CLI
 
 def format_table(rows: Sequence[Row]) -> str:
+    """The rows as a plain-text table: errors, tolerance, routing agreement and verdict per component.
+
+    A failing row's note is appended to its verdict so the reason is visible without rerunning.
+    """
     from tabulate import tabulate
 
     body = [[r.component, f"{r.max_abs_err:.2e}", f"{r.max_rel_err:.2e}", r.tolerance.text(),

@@ -30,12 +30,15 @@ class History:
 
     @property
     def latest(self) -> dict[str, CriterionResult]:
+        """Verdicts of the newest commit, keyed by criterion id."""
         return self.verdicts[-1]
 
     def latest_regressions(self) -> list[Regression]:
+        """Regressions of the newest commit against the one before it; [] with a single commit."""
         return regressions(self.verdicts[-2], self.verdicts[-1]) if len(self.verdicts) > 1 else []
 
     def all_regressions(self) -> list[Regression]:
+        """Regressions between every pair of consecutive commits, oldest pair first."""
         return [r for a, b in zip(self.verdicts, self.verdicts[1:]) for r in regressions(a, b)]
 
 
@@ -115,6 +118,11 @@ MILESTONE_HEADERS = ["milestone", "name", "pass", "fail", "failed to run", "no v
 
 
 def markdown(history: History) -> str:
+    """``report/roadmap.md``: progress by phase and milestone, verdicts, regressions, and the reasons.
+
+    Checks without a value (FAILED-TO-RUN, NOT MEASURED) get their own section with the captured
+    stderr, so a reader can see why a criterion has no number without digging into asv's results.
+    """
     latest, sha = history.latest, history.commits[-1]
     phases, milestones = _progress_rows(latest)
     out = [
@@ -165,6 +173,7 @@ def markdown(history: History) -> str:
 
 
 def write_markdown(history: History, path: str | Path) -> Path:
+    """Write ``markdown(history)`` to ``path`` (creating its directory); returns the path written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(markdown(history))
@@ -225,6 +234,11 @@ pre{background:#f7f7f7;padding:6px;max-height:20em;overflow:auto;font-size:0.8em
 
 
 def roadmap_html(history: History, max_commits: int = 12) -> str:
+    """The HTML roadmap page: per milestone, every check's verdict over the last ``max_commits`` commits.
+
+    Each cell's tooltip carries that commit's reason, and a sparkline shows the trend, so a regression
+    can be traced to the commit that introduced it.
+    """
     latest = history.latest
     window = range(max(0, len(history.commits) - max_commits), len(history.commits))
     criteria = roadmap.all_criteria()
@@ -308,6 +322,7 @@ def link_into_index(html_dir: str | Path) -> bool:
 
 
 def write_html(history: History, html_dir: str | Path) -> Path:
+    """Write ``roadmap.html`` into ``html_dir`` and link it from asv's index.html; returns its path."""
     html_dir = Path(html_dir)
     html_dir.mkdir(parents=True, exist_ok=True)
     path = html_dir / "roadmap.html"

@@ -37,6 +37,8 @@ class ResultsError(Exception):
 
 
 class Status(str, enum.Enum):
+    """How asv recorded one benchmark value; only OK carries a number."""
+
     OK = "ok"
     FAILED = "failed"      # null: the benchmark raised (or timed out)
     SKIPPED = "skipped"    # NaN: NotImplementedError in setup
@@ -58,6 +60,8 @@ class BenchmarkInfo:
 
 @dataclass(frozen=True)
 class Value:
+    """A looked-up benchmark value: its status, the number when OK, and any captured stderr."""
+
     status: Status
     value: float | None = None
     stderr: str = ""
@@ -79,6 +83,11 @@ class BenchmarkResult:
         return list(itertools.product(*self.params))
 
     def value_at(self, combination: tuple[str, ...]) -> tuple[Status, float | None]:
+        """Status and value at one parameter ``combination`` (asv repr strings, in ``params`` order).
+
+        asv writes null for a benchmark that raised and NaN for one skipped via NotImplementedError;
+        those map to FAILED and SKIPPED so a verdict can tell "broke" from "not applicable".
+        """
         combos = self.combinations()
         if combination not in combos:
             return Status.MISSING, None
@@ -111,6 +120,7 @@ class Run:
 
     @property
     def last_started_at(self) -> int:
+        """Start time (ms since the epoch) of the latest benchmark in this file; 0 when none recorded one."""
         return max((b.started_at or 0 for b in self.benchmarks.values()), default=0)
 
 
@@ -123,6 +133,10 @@ class CommitResults:
     runs: tuple[Run, ...]
 
     def row(self, name: str) -> tuple[BenchmarkResult, Run] | None:
+        """Benchmark ``name``'s most recently started row and the run holding it; None when no run has it.
+
+        A rerun of a single benchmark (``-b``) thus supersedes the older full run only for that benchmark.
+        """
         best: tuple[BenchmarkResult, Run] | None = None
         for run in self.runs:
             row = run.benchmarks.get(name)
@@ -216,6 +230,10 @@ def load_run(path: str | os.PathLike, machine: str | None = None) -> Run:
 
 
 def available_machines(results_dir: str | os.PathLike) -> list[str]:
+    """Names of the machines with a machine.json under ``results_dir``, sorted; [] when it is missing.
+
+    Used in error messages so that a wrong ``--machine`` lists the valid choices.
+    """
     root = Path(results_dir)
     return sorted(p.name for p in root.iterdir() if (p / "machine.json").exists()) if root.is_dir() else []
 
@@ -240,6 +258,7 @@ def load_machine(results_dir: str | os.PathLike, machine: str) -> list[CommitRes
 
 
 def group_by_commit(runs: Iterable[Run]) -> list[CommitResults]:
+    """Merge runs by commit hash, ordered oldest first by commit date, then by the latest run's start time."""
     by_commit: dict[str, list[Run]] = {}
     for run in runs:
         by_commit.setdefault(run.commit_hash, []).append(run)

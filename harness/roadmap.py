@@ -70,6 +70,7 @@ class Phase:
 
     @property
     def criteria(self) -> tuple[Criterion, ...]:
+        """The success criteria of this phase's milestone (a phase is done when its milestone is)."""
         return self.milestone.criteria
 
     @property
@@ -277,6 +278,7 @@ CROSS_PHASE = "cross-phase"
 
 
 def phase_by_id(phase_id: str) -> Phase:
+    """The phase with id ``phase_id``; a KeyError that lists the valid ids otherwise."""
     for phase in PHASES:
         if phase.id == phase_id:
             return phase
@@ -338,6 +340,8 @@ def critical_path(phases: tuple[Phase, ...] = PHASES, finish: dict[str, int] | N
 
 @dataclass(frozen=True)
 class Totals:
+    """Whole-roadmap roll-ups (see ``totals``): peaks for team and instances, sums for cost and GPU hours."""
+
     duration_weeks: int
     estimated_cost: float
     gpu_hours: int

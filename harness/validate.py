@@ -16,6 +16,12 @@ from harness.results import BenchmarkInfo, CommitResults, ResultsError, Status, 
 
 
 class Verdict(str, enum.Enum):
+    """The outcome of a check or criterion.
+
+    FAILED-TO-RUN (the benchmark raised) is kept apart from FAIL (it ran and missed the threshold), and
+    NOT MEASURED (no value, by design or because it was skipped) never counts as PASS.
+    """
+
     PASS = "PASS"
     FAIL = "FAIL"
     FAILED_TO_RUN = "FAILED-TO-RUN"
@@ -28,6 +34,8 @@ _PRECEDENCE = (Verdict.FAILED_TO_RUN, Verdict.FAIL, Verdict.NOT_MEASURED, Verdic
 
 @dataclass(frozen=True)
 class CheckResult:
+    """One check's verdict at one commit, its value when there is one, and why when there is none."""
+
     check: Check
     verdict: Verdict
     value: float | None
@@ -37,6 +45,12 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class CriterionResult:
+    """One criterion's verdict at one commit: the worst of its gating checks (see ``_PRECEDENCE``).
+
+    ``checks`` holds every check, context ones included; it is empty for a criterion that is NOT
+    MEASURED by design, whose ``reason`` then says why.
+    """
+
     criterion_id: str
     commit: str
     verdict: Verdict
@@ -50,6 +64,11 @@ class CriterionResult:
 
 
 def evaluate_check(check: Check, commit: CommitResults, benchmarks: Mapping[str, BenchmarkInfo]) -> CheckResult:
+    """Verdict of one check against one commit's results.
+
+    A lookup problem (unknown benchmark, wrong parameters) becomes NOT MEASURED with the error as the
+    reason, rather than an exception, so one bad binding cannot hide every other verdict.
+    """
     try:
         value = lookup(commit, dict(benchmarks), check.benchmark, dict(check.params))
     except ResultsError as exc:
@@ -70,6 +89,10 @@ def evaluate_check(check: Check, commit: CommitResults, benchmarks: Mapping[str,
 
 def evaluate_criterion(binding: Binding, commit: CommitResults,
                        benchmarks: Mapping[str, BenchmarkInfo]) -> CriterionResult:
+    """Verdict of one criterion: the worst verdict among its gating checks, PASS when all of them pass.
+
+    The reason joins the reasons of the gating checks that share the deciding verdict.
+    """
     sha = commit.commit_hash
     if binding.not_measured is not None:
         return CriterionResult(binding.criterion_id, sha, Verdict.NOT_MEASURED, (), binding.not_measured.reason)
@@ -88,12 +111,15 @@ def evaluate(commit: CommitResults, benchmarks: Mapping[str, BenchmarkInfo],
 
 def evaluate_history(commits: Sequence[CommitResults], benchmarks: Mapping[str, BenchmarkInfo],
                      bindings: Mapping[str, Binding] = BINDINGS) -> list[dict[str, CriterionResult]]:
+    """``evaluate`` for each commit, in the order given (oldest first for ``regressions`` to make sense)."""
     return [evaluate(c, benchmarks, bindings) for c in commits]
 
 
 # ------------------------------------------------------------------ regressions
 @dataclass(frozen=True)
 class Regression:
+    """Something that got worse between two commits: a verdict (``what="verdict"``) or a check's value."""
+
     criterion_id: str
     what: str
     before: str
@@ -148,10 +174,12 @@ class MilestoneProgress:
 
     @property
     def measurable(self) -> int:
+        """Criteria that could have a value: every one except those NOT MEASURED by design."""
         return self.passed + self.failed + self.failed_to_run + self.unmeasured
 
     @property
     def complete(self) -> bool:
+        """True when there is at least one measurable criterion and every measurable one passes."""
         return self.measurable > 0 and self.passed == self.measurable
 
 
@@ -171,29 +199,36 @@ def _tally(milestone: roadmap.Milestone, verdicts: Mapping[str, CriterionResult]
 
 def milestone_progress(verdicts: Mapping[str, CriterionResult],
                        milestones: Sequence[roadmap.Milestone] = roadmap.MILESTONES) -> list[MilestoneProgress]:
+    """Verdict counts per milestone, in roadmap order."""
     return [_tally(m, verdicts) for m in milestones]
 
 
 @dataclass(frozen=True)
 class PhaseProgress:
+    """Progress of one phase (or the cross-phase row), summed over its milestones."""
+
     phase_id: str
     name: str
     milestones: tuple[MilestoneProgress, ...]
 
     @property
     def passed(self) -> int:
+        """Criteria passed, over all the phase's milestones."""
         return sum(m.passed for m in self.milestones)
 
     @property
     def measurable(self) -> int:
+        """Measurable criteria, over all the phase's milestones."""
         return sum(m.measurable for m in self.milestones)
 
     @property
     def not_measured_by_design(self) -> int:
+        """Criteria NOT MEASURED by design, over all the phase's milestones."""
         return sum(m.not_measured_by_design for m in self.milestones)
 
     @property
     def complete(self) -> bool:
+        """True when every milestone of the phase is complete."""
         return all(m.complete for m in self.milestones)
 
 
@@ -209,4 +244,5 @@ def phase_progress(verdicts: Mapping[str, CriterionResult]) -> list[PhaseProgres
 
 
 def is_failing(verdicts: Mapping[str, CriterionResult]) -> bool:
+    """True when any criterion is FAIL or FAILED-TO-RUN; NOT MEASURED alone does not fail a run."""
     return any(r.verdict in _BROKEN for r in verdicts.values())

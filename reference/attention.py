@@ -32,7 +32,18 @@ class CacheMode(str, enum.Enum):
 
 
 def cache_bytes_per_token(cfg: ModelConfig, mode: CacheMode | str) -> int:
-    """Bytes one token occupies in the cache over all main layers, at fp32 (4-byte) elements."""
+    """Bytes one token occupies in the cache over all main layers, at fp32 (4-byte) elements.
+
+    This is the number that makes the case for the absorbed cache: NAIVE stores N * (qk + v) values
+    per token and layer, ABSORB only C + R, independent of the head count.
+
+    Args:
+        cfg: the model config (layers, heads, head dims, kv latent and rope dims).
+        mode: which cache layout to size; a CacheMode or its string value.
+
+    Returns:
+        bytes per cached token, summed over ``cfg.n_layers`` layers.
+    """
     mode = CacheMode(mode)
     if mode is CacheMode.NAIVE:
         return cfg.n_layers * cfg.n_heads * (cfg.qk_head_dim + cfg.v_head_dim) * 4
@@ -40,7 +51,19 @@ def cache_bytes_per_token(cfg: ModelConfig, mode: CacheMode | str) -> int:
 
 
 def empty_layer_cache(cfg: ModelConfig, batch_size: int, mode: CacheMode) -> dict[str, jax.Array]:
-    """Zeroed cache buffers of one layer, sized for ``max_seq_len`` so decode shapes never change."""
+    """Zeroed cache buffers of one layer, sized for ``max_seq_len`` so decode shapes never change.
+
+    Fixed-size buffers written at a traced offset keep one compiled decode step for every position.
+
+    Args:
+        cfg: the model config; ``max_seq_len`` sets S.
+        batch_size: B, the number of sequences decoded together.
+        mode: NAIVE or ABSORB (see CacheMode).
+
+    Returns:
+        NAIVE: ``k`` of shape [B, S, N, qk_head_dim] and ``v`` of shape [B, S, N, v_head_dim];
+        ABSORB: ``kv`` of shape [B, S, C] and ``pe`` of shape [B, S, R]; all fp32 zeros.
+    """
     b, s = batch_size, cfg.max_seq_len
     if mode is CacheMode.NAIVE:
         return {

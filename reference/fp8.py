@@ -117,6 +117,14 @@ def normal_param(rng: np.random.Generator, shape: tuple[int, ...], std: float) -
     Initial values come from numpy's generator: drawing them with ``jax.random`` compiles a
     random-number kernel per shape (5-15 s for the tiny model on CPU, eager or jitted), and the
     values only need to be deterministic per seed, not reproducible by the TF side (it loads them).
+
+    Args:
+        rng: the seeded numpy generator; consumed in call order, so init order fixes the values.
+        shape: the parameter's shape, e.g. [out, in] for a Linear weight.
+        std: the standard deviation of the normal draw.
+
+    Returns:
+        an ``nnx.Param`` holding an fp32 array of shape ``shape``.
     """
     return nnx.Param(jnp.asarray(rng.standard_normal(shape, dtype=np.float32) * np.float32(std)))
 

@@ -149,7 +149,15 @@ class DeepSeekV3(nnx.Module):
                         "router_indices": indices}
 
     def logits_mtp(self, module: MTPModule, h: jax.Array) -> jax.Array:
-        """The MTP module's own norm, then the shared head: [B, T', D] -> [B, T', V]."""
+        """The MTP module's own norm, then the shared output head (MTP modules share the main head).
+
+        Args:
+            module: the MTP module whose final norm applies.
+            h: its hidden states of shape [B, T - k - 1, D] for module k (0-based).
+
+        Returns:
+            logits of shape [B, T - k - 1, V].
+        """
         return self.head(module.norm(h))
 
 
@@ -246,6 +254,7 @@ class KVCache:
 
     @property
     def batch_size(self) -> int:
+        """B, read from the first buffer of layer 0 (every buffer has the same leading axis)."""
         return next(iter(self.layers[0].values())).shape[0]
 
 
@@ -299,7 +308,16 @@ class Transformer:
 
     # ------------------------------------------------------------------ cache and decoding
     def new_cache(self, batch_size: int, mode: str = "absorb") -> KVCache:
-        """Zeroed cache for ``batch_size`` sequences of up to ``max_seq_len`` tokens ("absorb" or "naive")."""
+        """Zeroed cache for ``batch_size`` sequences of up to ``max_seq_len`` tokens.
+
+        Args:
+            batch_size: B, in 1..``cfg.max_batch_size``.
+            mode: "absorb" (latent [B, S, C] and rope key [B, S, R] per layer, the small cache) or
+                "naive" (per-head keys and values, the straightforward one, kept for comparison).
+
+        Returns:
+            a KVCache at position 0, one buffer dict per main layer (see ``empty_layer_cache``).
+        """
         try:
             mode = CacheMode(mode)
         except ValueError:

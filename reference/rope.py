@@ -25,6 +25,16 @@ def yarn_correction_range(rope_dim: int, theta: float, original_seq_len: int, be
     ``corr_dim(r) = d * ln(original_seq_len / (2 pi r)) / (2 ln theta)`` is the pair index whose
     wavelength fits ``r`` rotations into the original context. Pairs below ``low`` rotate fast enough
     to stay unscaled; pairs above ``high`` are fully interpolated. The 671B config gives (10, 23).
+
+    Args:
+        rope_dim: R, the rotated width; there are R/2 frequency pairs.
+        theta: the RoPE base (10000 for DeepSeek-V3).
+        original_seq_len: the context length the model was pretrained at.
+        beta_fast: rotations over the original context above which a pair is left unscaled (32).
+        beta_slow: rotations below which a pair is fully interpolated (1).
+
+    Returns:
+        ``(low, high)`` pair indices, clamped to [0, R - 1].
     """
 
     def corr_dim(rotations: float) -> float:

@@ -24,7 +24,15 @@ from reference.model import DeepSeekV3, Transformer, to_canonical
 
 def learning_rate(step: int, tc: TrainConfig) -> float:
     """``lr * (step+1)/warmup_steps`` for ``step < warmup_steps`` (so step 0 already learns), then a cosine
-    from ``lr`` at ``warmup_steps`` down to ``lr * min_lr_ratio`` at ``total_steps``, flat after that."""
+    from ``lr`` at ``warmup_steps`` down to ``lr * min_lr_ratio`` at ``total_steps``, flat after that.
+
+    Args:
+        step: the 0-based optimizer step.
+        tc: the schedule: ``lr``, ``warmup_steps``, ``total_steps``, ``min_lr_ratio``.
+
+    Returns:
+        the learning rate for ``step``, a Python float.
+    """
     if step < tc.warmup_steps:
         return tc.lr * (step + 1) / tc.warmup_steps
     progress = min(1.0, (step - tc.warmup_steps) / max(1, tc.total_steps - tc.warmup_steps))
@@ -41,7 +49,15 @@ def cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
 
 
 def main_loss(logits: jax.Array, tokens: jax.Array) -> jax.Array:
-    """Next-token loss: ``logits[:, t]`` predicts ``tokens[:, t+1]``."""
+    """Next-token loss: ``logits[:, t]`` predicts ``tokens[:, t+1]``.
+
+    Args:
+        logits: the main model's logits of shape [B, T, V]; the last position has no target.
+        tokens: the input ids of shape [B, T]; the first token is never a target.
+
+    Returns:
+        the mean cross-entropy over B * (T - 1) predictions, an fp32 scalar.
+    """
     return cross_entropy(logits[:, :-1], tokens[:, 1:])
 
 
@@ -59,6 +75,14 @@ def balance_loss(router_scores: list[jax.Array], router_indices: list[jax.Array]
 
     Per sequence of length T: ``f_i = E/(K*T) * #tokens routed to i`` (no gradient: it counts a
     selection) and ``P_i = mean_t s_{t,i} / sum_j s_{t,j}`` (carries the gradient into the gate).
+
+    Args:
+        router_scores: per MoE layer, the gate's affinities of shape [B, T, E] (before top-k).
+        router_indices: per MoE layer, the selected experts of shape [B, T, K].
+        alpha: the balance-loss weight; DeepSeek-V3 keeps it tiny since the bias does most balancing.
+
+    Returns:
+        the loss, an fp32 scalar (0 when there are no MoE layers).
     """
     total = jnp.zeros((), jnp.float32)
     for scores, indices in zip(router_scores, router_indices):
@@ -72,7 +96,19 @@ def balance_loss(router_scores: list[jax.Array], router_indices: list[jax.Array]
 
 
 def bias_update(bias: jax.Array, load: jax.Array, speed: float) -> jax.Array:
-    """Aux-loss-free balancing: ``b_i += speed * sign(mean(load) - load_i)`` (underloaded experts gain)."""
+    """Aux-loss-free balancing: ``b_i += speed * sign(mean(load) - load_i)`` (underloaded experts gain).
+
+    The sign makes the step size independent of how unbalanced the load is, so the bias drifts at a
+    fixed, predictable rate and only steers the selection, never the gate weights.
+
+    Args:
+        bias: one gate's bias of shape [E].
+        load: the tokens routed to each expert this step, of shape [E].
+        speed: the update step gamma.
+
+    Returns:
+        the new bias of shape [E].
+    """
     return bias + speed * jnp.sign(jnp.mean(load) - load)
 
 
@@ -153,7 +189,15 @@ def gradients(model: Transformer, tokens) -> dict[str, np.ndarray]:
 
 
 def init_optimizer(model: Transformer, tc: TrainConfig = TrainConfig()) -> Any:
-    """Fresh AdamW state (moments of every trained tensor) for :func:`train_step`."""
+    """Fresh AdamW state (moments of every trained tensor) for :func:`train_step`.
+
+    Args:
+        model: the model whose trained tensors get moments (gate biases excluded).
+        tc: the optimizer settings (clip norm, betas, eps, weight decay).
+
+    Returns:
+        the optax state to pass to, and take back from, each :func:`train_step`.
+    """
     return _optimizer(tc).init(model.params)
 
 

@@ -34,6 +34,14 @@ def cache_bytes_per_token(cfg: ModelConfig, mode: str) -> int:
     """Bytes one token occupies in the cache over all layers (fp32 elements).
 
     naive: ``n_layers * N * (qk_head_dim + v_head_dim) * 4``; absorb: ``n_layers * (C + R) * 4``.
+    The absorbed layout does not grow with the head count, which is the point of MLA.
+
+    Args:
+        cfg: the model config (layers, heads, head dims, kv latent and rope dims).
+        mode: "naive" or "absorb"; anything else is a ValueError naming the valid modes.
+
+    Returns:
+        bytes per cached token, summed over ``cfg.n_layers`` layers.
     """
     if mode == "naive":
         per_layer = cfg.n_heads * (cfg.qk_head_dim + cfg.v_head_dim)
@@ -72,6 +80,7 @@ class KVCache:
 
     @property
     def variables(self) -> list[tf.Variable]:
+        """Every cache buffer, layer by layer: (k, v) or (kv, pe) per layer."""
         return [v for layer in self.layers for v in layer]
 
     @property
@@ -120,6 +129,8 @@ class MLA(tf.Module):
         self.wo = Linear(n_heads * v_head_dim, dim, rng=rng, fp8=fp8)
 
     def params(self, prefix: str) -> dict:
+        """``{canonical name: (variable, None)}`` under ``prefix``: ``wq`` alone without a q latent
+        (``q_lora_rank == 0``), else ``wq_a``, ``q_norm``, ``wq_b``; then ``wkv_a``, ``kv_norm``, ``wkv_b``, ``wo``."""
         names = ["wq"] if self.q_lora_rank == 0 else ["wq_a", "q_norm", "wq_b"]
         out = {}
         for name in names + ["wkv_a", "kv_norm", "wkv_b", "wo"]:

@@ -99,10 +99,24 @@ def save_checkpoint(
     meta: Mapping[str, Any] | None = None,
     overwrite: bool = False,
 ) -> str:
-    """Write one checkpoint directory at ``path`` atomically; returns the path.
+    """Write one checkpoint directory at ``path`` atomically.
 
+    Everything is written and fsynced into a temporary sibling directory, the manifest (with each
+    file's SHA-256) last, and only then renamed into place, so a crash leaves either the old
+    checkpoint or a directory without a manifest that ``read_manifest`` rejects as partial.
     Refuses (FileExistsError) when ``path`` exists, unless ``overwrite``; then the old checkpoint is
     replaced only after the new one is complete on disk.
+
+    Args:
+        path: the checkpoint directory to create; its parent is created if needed.
+        model_state: ``{canonical name: array}`` of the weights.
+        optimizer_state: ``{name: array}`` of the optimizer slots; None writes an empty file.
+        step: the training step recorded in the manifest.
+        meta: JSON-serialisable extras recorded in the manifest (config, data position, ...).
+        overwrite: replace an existing checkpoint at ``path`` instead of refusing.
+
+    Returns:
+        the absolute path written.
     """
     path = os.path.abspath(os.fspath(path))
     if os.path.exists(path) and not overwrite:
@@ -138,7 +152,18 @@ def save_checkpoint(
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
-    """The verified manifest of the checkpoint at ``path`` (files are not hashed here)."""
+    """The verified manifest of the checkpoint at ``path`` (files are not hashed here).
+
+    Cheap enough to call on every checkpoint when pruning; ``load_checkpoint`` hashes the files.
+
+    Args:
+        path: a checkpoint directory written by ``save_checkpoint``.
+
+    Returns:
+        the manifest dict: format, version, step, created_unix, meta and per-file bytes/sha256.
+        A missing, unparsable or altered manifest raises CorruptCheckpointError; another format
+        version raises CheckpointError.
+    """
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise CheckpointError(f"checkpoint {path} does not exist (expected a directory holding {MANIFEST_FILE})")
@@ -205,6 +230,7 @@ class CheckpointManager:
         self.keep = keep
 
     def path_for(self, step: int) -> str:
+        """The directory of checkpoint ``step``: ``step_<8 digits>``, so names sort by step."""
         return os.path.join(self.directory, f"step_{step:08d}")
 
     def steps(self) -> list[int]:
@@ -222,7 +248,21 @@ class CheckpointManager:
         meta: Mapping[str, Any] | None = None,
         overwrite: bool = False,
     ) -> str:
-        """Write checkpoint ``step``, then delete good checkpoints older than the newest ``keep``."""
+        """Write checkpoint ``step``, then delete good checkpoints older than the newest ``keep``.
+
+        Only checkpoints whose manifest verifies count towards ``keep``, so a run of bad saves can
+        never prune away the last good one.
+
+        Args:
+            step: the training step; names the directory (see ``path_for``).
+            model_state: ``{canonical name: array}`` of the weights.
+            optimizer_state: ``{name: array}`` of the optimizer slots, or None.
+            meta: JSON-serialisable extras for the manifest.
+            overwrite: replace an existing checkpoint of the same step.
+
+        Returns:
+            the path of the checkpoint written.
+        """
         path = save_checkpoint(self.path_for(step), model_state, optimizer_state, step=step, meta=meta, overwrite=overwrite)
         self._prune()
         return path
@@ -243,6 +283,7 @@ class CheckpointManager:
             return False
 
     def load(self, step: int) -> Checkpoint:
+        """Read and verify checkpoint ``step``; raises CheckpointError (or its Corrupt subclass) if it is bad."""
         return load_checkpoint(self.path_for(step))
 
     def latest_good(self) -> Checkpoint | None:
@@ -269,8 +310,17 @@ def measure_checkpoint_io(
 ) -> dict[str, float]:
     """Median save and load time (hashing and fsync included) of one checkpoint, and its throughput.
 
-    Returns ``{"bytes", "save_s", "load_s", "save_gb_s", "load_gb_s"}`` (GB = 1e9 bytes). Loads are
-    from the page cache, so ``load_gb_s`` is an upper bound on a cold read.
+    Loads are from the page cache, so ``load_gb_s`` is an upper bound on a cold read.
+
+    Args:
+        model_state: ``{name: array}`` of the weights to write.
+        optimizer_state: ``{name: array}`` of the optimizer slots, or None.
+        directory: where the temporary checkpoints go (default: the system temp dir); pick the disk
+            whose throughput matters.
+        repeats: save/load rounds; the median is reported.
+
+    Returns:
+        ``{"bytes", "save_s", "load_s", "save_gb_s", "load_gb_s"}`` (GB = 1e9 bytes), all floats.
     """
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
         save_times, load_times, nbytes = [], [], 0
@@ -292,7 +342,16 @@ def measure_checkpoint_io(
 def checkpoint_io_for_config(cfg: ModelConfig, directory: str | os.PathLike | None = None, repeats: int = 3) -> dict[str, float]:
     """``measure_checkpoint_io`` for a training checkpoint of ``cfg``: fp32 weights plus AdamW's m and v.
 
-    The tensors have the canonical names and shapes of ``cfg`` with random values (no model is built).
+    The tensors have the canonical names and shapes of ``cfg`` with random values (no model is built),
+    so large configs can be measured without the time and memory of initialising a model.
+
+    Args:
+        cfg: the config whose canonical state is written.
+        directory: where the temporary checkpoints go (default: the system temp dir).
+        repeats: save/load rounds; the median is reported.
+
+    Returns:
+        the dict of ``measure_checkpoint_io``.
     """
     state = _random_state(cfg)
     slots = {f"{slot}.{name}": np.zeros_like(a) for name, a in state.items() for slot in ("m", "v")}
@@ -307,7 +366,16 @@ def extrapolate_checkpoint_time(
 
     Bytes = ``num_params(cfg) * bytes_per_param`` (12 = fp32 master weight + AdamW m and v), divided
     by throughputs measured on a smaller model. Assumes throughput stays flat with size (one host,
-    one disk, no sharding). Returns ``{"params", "bytes", "extrapolated_save_s", "extrapolated_load_s"}``.
+    one disk, no sharding).
+
+    Args:
+        save_gb_s: measured save throughput in GB/s (1e9 bytes).
+        load_gb_s: measured load throughput in GB/s.
+        cfg: the config to extrapolate to; None means ``ModelConfig.v3_671b()``.
+        bytes_per_param: checkpoint bytes per parameter.
+
+    Returns:
+        ``{"params", "bytes", "extrapolated_save_s", "extrapolated_load_s"}``, all floats.
     """
     cfg = cfg or ModelConfig.v3_671b()
     params = num_params(cfg)
@@ -319,8 +387,13 @@ def extrapolate_checkpoint_time(
 def checkpoint_criterion(cfg: ModelConfig | None = None, repeats: int = 3) -> dict[str, float]:
     """Criterion numbers: measured save/load of a ``cfg`` (default bench) checkpoint + the 671B extrapolation.
 
-    Keys: ``bytes, save_s, load_s, save_gb_s, load_gb_s`` (measured) and ``params_671b, bytes_671b,
-    extrapolated_671b_save_s, extrapolated_671b_load_s`` (extrapolated at the measured throughput).
+    Args:
+        cfg: the config measured; None means ``ModelConfig.bench()``.
+        repeats: save/load rounds; the median is reported.
+
+    Returns:
+        ``bytes, save_s, load_s, save_gb_s, load_gb_s`` (measured) and ``params_671b, bytes_671b,
+        extrapolated_671b_save_s, extrapolated_671b_load_s`` (extrapolated at the measured throughput).
     """
     measured = checkpoint_io_for_config(cfg or ModelConfig.bench(), repeats=repeats)
     ext = extrapolate_checkpoint_time(measured["save_gb_s"], measured["load_gb_s"])

@@ -14,7 +14,16 @@ from tf_impl.fp8 import fp8_matmul
 
 
 def init_weight(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int) -> np.ndarray:
-    """Normal init with std ``fan_in**-0.5`` (keeps activations O(1) at any width), float32."""
+    """Normal init with std ``fan_in**-0.5`` (keeps activations O(1) at any width), float32.
+
+    Args:
+        rng: the seeded numpy generator shared by the whole model, so init order fixes the values.
+        shape: the weight's shape, e.g. [out, in], or [E, F, D] for stacked experts.
+        fan_in: the input width the std is computed from (``in``; D or F for expert stacks).
+
+    Returns:
+        a float32 array of shape ``shape``.
+    """
     return (rng.standard_normal(shape, dtype=np.float32) * np.float32(fan_in**-0.5)).astype(np.float32)
 
 
@@ -32,4 +41,5 @@ class Linear(tf.Module):
         return tf.einsum("...i,oi->...o", x, self.weight)  # [..., in] -> [..., out]
 
     def params(self, prefix: str) -> dict:
+        """``{prefix + ".weight": (weight, None)}``: the weight is stored [out, in], as in the canonical state."""
         return {f"{prefix}.weight": (self.weight, None)}

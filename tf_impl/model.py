@@ -54,6 +54,7 @@ class Block(tf.Module):
         return h + self.ffn(self.ffn_norm(h)), None
 
     def params(self, prefix: str) -> dict:
+        """The block's tensors under ``prefix``: ``attn_norm``, ``attn.*``, ``ffn_norm``, ``ffn.*``."""
         out = {}
         for name in ("attn_norm", "attn", "ffn_norm", "ffn"):
             out.update(getattr(self, name).params(f"{prefix}.{name}"))
@@ -141,7 +142,15 @@ class Transformer(tf.Module):
         return out
 
     def load_state_dict(self, state, source: str = "state") -> None:
-        """Load a canonical state strictly: every missing, unexpected or wrong-shaped tensor is listed."""
+        """Load a canonical state strictly: every missing, unexpected or wrong-shaped tensor is listed.
+
+        All problems are reported in one error rather than the first, so a converted checkpoint can be
+        fixed in one pass. Per-expert tensors are stacked back into their [E, ...] variables.
+
+        Args:
+            state: ``{canonical name: float array}``, linear weights [out, in] (see ``state_dict``).
+            source: how the error messages name the state, e.g. a checkpoint path.
+        """
         check_state(state, self.cfg, source)
         bad = [n for n, v in state.items() if not np.issubdtype(np.asarray(v).dtype, np.floating)]
         if bad:
@@ -248,7 +257,16 @@ class Transformer(tf.Module):
 
     # ------------------------------------------------------------------ caching
     def new_cache(self, batch_size: int, mode: str = "absorb") -> KVCache:
-        """An empty cache for up to ``batch_size`` sequences of max_seq_len tokens (``"absorb"`` or ``"naive"``)."""
+        """An empty cache for up to ``batch_size`` sequences of max_seq_len tokens.
+
+        Args:
+            batch_size: the most sequences decoded together, in 1..``cfg.max_batch_size``.
+            mode: ``"absorb"`` (latent [B, S, C] and rope key [B, S, R] per layer: MLA's small cache)
+                or ``"naive"`` (per-head keys [B, S, N, H+R] and values [B, S, N, H]).
+
+        Returns:
+            a KVCache of length 0; bad arguments raise InputError naming the valid range.
+        """
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
         if batch_size > self.cfg.max_batch_size:

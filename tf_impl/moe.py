@@ -48,6 +48,7 @@ class MLP(tf.Module):
         return self.w2(tf.nn.silu(self.w1(x)) * self.w3(x))
 
     def params(self, prefix: str) -> dict:
+        """``w1`` (gate), ``w2`` (down) and ``w3`` (up) projections under ``prefix``, each (variable, None)."""
         return {k: v for n in ("w1", "w2", "w3") for k, v in getattr(self, n).params(f"{prefix}.{n}").items()}
 
 
@@ -101,6 +102,14 @@ def dispatch_plan(n_pairs: int, n_experts: int, loop: bool) -> tuple[int, int]:
     worth per weight element on CPU), and <= P / nz. Loop scheme: the power of two <= P / E (the
     mean rows per expert), since each non-empty expert's weights are read once whatever the tile
     size. Either way ``tile_rows <= P / nz``, so ``n_rows < 2 * P``.
+
+    Args:
+        n_pairs: P, the (token, expert) pairs routed, M * K; static.
+        n_experts: E, the routed experts.
+        loop: True for the loop scheme (inference), False for the tiled scheme (training).
+
+    Returns:
+        ``(tile_rows, n_rows)``: a power of two (at most ``_MAX_TILE_ROWS``) and a multiple of it.
     """
     nz = min(n_experts, n_pairs)
     target = n_pairs / n_experts if loop else min(math.sqrt(30.0 * (n_pairs - nz) / nz), n_pairs / nz)
@@ -150,6 +159,11 @@ class MoE(tf.Module):
         self.rows_evaluated: int | None = None  # expert-row evaluations of the last traced call
 
     def params(self, prefix: str) -> dict:
+        """The gate, every routed expert and the shared experts under ``prefix``, in canonical names.
+
+        Routed expert ``j``'s ``w1``/``w2``/``w3`` map to ``(stack, j)``: slice j of the [E, ...] stacked
+        variable, so the canonical per-expert names survive the stacked layout used for dispatch.
+        """
         out = {f"{prefix}.gate.weight": (self.gate_weight, None), f"{prefix}.gate.bias": (self.gate_bias, None)}
         for j in range(self.n_experts):
             for n in ("w1", "w2", "w3"):

@@ -30,6 +30,11 @@ class MTPModule(tf.Module):
         return self.block(x, cos, sin)
 
     def params(self, prefix: str) -> dict:
+        """``enorm``, ``hnorm``, ``eh_proj``, the block's tensors and the final ``norm`` under ``prefix``.
+
+        The block's tensors sit directly under ``prefix`` (no ``.block``), matching the canonical
+        state (``harness.state.expected_shapes``), where an MTP module is a block plus extra tensors.
+        """
         out = {}
         for name in ("enorm", "hnorm", "eh_proj"):
             out.update(getattr(self, name).params(f"{prefix}.{name}"))

@@ -24,4 +24,5 @@ class RMSNorm(tf.Module):
         return rms_norm(x, self.weight, self.eps)
 
     def params(self, prefix: str) -> dict:
+        """``{prefix + ".weight": (scale, None)}``, the per-feature scale of shape [D]."""
         return {f"{prefix}.weight": (self.weight, None)}

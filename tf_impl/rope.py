@@ -63,7 +63,19 @@ def rope_tables(cfg: ModelConfig) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 def apply_rope(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor) -> tf.Tensor:
-    """Rotate interleaved pairs of ``x`` [..., R] by angles whose cos/sin broadcast to [..., R/2]."""
+    """Rotate interleaved pairs of ``x`` [..., R] by angles whose cos/sin broadcast to [..., R/2].
+
+    Pairs are (x[2i], x[2i+1]) as in DeepSeek-V3's complex-number rotation, not the half-split
+    layout of some other implementations; the canonical weights assume this pairing.
+
+    Args:
+        x: queries or keys, e.g. of shape [B, T, N, R] or [B, T, R]; the last axis is rotated.
+        cos: cosines of the angles, e.g. [T, R/2] broadcast against x's middle axes by the caller.
+        sin: sines of the same angles, shaped like ``cos``.
+
+    Returns:
+        the rotated tensor, of the same shape as ``x``.
+    """
     pairs = tf.reshape(x, [*x.shape[:-1], x.shape[-1] // 2, 2])        # [..., R/2, 2]
     re, im = pairs[..., 0], pairs[..., 1]                               # [..., R/2] each
     out = tf.stack([re * cos - im * sin, re * sin + im * cos], -1)      # [..., R/2, 2]

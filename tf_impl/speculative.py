@@ -39,6 +39,7 @@ class SpeculativeStats:
 
     @property
     def acceptance_rate(self) -> float:
+        """Share of drafted tokens that the main model confirmed; 0.0 when nothing was drafted."""
         return self.accepted / self.drafts if self.drafts else 0.0
 
 
@@ -186,9 +187,18 @@ def mtp_criterion(steps: int = 300, seed: int = 0, n_prompts: int = 4, prompt_le
 
     Each of ``n_prompts`` prompts (batch 1, so acceptance is per sequence) is continued by plain greedy
     decoding and by self-speculative decoding, both XLA-compiled with the absorbed cache.
-    Returns ``{"acceptance_rate", "speedup", "greedy_tokens_per_s", "speculative_tokens_per_s",
-    "identical", "final_ce", "final_mtp_loss"}``, averaged over the prompts (``identical`` is 1.0 only
-    if every prompt matched greedy).
+
+    Args:
+        steps: training steps before decoding; the drafter must learn something for acceptance to mean much.
+        seed: seed of the model init and the data order.
+        n_prompts: validation prompts decoded, each on its own (batch 1).
+        prompt_len: tokens of each prompt.
+        max_new_tokens: tokens generated per prompt.
+
+    Returns:
+        ``{"acceptance_rate", "speedup", "greedy_tokens_per_s", "speculative_tokens_per_s"}`` averaged over
+        the prompts; ``"identical"``, 1.0 only if every prompt matched greedy; ``"final_ce"`` and
+        ``"final_mtp_loss"``, means over the last 10 training steps.
     """
     from harness.config import ModelConfig
     from tf_impl.data import DataConfig, make_dataset

@@ -51,6 +51,15 @@ def learning_rate(step, tc: TrainConfig):
 
     Linear warmup ``lr * (step + 1) / warmup_steps`` for the first ``warmup_steps`` updates, then a
     cosine from ``lr`` down to ``lr * min_lr_ratio`` at ``total_steps``, flat after that.
+    The ``+ 1`` makes step 0 already learn. A Python step is computed on the host, a tensor step
+    inside the compiled train step (from the optimizer's ``count``), with the same formula.
+
+    Args:
+        step: the 0-based update number, a Python number or a scalar tensor.
+        tc: the schedule: ``lr``, ``warmup_steps``, ``total_steps``, ``min_lr_ratio``.
+
+    Returns:
+        the learning rate: a Python float for a Python ``step``, else an fp32 scalar tensor.
     """
     if isinstance(step, (int, float, np.integer, np.floating)):
         step = float(step)
@@ -74,7 +83,19 @@ def cross_entropy(logits: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
 
 
 def mtp_loss(mtp_logits: Sequence[tf.Tensor], tokens: tf.Tensor, mtp_lambda: float) -> tf.Tensor:
-    """``(mtp_lambda / D) * sum_k CE(mtp_logits_k[:, :-1], tokens[:, k+1:])``; module k is 1-based, 0 when D = 0."""
+    """``(mtp_lambda / D) * sum_k CE(mtp_logits_k[:, :-1], tokens[:, k+1:])``; module k is 1-based, 0 when D = 0.
+
+    Module k's position t sees tokens up to t + k and predicts token t + k + 1, so its logits are
+    [B, T - k, V] and the last position has no target inside the window.
+
+    Args:
+        mtp_logits: the D MTP modules' logits, module k's of shape [B, T - k, V].
+        tokens: the input ids of shape [B, T].
+        mtp_lambda: the MTP loss weight (lambda), averaged over the D modules.
+
+    Returns:
+        the weighted loss, an fp32 scalar.
+    """
     if not mtp_logits:
         return tf.constant(0.0)
     total = tf.add_n([cross_entropy(lk[:, :-1], tokens[:, k + 1 :]) for k, lk in enumerate(mtp_logits, start=1)])
@@ -101,7 +122,19 @@ def sequence_balance_loss(scores: tf.Tensor, indices: tf.Tensor, n_experts: int)
 
 
 def balance_loss(aux: dict, n_experts: int, alpha: float) -> tf.Tensor:
-    """``alpha * sum_layers sequence_balance_loss`` over the MoE layers of ``aux`` (0 when alpha = 0)."""
+    """``alpha * sum_layers sequence_balance_loss`` over the MoE layers of ``aux`` (0 when alpha = 0).
+
+    With alpha = 0 the routing tensors are not touched at all, so a run balanced by the bias alone
+    pays nothing for this term.
+
+    Args:
+        aux: ``forward_aux``'s dict; uses ``router_scores`` [L, B, T, E] and ``router_indices`` [L, B, T, K].
+        n_experts: E, the routed experts.
+        alpha: the balance-loss weight.
+
+    Returns:
+        the loss, an fp32 scalar.
+    """
     scores, indices = aux.get("router_scores"), aux.get("router_indices")
     n_layers = 0 if scores is None else scores.shape[0]
     if alpha == 0.0 or not n_layers:
@@ -110,7 +143,17 @@ def balance_loss(aux: dict, n_experts: int, alpha: float) -> tf.Tensor:
 
 
 def compute_loss(logits: tf.Tensor, aux: dict, tokens: tf.Tensor, cfg: ModelConfig) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-    """``(loss, {"ce", "mtp", "balance"})`` for one batch, per docs/internals.md."""
+    """``(loss, {"ce", "mtp", "balance"})`` for one batch, per docs/internals.md.
+
+    Args:
+        logits: the main model's logits of shape [B, T, V]; position t predicts token t + 1.
+        aux: ``forward_aux``'s dict (MTP logits and routing tensors).
+        tokens: the input ids of shape [B, T].
+        cfg: supplies ``mtp_lambda``, ``balance_alpha`` and ``n_routed_experts``.
+
+    Returns:
+        the total loss (fp32 scalar) and its three parts, kept apart for logging.
+    """
     ce = cross_entropy(logits[:, :-1], tokens[:, 1:])
     mtp = mtp_loss(aux.get("mtp_logits") or [], tokens, cfg.mtp_lambda)
     bal = balance_loss(aux, cfg.n_routed_experts, cfg.balance_alpha)
@@ -118,13 +161,36 @@ def compute_loss(logits: tf.Tensor, aux: dict, tokens: tf.Tensor, cfg: ModelConf
 
 
 def bias_update(bias: tf.Tensor, load: tf.Tensor, speed: float) -> tf.Tensor:
-    """Aux-loss-free balancing: ``bias + speed * sign(mean(load) - load)``; under-loaded experts go up."""
+    """Aux-loss-free balancing: ``bias + speed * sign(mean(load) - load)``; under-loaded experts go up.
+
+    The bias shifts only which experts are selected, never the mixing weights, so balancing this way
+    does not push a gradient against the language-modelling loss.
+
+    Args:
+        bias: one gate's selection bias of shape [E] (or [L, E] for all layers at once).
+        load: token counts per expert this step, of the same shape as ``bias``.
+        speed: the update step gamma (``cfg.bias_update_speed``).
+
+    Returns:
+        the new bias, fp32 of the shape of ``bias``.
+    """
     load = tf.cast(load, tf.float32)
     return bias + speed * tf.sign(tf.reduce_mean(load, axis=-1, keepdims=True) - load)
 
 
 def clip_by_global_norm(grads: Sequence[tf.Tensor], clip_norm: float) -> tuple[list[tf.Tensor], tf.Tensor]:
-    """Scale all gradients by ``min(1, clip_norm / global_norm)``; returns (clipped, global_norm before clipping)."""
+    """Scale all gradients by ``min(1, clip_norm / global_norm)``.
+
+    The norm is returned too: the trainer checks it for NaN/Inf before applying the update, and
+    logs it to spot instability before the loss shows it.
+
+    Args:
+        grads: one gradient tensor per trainable variable.
+        clip_norm: the largest global L2 norm allowed.
+
+    Returns:
+        ``(clipped gradients, global norm before clipping)``.
+    """
     norm = tf.linalg.global_norm(list(grads))
     scale = tf.minimum(1.0, clip_norm / tf.maximum(norm, 1e-30))
     return [g * scale for g in grads], norm
@@ -147,7 +213,18 @@ class AdamW(tf.Module):
         self.count = tf.Variable(0, dtype=tf.int64, trainable=False, name="count")
 
     def apply(self, grads: Sequence[tf.Tensor]) -> tf.Tensor:
-        """One update from (already clipped) ``grads``; returns the learning rate used."""
+        """One update from (already clipped) ``grads``; returns the learning rate used.
+
+        The learning rate comes from ``count`` (the updates applied so far), so a restored optimizer
+        continues the schedule where it stopped. Weight decay is decoupled: ``lr * weight_decay * p``
+        is subtracted directly, not added to the gradient.
+
+        Args:
+            grads: one gradient per variable, in the order of the variable list given at construction.
+
+        Returns:
+            the learning rate of this update, an fp32 scalar tensor.
+        """
         tc = self.tc
         lr = learning_rate(self.count, tc)
         t = tf.cast(self.count + 1, tf.float32)
@@ -161,12 +238,20 @@ class AdamW(tf.Module):
         return lr
 
     def slots(self) -> dict[str, np.ndarray]:
+        """The optimizer state for a checkpoint: ``count``, ``m.{i:04d}`` and ``v.{i:04d}`` as numpy copies."""
         out = {"count": np.asarray(self.count.numpy())}
         for i, (m, v) in enumerate(zip(self.m, self.v)):
             out[f"m.{i:04d}"], out[f"v.{i:04d}"] = m.numpy(), v.numpy()
         return out
 
     def load_slots(self, slots: dict[str, np.ndarray]) -> None:
+        """Restore ``slots()`` output; a ValueError names missing, extra or wrong-shaped slots.
+
+        Slots are matched by position in the variable list, so the model must be built from the same config.
+
+        Args:
+            slots: ``{"count", "m.{i:04d}", "v.{i:04d}"}`` numpy arrays, as written by ``slots()``.
+        """
         expected = {"count"} | {f"{s}.{i:04d}" for i in range(len(self.params)) for s in "mv"}
         if set(slots) != expected:
             missing, extra = sorted(expected - set(slots)), sorted(set(slots) - expected)
@@ -317,7 +402,18 @@ class Trainer:
         return next(self._batches)
 
     def fit(self, n_steps: int, batches: Iterable | None = None) -> list[dict[str, float]]:
-        """Run ``n_steps`` updates (from ``batches`` if given, else from the data pipeline)."""
+        """Run ``n_steps`` updates (from ``batches`` if given, else from the data pipeline).
+
+        Checkpoints every ``checkpoint_every`` steps and once at the end (unless that step is already
+        saved), so an interrupted run loses at most ``checkpoint_every`` steps.
+
+        Args:
+            n_steps: the updates to run, counted from the current ``step``.
+            batches: an iterable of int token batches of shape [B, T]; None uses the Trainer's ``data``.
+
+        Returns:
+            the records of these steps (``loss, ce, mtp, balance, grad_norm, lr``), oldest first.
+        """
         source = iter(batches) if batches is not None else None
         bar = _Progress(n_steps, self.progress)
         records, tokens, start = [], 0, time.perf_counter()
@@ -376,6 +472,14 @@ def eval_loss(model, data, n_batches: int = 4) -> float:
 
     Runs the forward in graph mode (no XLA: one XLA compile per model would cost more than the
     evaluation it speeds up).
+
+    Args:
+        model: a ``tf_impl.Transformer``.
+        data: the DataConfig whose validation split is read; its ``seq_len`` must fit ``max_seq_len``.
+        n_batches: validation batches of shape [B, T] averaged over.
+
+    Returns:
+        the mean cross-entropy in nats, a float (``exp`` of it is the perplexity).
     """
     forward = tf.function(lambda tokens: cross_entropy(model.forward_aux(tokens)[0][:, :-1], tokens[:, 1:]))
     return float(np.mean([float(forward(b)) for b in make_dataset(data, split="val").take(n_batches)]))
@@ -435,8 +539,17 @@ def expert_balance_criterion(steps: int = 120, skew: float = 4.0, gamma: float =
     (``_skew_router(skew)``), ``bias_update_speed = gamma`` (0.01, 10x DeepSeek's 0.001, because the run
     is ~100x shorter). Both runs are identical except for the bias update. The CV is of the
     expert counts summed over the last quarter of the steps, averaged over the MoE layers.
-    Returns ``{"cv_with_bias", "cv_without_bias", "max_load_ratio_with_bias", "max_load_ratio_without_bias",
-    "final_loss_with_bias", "final_loss_without_bias"}`` (max_load_ratio = max / mean load).
+
+    Args:
+        steps: training steps of each run.
+        skew: strength of the initial router skew (``_skew_router``).
+        gamma: the bias update speed of the balanced run.
+        seed: seed of the model init and data order, shared by both runs.
+
+    Returns:
+        ``{"cv_with_bias", "cv_without_bias", "max_load_ratio_with_bias", "max_load_ratio_without_bias",
+        "final_loss_with_bias", "final_loss_without_bias"}`` (max_load_ratio = max / mean load;
+        final loss = mean of the last 10 steps).
     """
     cfg = ModelConfig.tiny(bias_update_speed=gamma)
     out = {}
@@ -453,9 +566,17 @@ def expert_balance_criterion(steps: int = 120, skew: float = 4.0, gamma: float =
 def loss_spike_criterion(steps: int = 150, seed: int = 0, window: int = 20, threshold: float = 6.0) -> dict[str, float]:
     """Loss spikes in a tiny MoE run with balancing on (bias updates + balance_alpha = 1e-4).
 
-    Returns ``{"spikes", "steps", "spikes_per_1k_steps", "final_loss"}``; a spike is a step whose
-    loss exceeds the median of the previous ``window`` steps by ``threshold`` robust standard
-    deviations (``harness.troubleshoot.loss_spike_count``, the one definition of a spike).
+    A spike is a step whose loss exceeds the median of the previous ``window`` steps by ``threshold``
+    robust standard deviations (``harness.troubleshoot.loss_spike_count``, the one definition of a spike).
+
+    Args:
+        steps: training steps of the run.
+        seed: seed of the model init and data order.
+        window: the trailing steps a loss is compared against.
+        threshold: how many robust standard deviations above the median count as a spike.
+
+    Returns:
+        ``{"spikes", "steps", "spikes_per_1k_steps", "final_loss"}`` (final loss = mean of the last 10 steps).
     """
     cfg = ModelConfig.tiny(balance_alpha=1e-4)
     _, trainer, _ = train_model(cfg, steps, seed=seed)
@@ -469,7 +590,13 @@ def fp8_criterion(steps: int = 80, seed: int = 0, dim: int = 128) -> dict[str, f
     """Final-loss gap of FP8 training against fp32: same tiny model (``dim`` wide, so FP8 blocks are full),
     same seed, data and steps. Loss = validation cross-entropy, each model in its own mode.
 
-    Returns ``{"loss_fp32", "loss_fp8", "relative_gap"}`` with ``relative_gap = |fp8 - fp32| / fp32``.
+    Args:
+        steps: training steps of each run.
+        seed: seed of the model init and data order, shared by both runs.
+        dim: D (also the expert hidden F, and half the dense hidden); 128 fills the 128-wide FP8 blocks along D.
+
+    Returns:
+        ``{"loss_fp32", "loss_fp8", "relative_gap"}`` with ``relative_gap = |fp8 - fp32| / fp32``.
     """
     base = ModelConfig.tiny(dim=dim, inter_dim=2 * dim, moe_inter_dim=dim)
     out = {}
@@ -487,7 +614,16 @@ def context_extension_criterion(train_len: int = 64, factor: int = 4, steps: int
     weights into (a) YaRN: ``max_seq_len = factor * train_len``, ``original_seq_len = train_len``,
     ``rope_factor = factor``, and (b) plain RoPE: ``max_seq_len = original_seq_len = factor * train_len``,
     and measure validation perplexity on windows of ``factor * train_len`` tokens.
-    Returns ``{"ppl_in_length", "ppl_extended_yarn", "ppl_extended_plain", "ratio_yarn", "ratio_plain"}``.
+
+    Args:
+        train_len: the training (and original) context length.
+        factor: how many times longer the evaluation windows are.
+        steps: training steps at ``train_len``.
+        seed: seed of the model init and data order.
+
+    Returns:
+        ``{"ppl_in_length", "ppl_extended_yarn", "ppl_extended_plain", "ratio_yarn", "ratio_plain"}``;
+        a ratio is the extended perplexity over the in-length one (near 1 means the extension works).
     """
     cfg = ModelConfig.tiny(max_seq_len=train_len, original_seq_len=train_len, rope_factor=float(factor))
     model, _, _ = train_model(cfg, steps, data=_criterion_data(seq_len=train_len), seed=seed)
