@@ -49,7 +49,9 @@ class Quality:
         matching on the captured common issues, not whether the list of issues is complete."""
         from harness.troubleshoot import troubleshooting_coverage
 
-        return troubleshooting_coverage()
+        # The captured logs are data of the checkout, not of the installed package (asv's virtualenv
+        # mode installs harness/ without tests/), so read them from beside this suite.
+        return troubleshooting_coverage(str(common.REPO_ROOT / "tests" / "qa" / "fixtures"))
 
     track_troubleshooting_coverage.unit = "fraction"
     track_troubleshooting_coverage.pretty_name = "Troubleshooting coverage of captured failures"
