@@ -60,11 +60,13 @@ class BenchmarkInfo:
 
 @dataclass(frozen=True)
 class Value:
-    """A looked-up benchmark value: its status, the number when OK, and any captured stderr."""
+    """A looked-up benchmark value: its status, the number when OK, any captured stderr, and the
+    benchmark's asv ``version`` (its source hash, or the ``version`` attribute) at that commit."""
 
     status: Status
     value: float | None = None
     stderr: str = ""
+    version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -288,4 +290,4 @@ def lookup(commit: CommitResults, benchmarks: dict[str, BenchmarkInfo], name: st
         return Value(Status.MISSING)
     row, run = found
     status, value = row.value_at(tuple(combination))
-    return Value(status, value, run.stderr.get(name, "") if status is Status.FAILED else "")
+    return Value(status, value, run.stderr.get(name, "") if status is Status.FAILED else "", row.version)

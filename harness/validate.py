@@ -41,6 +41,7 @@ class CheckResult:
     value: float | None
     reason: str = ""
     stderr: str = ""
+    version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def evaluate_check(check: Check, commit: CommitResults, benchmarks: Mapping[str,
                            f"no result recorded for commit {commit.commit_hash[:8]} (not run, e.g. filtered by -b)")
     assert value.value is not None
     verdict = Verdict.PASS if check.holds(value.value) else Verdict.FAIL
-    return CheckResult(check, verdict, value.value)
+    return CheckResult(check, verdict, value.value, version=value.version)
 
 
 def evaluate_criterion(binding: Binding, commit: CommitResults,
@@ -137,7 +138,12 @@ _BROKEN = (Verdict.FAIL, Verdict.FAILED_TO_RUN)
 
 def regressions(before: Mapping[str, CriterionResult], after: Mapping[str, CriterionResult]) -> list[Regression]:
     """What got worse from ``before`` to ``after``: a PASS that became FAIL or FAILED-TO-RUN, or a gating
-    check's value that moved the wrong way by more than its ``regress_tol``."""
+    check's value that moved the wrong way by more than its ``regress_tol``.
+
+    Values are compared only when the benchmark's asv ``version`` is the same at both commits: a new
+    version means the benchmark now measures something else (asv starts a new series too), so only a
+    verdict that broke counts then.
+    """
     out: list[Regression] = []
     for cid, new in after.items():
         old = before.get(cid)
@@ -149,7 +155,7 @@ def regressions(before: Mapping[str, CriterionResult], after: Mapping[str, Crite
         for res in new.checks:
             prev = old_checks.get(res.check)
             if (res.check.gate and prev is not None and prev.value is not None and res.value is not None
-                    and res.check.regressed(prev.value, res.value)):
+                    and prev.version == res.version and res.check.regressed(prev.value, res.value)):
                 out.append(Regression(cid, res.check.label, f"{prev.value:.4g}", f"{res.value:.4g}",
                                       old.commit, new.commit))
     return out

@@ -79,3 +79,20 @@ def test_milestone_complete_only_when_all_measurable_pass(history):
     assert phases["phase_1"].complete and not phases["phase_5"].complete
     assert not phases["phase_0"].complete  # its tracker milestone has nothing measurable
     assert phases["cross-phase"].measurable == 6
+
+
+def test_a_new_benchmark_version_starts_a_new_series(history):
+    """A benchmark whose asv version changed measures something else: its value moving is no regression,
+    while a verdict that broke (PASS -> FAIL) still is."""
+    import dataclasses
+
+    def bump(results):
+        out = {}
+        for cid, res in results.items():
+            checks = tuple(dataclasses.replace(c, version=(c.version or "") + "-v2") for c in res.checks)
+            out[cid] = dataclasses.replace(res, checks=checks)
+        return out
+
+    regs = {(r.criterion_id, r.what) for r in regressions(history[0], bump(history[1]))}
+    assert ("PX.tf_prefill_speed", "track_tf_over_flax[phase=prefill]") not in regs   # value moved, new series
+    assert ("PX.tf_decode_speed", "verdict") in regs                                  # PASS -> FAIL still counts
