@@ -282,6 +282,11 @@ _EQ_ROUTE = "bench_equivalence.Equivalence.track_routing_agreement"
 _KV_MHA = "bench_kvcache.KVCache.track_reduction_vs_mha"
 _KV_GQA = "bench_kvcache.KVCache.track_reduction_vs_67b_gqa"
 _LOAD_CV = "bench_moe.MoE.track_load_cv"
+# Absolute host throughput (tokens/s of the input pipeline, disk GB/s behind the checkpoint time) moves by
+# 30-40% between two runs of the same commit on these shared 2-core machines (measured: 5.4M vs 3.8M
+# tokens/s, 5,081 s vs 6,689 s), so only a move beyond that noise is called a regression. The verdict
+# itself is unaffected: it compares the value with the threshold.
+_ABSOLUTE_THROUGHPUT_NOISE = 0.5
 _DOCS = "bench_quality.Quality.track_doc_completeness"
 
 
@@ -362,11 +367,12 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
     # ---- Phase 4
     _measured("P4.data_throughput",
               Check("bench_data.DataPipeline.track_tokens_per_second", C.GT, 10_000, "tokens/s", E.MEASURED,
-                    note="one worker on this host")),
+                    note="one worker on this host", regress_tol=_ABSOLUTE_THROUGHPUT_NOISE)),
     _not("P4.uptime", "needs a long-running production training job to observe uptime"),
     _measured("P4.checkpoint_time",
               Check("bench_checkpoint.Checkpoint.track_save_load_seconds_671b", C.LT, 600, "s", E.EXTRAPOLATION,
-                    note="linear in bytes from the bench model's measured save+load, single host")),
+                    note="linear in bytes from the bench model's measured save+load, single host",
+                    regress_tol=_ABSOLUTE_THROUGHPUT_NOISE)),
     _measured("P4.context_extension",
               Check("bench_context.ContextExtension.track_ppl_ratio", C.LE, 1.10, "ratio", E.PROXY,
                     (("rope", "yarn"),), note="small trained model at 4x its original context"),
