@@ -13,7 +13,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Mapping
 
 
 class ConfigError(ValueError):
@@ -277,9 +277,14 @@ class ModelConfig:
         return cls.from_dict(data, source=str(path))
 
     @classmethod
-    def named(cls, name_or_path: str) -> "ModelConfig":
-        """``tiny``, ``bench``, ``v3_671b`` or a path to a JSON file (what the CLIs accept)."""
-        presets = {"tiny": cls.tiny, "bench": cls.bench, "v3_671b": cls.v3_671b}
+    def named(cls, name_or_path: str, presets: Mapping[str, Callable[[], "ModelConfig"]] | None = None) -> "ModelConfig":
+        """A preset by name or a path to a JSON file (what the CLIs accept).
+
+        ``presets`` defaults to ``tiny``, ``bench`` and ``v3_671b``; a CLI with its own set of names
+        (the equivalence suite's) passes that set instead, and gets the same JSON handling and errors.
+        """
+        if presets is None:
+            presets = {"tiny": cls.tiny, "bench": cls.bench, "v3_671b": cls.v3_671b}
         if name_or_path in presets:
             return presets[name_or_path]()
         if name_or_path.endswith(".json"):

@@ -102,11 +102,7 @@ SUITE_CONFIGS: dict[str, Callable[[], ModelConfig]] = {
 
 def named_config(name_or_path: str) -> ModelConfig:
     """A suite config by name (``tiny``, ``tiny-dense``, ``tiny-yarn``, ``bench``) or a JSON path."""
-    if name_or_path in SUITE_CONFIGS:
-        return SUITE_CONFIGS[name_or_path]()
-    if name_or_path.endswith(".json"):
-        return ModelConfig.from_json(name_or_path)
-    raise ConfigError(f"unknown config {name_or_path!r}; use one of {sorted(SUITE_CONFIGS)} or a path to a .json file")
+    return ModelConfig.named(name_or_path, presets=SUITE_CONFIGS)
 
 
 # ------------------------------------------------------------------ rows
