@@ -4,6 +4,8 @@ Commands:
   run          asv run for the current commit (or --range A..B), then validate, report, publish; exit 1 on regression
   validate     verdicts for the latest (or --commit) results; exit 1 on FAIL, FAILED-TO-RUN or regression
   report       write report/roadmap.md and <html_dir>/roadmap.html from the recorded results
+  publish      asv publish, made to work offline, plus the roadmap and criterion pages
+  migrate      rewrite results recorded under a venv-path key to the stable key (lossless, keeps a backup)
   roadmap      print the roadmap: phases, deliverables, criteria and how each is measured
   equivalence  TF-vs-Flax checks (harness.equivalence)
   diagnose     troubleshooting (harness.troubleshoot)
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from harness import report, roadmap
+from harness import asv_env, migrate, publish, report, report_html, roadmap
 from harness.criteria import BINDINGS, check_bindings
 from harness.results import ResultsError, load_benchmarks, load_machine
 from harness.validate import evaluate_history, is_failing, regressions
@@ -87,21 +89,33 @@ def load_history(paths: Paths, machine: str, upto: str | None = None) -> report.
 
 def _write_reports(paths: Paths, history: report.History, out: str | None) -> None:
     md = report.write_markdown(history, Path(out) if out else paths.root / "report" / "roadmap.md")
-    page = report.write_html(history, paths.html_dir)
+    page = report_html.write_html(history, paths.html_dir)
     linked = (paths.html_dir / "index.html").exists()
     print(f"wrote {md} and {page}" + ("" if linked else " (no asv index.html yet: run `asv publish` to link it)"))
 
 
 # ------------------------------------------------------------------ asv with stderr capture
+def _failed(results, benchmark) -> bool:  # noqa: ANN001 (asv's Results and benchmark dict)
+    """True when asv recorded the benchmark as raised: a non-zero exit or a null value (NaN = skipped is fine)."""
+    if results.errcode.get(benchmark["name"]) not in (None, 0):
+        return True
+    values = results.get_result_value(benchmark["name"], benchmark["params"]) or [None]
+    return any(v is None for v in values)
+
+
 def _asv_with_stderr_capture(stderr_root: str, asv_argv: list[str]) -> None:
-    """Run asv in this process, saving each benchmark's stderr (asv keeps it only in memory)."""
+    """Run asv in this process, saving each benchmark's stderr (asv keeps it only in memory).
+
+    The terminal shows a benchmark's stderr only when it failed (TensorFlow and JAX print their C++ start-up
+    logs on every import, which would drown the progress lines); the sidecar keeps every benchmark's in full.
+    """
     import asv.main
     import asv.runner
 
     original = asv.runner.log_benchmark_result
 
     def log_and_capture(results, benchmark, show_stderr=False):  # noqa: ANN001 (asv's own signature)
-        original(results, benchmark, show_stderr=show_stderr)
+        original(results, benchmark, show_stderr=show_stderr and _failed(results, benchmark))
         if results.commit_hash is None:
             return
         path = Path(stderr_root) / results.params["machine"] / f"{results.commit_hash[:8]}-{results.env_name}.json"
@@ -157,14 +171,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         in_range = {sha}
         if _git(paths, "status", "--porcelain", "--untracked-files=no"):
             print(f"warning: uncommitted changes; their results are recorded against HEAD {sha[:8]}", file=sys.stderr)
-        rc = _asv(paths, "run", "-E", f"existing:{sys.executable}", "--set-commit-hash", sha,
+        rc = _asv(paths, "run", "-E", f"{asv_env.TOOL_NAME}:{sys.executable}", "--set-commit-hash", sha,
                   "--machine", args.machine, "--show-stderr", *extra, capture=True)
     if rc not in (0, ASV_SOME_BENCHMARKS_FAILED):
         print(f"error: asv run exited {rc}; no verdicts written", file=sys.stderr)
         return 1
     history = load_history(paths, args.machine)
-    if _asv(paths, "publish"):
-        print("warning: asv publish failed; the roadmap page is written but not linked", file=sys.stderr)
+    published = _publish(paths)
     _write_reports(paths, history, None)
     print(report.summary_table(history))
     regressed = [r for a, b in zip(history.verdicts, history.verdicts[1:])
@@ -172,7 +185,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     for r in regressed:
         if r.commit_after != history.commits[-1]:
             print(f"REGRESSION {r}")
-    return 1 if regressed else 0
+    return 1 if regressed or published else 0
+
+
+def _publish(paths: Paths) -> int:
+    """``asv publish``, then point its pages at the vendored libraries; 1 when the pages would need the internet."""
+    stale = migrate.path_keyed_files(paths.results_dir)
+    if stale:
+        print(f"warning: {len(stale)} results file(s) are keyed by a venv path (e.g. {stale[0].name}), so their "
+              "history shows as separate lines; run `python -m harness migrate` (lossless, keeps a backup)",
+              file=sys.stderr)
+    if _asv(paths, "publish"):
+        print("warning: asv publish failed; the roadmap page is written but not linked", file=sys.stderr)
+        return 0
+    try:
+        publish.localize(paths.html_dir)
+    except publish.OfflineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """``publish``: asv's HTML history (offline), the roadmap page and one page per criterion; runs no benchmark."""
+    paths = paths_for(args)
+    published = _publish(paths)
+    _write_reports(paths, load_history(paths, args.machine), None)
+    return published
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """``migrate``: rewrite venv-path-keyed results (and stderr sidecars) to the stable key, keeping a backup."""
+    paths = paths_for(args)
+    try:
+        print(migrate.migrate(paths.results_dir, args.python, dry_run=args.dry_run))
+    except migrate.MigrationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -276,6 +326,14 @@ def _parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("--out", help="markdown path (default: report/roadmap.md)")
     p.set_defaults(func=cmd_report)
+    p = sub.add_parser("publish", help="asv publish (offline) plus the roadmap and criterion pages")
+    common(p, commit=False)
+    p.set_defaults(func=cmd_publish)
+    p = sub.add_parser("migrate", help="rewrite venv-path-keyed results to the stable key (keeps a backup)")
+    common(p, commit=False)
+    p.add_argument("--python", help="X.Y the results were recorded under (default: this interpreter's)")
+    p.add_argument("--dry-run", action="store_true", help="only list what would move")
+    p.set_defaults(func=cmd_migrate)
     p = sub.add_parser("roadmap", help="print the roadmap and how each criterion is measured")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_roadmap)

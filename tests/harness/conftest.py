@@ -28,3 +28,10 @@ def tmp_results(tmp_path: Path) -> Path:
     shutil.copytree(FIXTURES / "results", tmp_path / "results")
     shutil.copytree(FIXTURES / "stderr", tmp_path / "stderr")
     return tmp_path / "results"
+
+
+@pytest.fixture(scope="session")
+def scratch(tmp_path_factory):
+    """A published three-commit asv history recorded from two folders with two venvs (tests/harness/scratch_asv.py)."""
+    from tests.harness import scratch_asv
+    return scratch_asv.build(tmp_path_factory.mktemp("scratch-asv"))
