@@ -60,6 +60,7 @@ class Browser:
 
     def __init__(self, executable: str, width: int = 1280, height: int = 900) -> None:
         self._profile = tempfile.mkdtemp(prefix="harness-chromium-")
+        self._log = open(Path(self._profile) / "chromium.log", "w+b")  # noqa: SIM115 (closed in close())
         to_chrome_r, self._to_chrome = os.pipe()
         self._from_chrome, from_chrome_w = os.pipe()
         args = [f"--user-data-dir={self._profile}", "--headless", "--no-sandbox", "--disable-gpu",
@@ -68,11 +69,12 @@ class Browser:
                 "--disable-default-apps", "--disable-extensions", "--metrics-recording-only",
                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
                 f"--window-size={width},{height}", "about:blank"]
-        # the shell moves our pipe ends to the fds Chromium expects (3: commands in, 4: replies out)
+        # bash moves our pipe ends to the fds Chromium expects (3: commands in, 4: replies out); dash cannot
+        # redirect from fds above 9
         self._proc = subprocess.Popen(
-            ["/bin/sh", "-c", f'exec "$0" "$@" 3<&{to_chrome_r} 4>&{from_chrome_w}', executable, *args],
+            ["bash", "-c", f'exec "$0" "$@" 3<&{to_chrome_r} 4>&{from_chrome_w}', executable, *args],
             pass_fds=(to_chrome_r, from_chrome_w), stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=self._log, stderr=self._log)
         os.close(to_chrome_r)
         os.close(from_chrome_w)
         self._next_id = 0
@@ -112,18 +114,26 @@ class Browser:
         msg = {"id": msg_id, "method": method, "params": params or {}}
         if session:
             msg["sessionId"] = session
-        os.write(self._to_chrome, json.dumps(msg).encode() + b"\0")
+        try:
+            os.write(self._to_chrome, json.dumps(msg).encode() + b"\0")
+        except BrokenPipeError:
+            raise BrowserError(f"chromium exited (code {self._proc.wait()}): {self.log_tail()}") from None
         deadline = time.monotonic() + timeout
         with self._cond:
             while msg_id not in self._replies:
                 left = deadline - time.monotonic()
                 if left <= 0 or self._proc.poll() is not None:
-                    raise BrowserError(f"no reply to {method} (browser exit code {self._proc.poll()})")
+                    raise BrowserError(f"no reply to {method} (exit code {self._proc.poll()}): {self.log_tail()}")
                 self._cond.wait(min(left, 0.5))
             reply = self._replies.pop(msg_id)
         if "error" in reply:
             raise BrowserError(f"{method}: {reply['error']}")
         return reply.get("result", {})
+
+    def log_tail(self) -> str:
+        """The last lines Chromium printed (its own diagnostics), for error messages."""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")[-2000:]
 
     # ---------------------------------------------------------------- pages
     def open(self, url: str, ready: str, timeout: float = 30.0) -> "Page":
@@ -149,6 +159,7 @@ class Browser:
         for fd in (self._to_chrome, self._from_chrome):
             with contextlib.suppress(OSError):
                 os.close(fd)
+        self._log.close()
         shutil.rmtree(self._profile, ignore_errors=True)
 
 

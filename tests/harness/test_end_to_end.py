@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness.asv_env import stable_env_name
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -46,6 +48,7 @@ def test_harness_run_records_validates_reports_and_keeps_history(tmp_path):
     assert len(results) == 1, list((root / ".asv" / "results").rglob("*"))
     recorded = json.loads(results[0].read_text())
     assert recorded["commit_hash"] == first
+    assert recorded["env_name"] == stable_env_name("%d.%d" % sys.version_info[:2])   # no venv path in the key
     assert "bench_quality.Quality.track_doc_completeness" in recorded["results"]
 
     # The summary table and the markdown report carry a measured value and a real verdict for the docs
@@ -60,6 +63,7 @@ def test_harness_run_records_validates_reports_and_keeps_history(tmp_path):
     html = root / ".asv" / "html"
     assert (html / "roadmap.html").exists()
     assert "roadmap.html" in (html / "index.html").read_text()
+    assert "vendor/jquery-3.3.1/jquery.min.js" in (html / "index.html").read_text()     # offline asv pages
 
     # A second commit: its run adds a results file and keeps the first one.
     (root / "NOTE").write_text("second\n")
