@@ -34,6 +34,7 @@ from typing import Collection, Mapping, Sequence
 from tabulate import tabulate
 
 from harness import roadmap
+from harness.levels import Level
 
 TASKS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tasks.toml")
 PASS = "PASS"
@@ -53,15 +54,6 @@ class Status(str, enum.Enum):
     CANCELLED = "cancelled"
 
 
-class Priority(enum.IntEnum):
-    """How much a task matters; the dashboard lists ready tasks by priority."""
-
-    LOW = 1
-    MEDIUM = 2
-    HIGH = 3
-    CRITICAL = 4
-
-
 @dataclass(frozen=True)
 class Task:
     """One implementation task from tasks.toml, with its milestone resolved."""
@@ -71,7 +63,7 @@ class Task:
     phase: str
     milestone: str
     status: Status
-    priority: Priority
+    priority: Level
     depends_on: tuple[str, ...] = ()
     note: str = ""
 
@@ -127,9 +119,9 @@ def parse_tasks(data: Mapping, source: str = "tasks") -> list[Task]:
             problems.append(f"{where}: status {entry['status']!r} is not one of {[s.value for s in Status]}")
             continue
         try:
-            priority = Priority[str(entry["priority"]).upper()]
-        except KeyError:
-            problems.append(f"{where}: priority {entry['priority']!r} is not one of {[p.name.lower() for p in Priority]}")
+            priority = Level.parse(entry["priority"])
+        except ValueError as e:
+            problems.append(f"{where}: priority {e}")
             continue
         phase = entry["phase"]
         if phase not in phases:

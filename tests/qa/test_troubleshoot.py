@@ -8,6 +8,8 @@ import re
 import numpy as np
 import pytest
 
+from harness import diagnosis_coverage as coverage
+from harness import signals
 from harness import troubleshoot as ts
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
@@ -60,15 +62,40 @@ def test_captured_failure_is_diagnosed_first(name):
     assert all(0 < d.confidence < 1 for d in diagnoses)
 
 
-def test_troubleshooting_coverage_counts_correct_first_diagnoses(tmp_path):
-    assert ts.troubleshooting_coverage(FIXTURES) == 1.0
-    (tmp_path / "a.log").write_text("OOM when allocating tensor with shape[2]")
-    (tmp_path / "b.log").write_text("OOM when allocating tensor with shape[2]")
-    scenarios = {"a": {"expect": "out_of_memory"}, "b": {"expect": None}}
+def test_troubleshooting_coverage_scores_spec_and_held_out_but_not_dev(tmp_path):
+    (tmp_path / "spec_common_issues.toml").write_text(
+        "schema_version = 1\n[[issue]]\nspec_id = 'oom'\nexpect = 'out_of_memory'\n"
+        "error_patterns = ['Out of memory.*allocating']\nsymptoms = ['my cat is sad']\n")
+    for name in ("dev_hit", "held_hit", "held_miss"):
+        (tmp_path / f"{name}.log").write_text("OOM when allocating tensor with shape[2]")
+    scenarios = {"dev_hit": {"expect": "out_of_memory"},  # no "set": dev by default, never scored
+                 "held_hit": {"expect": "out_of_memory", "set": "held_out"},
+                 "held_miss": {"expect": None, "set": "held_out"}}
     (tmp_path / "MANIFEST.json").write_text(json.dumps({"scenarios": scenarios}))
+    # spec: the concrete message hits, the symptom misses; held-out: one hit, one miss -> 2 of 4.
     assert ts.troubleshooting_coverage(str(tmp_path)) == 0.5
+    by_set = coverage.coverage_by_set(coverage.score(coverage.all_cases(str(tmp_path))))
+    assert by_set == {"spec": (1, 2), "dev": (1, 1), "held_out": (1, 2), "scored": (2, 4)}
     with pytest.raises(ValueError, match="capture_failures"):
-        ts.troubleshooting_coverage(str(tmp_path / "none"))
+        coverage.captured_cases(str(tmp_path / "none"))
+
+
+def test_spec_messages_are_the_spec_regexes_made_concrete():
+    assert coverage.spec_message("Checkpoint.*corrupted") == "Checkpoint corrupted"
+    assert coverage.spec_message("CUDA out of memory") == "CUDA out of memory"
+    with pytest.raises(ValueError, match="cannot be made concrete"):
+        coverage.spec_message("a+b")
+
+
+def test_every_spec_common_issue_is_a_scored_case():
+    cases = coverage.spec_cases(os.path.join(FIXTURES, coverage.SPEC_FILE))
+    spec_ids = {c.name.split(":")[0] for c in cases}
+    # The seven issues of the spec's pattern table, and the five it names only as related issues.
+    assert {"env_cuda_not_found", "memory_oom_training", "training_loss_explosion", "moe_expert_collapse",
+            "distributed_communication_error", "checkpoint_corruption", "tensorrt_optimization_error"} <= spec_ids
+    assert {"env_memory_allocation", "performance_slow_training", "training_slow_convergence",
+            "distributed_synchronization_error", "performance_degradation"} <= spec_ids
+    assert sum("message" in c.name for c in cases) == 7 and sum("symptom" in c.name for c in cases) == 15
 
 
 def test_unknown_failure_matches_nothing_but_gets_candidates():
@@ -136,8 +163,8 @@ def test_expert_load_rejects_bad_counts():
 
 def test_chi2_quantile_matches_tables():
     # chi-square 99.9% quantiles: dof 7 -> 24.32, dof 63 -> 103.4 (Wilson-Hilferty is within 1%).
-    assert ts._chi2_quantile(7, 0.001) == pytest.approx(24.32, rel=0.01)
-    assert ts._chi2_quantile(63, 0.001) == pytest.approx(103.4, rel=0.01)
+    assert signals._chi2_quantile(7, 0.001) == pytest.approx(24.32, rel=0.01)
+    assert signals._chi2_quantile(63, 0.001) == pytest.approx(103.4, rel=0.01)
 
 
 # ------------------------------------------------------------------ loss history
