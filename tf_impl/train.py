@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from harness.config import Dtype, ModelConfig, TrainConfig
-from harness.troubleshoot import diagnose_loss_history, loss_spike_count
+from harness.signals import diagnose_training_records, loss_spike_count
 from tf_impl.checkpoint import CheckpointManager
 from tf_impl.data import ByteTokenizer, DataConfig, make_dataset
 from tf_impl.model import Transformer
@@ -276,9 +276,10 @@ def gate_bias_variables(model) -> list[tf.Variable]:
     return list(model.gate_biases())
 
 
-def _diagnosis(losses: Sequence[float]) -> str:
-    findings = diagnose_loss_history(list(losses))
-    return "; ".join(f.message for f in findings) or "no known loss pathology matched"
+def _diagnosis(records: Sequence[dict[str, float]]) -> str:
+    """The live checks on the step records (loss, gradient norm, learning rate), as one line for the error."""
+    findings = diagnose_training_records(list(records))
+    return "; ".join(f.message for f in findings) or "no known loss or gradient-norm pathology matched"
 
 
 class _Progress:
@@ -384,11 +385,10 @@ class Trainer:
         record = {k: float(v) for k, v in parts.items()}
         self.last_expert_load = np.asarray(load)
         if not (math.isfinite(record["loss"]) and math.isfinite(record["grad_norm"])):
-            losses = [r["loss"] for r in self.history] + [record["loss"]]
             raise TrainingDiverged(
                 f"training stopped at step {self.step}: loss={record['loss']} (ce={record['ce']}, "
                 f"mtp={record['mtp']}, balance={record['balance']}), grad_norm={record['grad_norm']}; "
-                f"the update was not applied. Diagnosis: {_diagnosis(losses)}"
+                f"the update was not applied. Diagnosis: {_diagnosis([*self.history, record])}"
             )
         self.history.append(record)
         return record
