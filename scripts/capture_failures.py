@@ -99,6 +99,66 @@ def manifest_entry(scenario: Scenario, rc: int, text: str, commit: str) -> dict:
     return entry
 
 
+_REMOTE_RUNNER = """
+import json, os, platform, subprocess, sys, textwrap, importlib.metadata as md
+out = sys.argv[1]
+for name, code, env, timeout in SCENARIOS:
+    path = os.path.join(out, name + ".py")
+    with open(path, "w") as f:
+        f.write(textwrap.dedent(code).lstrip())
+    full = {**os.environ, "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": "", **env}
+    full = {k: v for k, v in full.items() if v is not None}
+    try:
+        p = subprocess.run([sys.executable, path], env=full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=timeout)
+        rc, text = p.returncode, p.stdout
+    except subprocess.TimeoutExpired as e:
+        rc, text = 124, (e.stdout or b"").decode(errors="replace") + "[capture: timed out]"
+    with open(os.path.join(out, name + ".out"), "w") as f:
+        f.write(text.replace(out, "<tmp>"))
+    with open(os.path.join(out, name + ".rc"), "w") as f:
+        f.write(str(rc))
+    os.remove(path)
+info = {"python": platform.python_version(), "platform": platform.platform()}
+for pkg in ("jax", "jaxlib", "jax-cuda13-plugin", "jax-cuda12-plugin", "numpy", "nvidia-cudnn-cu13"):
+    try:
+        info[pkg] = md.version(pkg)
+    except md.PackageNotFoundError:
+        pass
+info["device"] = platform.machine() + " CPU, " + str(os.cpu_count()) + " cores"
+try:
+    info["accelerators"] = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout.strip()
+except OSError as e:
+    info["accelerators"] = "nvidia-smi failed: " + str(e)
+with open(os.path.join(out, "environment.json"), "w") as f:
+    json.dump(info, f, indent=2)
+"""
+
+
+def remote_runner(scenarios: list[Scenario]) -> str:
+    """A self-contained Python program that runs ``scenarios`` on a machine without this checkout.
+
+    It writes ``<name>.out``, ``<name>.rc`` and ``environment.json`` into the folder given as its first
+    argument; ``--from-raw`` turns that folder into fixtures. This is how the ``gpu`` scenarios are
+    captured on a lent GPU machine whose copy of the repository is another branch.
+    """
+    table = [(s.name, s.code, s.env, s.timeout_s) for s in scenarios]
+    return f"SCENARIOS = {table!r}\n" + _REMOTE_RUNNER
+
+
+def import_raw(raw_dir: str, chosen: list[Scenario], commit: str) -> tuple[dict, dict]:
+    """Read a remote runner's folder: (environment, {name: (exit status, trimmed text)})."""
+    with open(os.path.join(raw_dir, "environment.json")) as f:
+        environment = {**json.load(f), "commit": commit, "captured_by": "scripts/capture_failures.py remote runner"}
+    runs = {}
+    for s in chosen:
+        with open(os.path.join(raw_dir, f"{s.name}.rc")) as f:
+            rc = int(f.read().strip())
+        with open(os.path.join(raw_dir, f"{s.name}.out"), errors="replace") as f:
+            runs[s.name] = (rc, _trim(f.read(), "<tmp>"))
+    return environment, runs
+
+
 def main(argv: list[str] | None = None) -> int:
     """Capture the selected scenarios into fixtures; exit 1 when a scenario failed to fail."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -108,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=FIXTURES, help="fixture directory (default tests/qa/fixtures)")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     parser.add_argument("--jobs", type=int, default=2, help="scenarios run at once (default 2)")
+    parser.add_argument("--remote-script", metavar="PY", help="write a self-contained runner of the chosen scenarios "
+                        "to PY (run it elsewhere as: python3 PY OUTDIR) and exit")
+    parser.add_argument("--from-raw", metavar="DIR", help="record the chosen scenarios from a remote runner's OUTDIR "
+                        "instead of running them here")
     args = parser.parse_args(argv)
     by_name = {s.name: s for s in SCENARIOS}
     if args.list:
@@ -121,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
         chosen = [by_name[n] for n in args.only]
     else:
         chosen = [s for s in SCENARIOS if s.host == args.host and args.set in (None, s.set)]
+    if args.remote_script:
+        with open(args.remote_script, "w") as f:
+            f.write(remote_runner(chosen))
+        print(f"wrote {args.remote_script} ({len(chosen)} scenarios)")
+        return 0
     os.makedirs(args.out, exist_ok=True)
     manifest_path = os.path.join(args.out, "MANIFEST.json")
     manifest = {}
@@ -130,19 +199,24 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = manifest.get("scenarios", {})
     environments = manifest.get("environments", {})
     environment = environment_info()
+    if args.from_raw:
+        environment, raw = import_raw(args.from_raw, chosen, environment["commit"])
+        results = [raw[s.name] for s in chosen]
+    else:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            results = list(pool.map(run_scenario, chosen))
     bad = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for scenario, (rc, text) in zip(chosen, pool.map(run_scenario, chosen)):
-            failed = rc not in (0, 124) or (scenario.warning_only and rc == 0)
-            status = "ok" if failed else "DID NOT FAIL" if rc == 0 else "TIMED OUT"
-            print(f"{scenario.name:28s} exit {rc:4d}  {len(text):5d} chars  {status}", flush=True)
-            if status != "ok":
-                bad.append(scenario.name)
-                continue
-            with open(os.path.join(args.out, f"{scenario.name}.log"), "w") as f:
-                f.write(text)
-            scenarios[scenario.name] = manifest_entry(scenario, rc, text, environment["commit"])
-            environments[scenario.host] = environment
+    for scenario, (rc, text) in zip(chosen, results):
+        failed = rc not in (0, 124) or (scenario.warning_only and rc == 0)
+        status = "ok" if failed else "DID NOT FAIL" if rc == 0 else "TIMED OUT"
+        print(f"{scenario.name:28s} exit {rc:4d}  {len(text):5d} chars  {status}", flush=True)
+        if status != "ok":
+            bad.append(scenario.name)
+            continue
+        with open(os.path.join(args.out, f"{scenario.name}.log"), "w") as f:
+            f.write(text)
+        scenarios[scenario.name] = manifest_entry(scenario, rc, text, environment["commit"])
+        environments[scenario.host] = environment
     with open(manifest_path, "w") as f:
         json.dump({"environments": dict(sorted(environments.items())), "scenarios": dict(sorted(scenarios.items()))},
                   f, indent=2)
