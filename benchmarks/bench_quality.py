@@ -44,14 +44,17 @@ class Quality:
     track_test_coverage.pretty_name = "Test coverage (fast suite)"
 
     def track_troubleshooting_coverage(self):
-        """QA.troubleshooting_coverage: share of the really captured failure logs (tests/qa/fixtures) that
-        ``harness.troubleshoot`` diagnoses as their expected issue, ranked first. A proxy: it measures the
-        matching on the captured common issues, not whether the list of issues is complete."""
-        from harness.troubleshoot import troubleshooting_coverage
+        """QA.troubleshooting_coverage: share of the spec's common issues (its error messages, symptoms and
+        named issues, tests/qa/fixtures/spec_common_issues.toml) and of held-out real failures (captured
+        after the knowledge base was frozen, never used to write a pattern) that ``harness.diagnosis``
+        ranks as their expected issue first (``harness.diagnosis_coverage.troubleshooting_coverage``).
+        The dev captures the patterns were written from do not count."""
+        from harness.diagnosis_coverage import troubleshooting_coverage
 
         # The captured logs are data of the checkout, not of the installed package (asv's virtualenv
         # mode installs harness/ without tests/), so read them from beside this suite.
         return troubleshooting_coverage(str(common.REPO_ROOT / "tests" / "qa" / "fixtures"))
 
+    track_troubleshooting_coverage.version = "spec-and-held-out-1"
     track_troubleshooting_coverage.unit = "fraction"
-    track_troubleshooting_coverage.pretty_name = "Troubleshooting coverage of captured failures"
+    track_troubleshooting_coverage.pretty_name = "Troubleshooting coverage: spec common issues and held-out failures"

@@ -3,6 +3,11 @@
 Each program and its expected issue were written and committed before the first capture (the protocol
 is in ``tests/qa/fixtures/README.md``). ``expect`` is what the failure really is, decided from the
 program, not from its output; an id the knowledge base lacks (``dtype_mismatch``) stays a miss.
+
+Three scenarios written with these did not fail when captured and were dropped, not changed: the
+Trainer on tiny at lr=10 (40 steps ran with finite losses), a variable created outside
+``MirroredStrategy.scope()`` assigned in ``strategy.run`` (TF accepted it), and
+``XLA_PYTHON_CLIENT_MEM_FRACTION=1.5`` on the GPU machine (jax ran).
 """
 
 from __future__ import annotations
@@ -52,17 +57,6 @@ SCENARIOS: tuple[Scenario, ...] = tuple(Scenario(*args, **kw, set="held_out") fo
         path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
         open(path, "wb").close()  # a copy that never got its bytes
         load_safetensors(path)
-    """), {}),
-    (("ho_trainer_lr_10", "lr_divergence", "tf_impl Trainer on tiny with TrainConfig(lr=10.0), 40 steps", """
-        from harness.config import ModelConfig, TrainConfig
-        from tf_impl import Transformer
-        from tf_impl.data import DataConfig
-        from tf_impl.train import Trainer
-
-        cfg = ModelConfig.tiny()
-        trainer = Trainer(Transformer(cfg, seed=1), cfg, TrainConfig(lr=10.0, total_steps=40),
-                          DataConfig(batch_size=2, seq_len=32, seed=1))
-        trainer.fit(40)
     """), {}),
     (("ho_jax_tracer_bool", "xla_compilation", "Python if on a traced value under jax.jit", """
         import jax
@@ -153,22 +147,6 @@ SCENARIOS: tuple[Scenario, ...] = tuple(Scenario(*args, **kw, set="held_out") fo
         saved = tf.train.Checkpoint(embed=tf.Variable(tf.zeros([256, 64]))).save(prefix)   # [V, D]
         tf.train.Checkpoint(embed=tf.Variable(tf.zeros([512, 64]))).restore(saved).assert_consumed()
     """), {}),
-    (("ho_tf_mirrored_outside_scope", "distributed_failure", "a variable created outside MirroredStrategy.scope assigned in strategy.run", """
-        import tensorflow as tf
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-        w = tf.Variable(tf.ones([4]))  # created outside strategy.scope()
-
-        @tf.function
-        def step():
-            def replica_fn():
-                w.assign_sub(0.1 * tf.ones([4]))
-                return w.read_value()
-            return strategy.run(replica_fn)
-
-        print(step())
-    """), {}),
     # ---- on a CUDA machine
     (("ho_jax_gpu_oom_matmul", "out_of_memory", "a jitted a @ a.T whose [2^19, 2^19] result needs 1 TiB on the GPU", """
         import jax
@@ -181,11 +159,6 @@ SCENARIOS: tuple[Scenario, ...] = tuple(Scenario(*args, **kw, set="held_out") fo
         import jax.numpy as jnp
         shard = jax.device_put(jnp.ones((4, 4)), jax.devices("gpu")[1])
     """), {"host": "gpu", "env": _GPU}),
-    (("ho_jax_mem_fraction", "out_of_memory", "XLA_PYTHON_CLIENT_MEM_FRACTION=1.5 on a CUDA machine", """
-        import jax
-        import jax.numpy as jnp
-        print(jnp.ones((1024, 1024)).sum())
-    """), {"host": "gpu", "env": {**_GPU, "XLA_PYTHON_CLIENT_MEM_FRACTION": "1.5"}}),
     (("ho_jax_platform_typo", "gpu_not_found", "JAX_PLATFORMS=gpu0 on a CUDA machine", """
         import jax
         print(jax.devices())

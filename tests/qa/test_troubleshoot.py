@@ -107,6 +107,42 @@ def test_every_spec_common_issue_is_a_scored_case():
     assert sum("message" in c.name for c in cases) == 7 and sum("symptom" in c.name for c in cases) == 15
 
 
+HELD_OUT = sorted(n for n, m in MANIFEST.items() if m["set"] == "held_out")
+
+
+def test_held_out_set_was_captured_under_a_recorded_knowledge_base():
+    assert len(HELD_OUT) >= 15 and any(MANIFEST[n]["host"] == "gpu" for n in HELD_OUT)
+    for name in HELD_OUT:
+        meta = MANIFEST[name]
+        assert meta["exit_status"] not in (0, 124), name
+        assert len(meta["kb_sha256"]) == 64 and "top_at_capture" in meta, name
+    # No held-out log may also be a dev log: patterns were never written against these.
+    assert not set(HELD_OUT) & {n for n, m in MANIFEST.items() if m["set"] == "dev"}
+
+
+@pytest.mark.parametrize("name", HELD_OUT)
+def test_held_out_verdicts_are_frozen(name):
+    """The protocol (tests/qa/fixtures/README.md): a held-out log is ranked today as it was at capture.
+
+    If this fails, a change to the knowledge base or the ranking moved a held-out verdict: revert it, or
+    retire the held-out set to dev and capture a new one. Never edit a pattern to make a held-out case hit.
+    """
+    ranked = ts.diagnose_text(read(name))
+    assert (ranked[0].issue.id if ranked else None) == MANIFEST[name]["top_at_capture"]
+
+
+def test_project_coverage_counts_spec_and_held_out_cases():
+    outcomes = coverage.score(coverage.all_cases(FIXTURES))
+    by_set = coverage.coverage_by_set(outcomes)
+    spec, held = by_set["spec"], by_set["held_out"]
+    assert spec[1] == 27 and held[1] == len(HELD_OUT)
+    assert by_set["scored"] == (spec[0] + held[0], spec[1] + held[1])
+    assert ts.troubleshooting_coverage(FIXTURES) == pytest.approx(by_set["scored"][0] / by_set["scored"][1])
+    # The held-out misses are real: the expected issue is not what ranks first.
+    misses = [o for o in outcomes if o.case.set == "held_out" and not o.hit]
+    assert misses and all(o.top != o.case.expect for o in misses)
+
+
 def test_unknown_failure_matches_nothing_but_gets_candidates():
     text = read("unknown_value_error")
     assert ts.diagnose_text(text) == []
