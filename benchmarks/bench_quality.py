@@ -1,5 +1,5 @@
-"""Project quality numbers. Criteria: P0.doc_standards, QA.doc_completeness (docs), QA.coverage and
-QA.troubleshooting_coverage.
+"""Project quality numbers. Criteria: P0.doc_standards, QA.doc_completeness (docs), QA.coverage,
+QA.troubleshooting_coverage and QA.progress_accuracy.
 
 Coverage is not measured here: running the test suite under coverage inside a benchmark would
 take minutes. The README's test command runs under pytest-cov, and a green run of the whole default
@@ -58,3 +58,24 @@ class Quality:
     track_troubleshooting_coverage.version = "spec-and-held-out-1"
     track_troubleshooting_coverage.unit = "fraction"
     track_troubleshooting_coverage.pretty_name = "Troubleshooting coverage: spec common issues and held-out failures"
+
+    def track_progress_disagreement(self):
+        """QA.progress_accuracy: share of the tasks of harness/tasks.toml that the recorded test run of this
+        commit covers (their named tests ran) whose hand-set status disagrees with the status derived from
+        those tests (``harness.task_status``); skipped when no run of the whole default suite is recorded
+        for this commit."""
+        from harness.progress import load_tasks
+        from harness.task_status import progress_disagreement_of
+
+        try:
+            value = progress_disagreement_of(common.benchmarked_commit(), load_tasks(),
+                                             str(common.REPO_ROOT / ".asv" / "tests"))
+        except LookupError as e:
+            raise SkipNotImplemented(str(e)) from None
+        if value is None:
+            raise SkipNotImplemented("no task's named tests are in the recorded test run")
+        return value
+
+    track_progress_disagreement.version = "tests-evidence-1"
+    track_progress_disagreement.unit = "fraction"
+    track_progress_disagreement.pretty_name = "Progress tracker: hand-set task statuses contradicted by the tests"

@@ -199,6 +199,12 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {spec.name: spec for spec in (
         "was frozen: CPU, GPU/CUDA and distributed setups) whose expected issue harness.diagnosis ranks first "
         "(harness.diagnosis_coverage.troubleshooting_coverage); the dev captures the patterns came from do not count.",
         ()),
+    BenchmarkSpec(
+        "bench_quality.Quality.track_progress_disagreement", "fraction",
+        "Share of the tasks of harness/tasks.toml whose named tests ran in the recorded test run of the commit "
+        "(.asv/tests/<sha>.json) whose hand-set status disagrees with the status those tests give "
+        "(harness.task_status: all passed -> done, any failed or absent -> in_progress).",
+        ()),
 )}
 
 
@@ -398,7 +404,10 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
                                                    "fraction", E.PROXY,
                                                    note="the spec's listed issues plus a held-out sample of real "
                                                         "failures chosen here, not the issues users actually hit")),
-    _not("QA.progress_accuracy", "needs actual completion dates to compare the tracker against"),
+    _measured("QA.progress_accuracy", Check("bench_quality.Quality.track_progress_disagreement", C.LE, 0.05,
+                                            "fraction", E.PROXY,
+                                            note="'actual completion' read as 'the task's named tests pass in the "
+                                                 "recorded run'; only tasks with such tests count")),
     _not("QA.phase_integration", "qualitative; the equivalence and end-to-end tests are the evidence"),
     _not("QA.api_consistency", "qualitative; tf_impl and reference share one API by design (ARCHITECTURE.md)"),
     _not("QA.e2e_testing", "pytest outcome is reported by CI, not recorded by asv"),

@@ -35,6 +35,7 @@ from tabulate import tabulate
 
 from harness import roadmap
 from harness.levels import Level
+from harness.validate import MilestoneProgress
 
 TASKS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tasks.toml")
 PASS = "PASS"
@@ -66,6 +67,7 @@ class Task:
     priority: Level
     depends_on: tuple[str, ...] = ()
     note: str = ""
+    tests: tuple[str, ...] = ()
 
     @property
     def closed(self) -> bool:
@@ -73,7 +75,7 @@ class Task:
         return self.status in (Status.DONE, Status.CANCELLED)
 
 
-_FIELDS = {"id", "title", "phase", "milestone", "status", "priority", "depends_on", "note"}
+_FIELDS = {"id", "title", "phase", "milestone", "status", "priority", "depends_on", "note", "tests"}
 _REQUIRED = ("id", "title", "phase", "status", "priority")
 
 
@@ -138,8 +140,12 @@ def parse_tasks(data: Mapping, source: str = "tasks") -> list[Task]:
         if not isinstance(deps, list):
             problems.append(f"{where}: depends_on must be a list of task ids")
             continue
+        tests = entry.get("tests", [])
+        if not (isinstance(tests, list) and all(isinstance(x, str) and x.startswith("tests/") for x in tests)):
+            problems.append(f"{where}: tests must be a list of test node ids or files under tests/")
+            continue
         tasks.append(Task(tid, str(entry["title"]), phase, milestone, status, priority,
-                          tuple(str(d) for d in deps), str(entry.get("note", ""))))
+                          tuple(str(d) for d in deps), str(entry.get("note", "")), tuple(tests)))
     ids = {t.id for t in tasks}
     for t in tasks:
         unknown_deps = [d for d in t.depends_on if d not in ids]
@@ -219,18 +225,31 @@ def ready_tasks(tasks: Sequence[Task]) -> list[Task]:
 
 @dataclass(frozen=True)
 class MilestoneState:
-    """A milestone's tasks and criteria, and whether it is complete."""
+    """A milestone's tasks, its criteria's verdict counts (``harness.validate.MilestoneProgress``), and
+    whether it is complete."""
 
     milestone: roadmap.Milestone
     tasks_closed: int
     tasks_total: int
     started: bool
     blocked: bool
-    passed: int
-    measurable: int
+    criteria: MilestoneProgress
     failing: tuple[str, ...]
-    unmeasured: tuple[str, ...]
-    by_design: int
+
+    @property
+    def passed(self) -> int:
+        """Criteria that PASS."""
+        return self.criteria.passed
+
+    @property
+    def measurable(self) -> int:
+        """Criteria that can have a value here (all but those NOT MEASURED by design)."""
+        return self.criteria.measurable
+
+    @property
+    def by_design(self) -> int:
+        """Criteria NOT MEASURED by design."""
+        return self.criteria.not_measured_by_design
 
     @property
     def tasks_done(self) -> bool:
@@ -239,8 +258,8 @@ class MilestoneState:
 
     @property
     def criteria_pass(self) -> bool:
-        """At least one measurable criterion, and all measurable ones PASS."""
-        return self.measurable > 0 and self.passed == self.measurable
+        """The criteria complete the milestone by ``harness.validate``'s rule (``MilestoneProgress.complete``)."""
+        return self.criteria.complete
 
     @property
     def complete(self) -> bool:
@@ -262,6 +281,28 @@ class MilestoneState:
         return "in progress" if self.started else "not started"
 
 
+_BROKEN = ("FAIL", "FAILED-TO-RUN")
+
+
+def criteria_progress(milestone: roadmap.Milestone, verdicts: Mapping[str, str],
+                      by_design: Collection[str] = ()) -> MilestoneProgress:
+    """The verdict counts of ``milestone``'s criteria from verdict strings, as ``harness.validate`` counts them.
+
+    Args:
+        milestone: a roadmap milestone.
+        verdicts: {criterion_id: verdict string}; a criterion absent from it counts as unmeasured.
+        by_design: ids of criteria NOT MEASURED by design.
+    """
+    mine = {c.id: str(verdicts.get(c.id, "NOT MEASURED")).upper() for c in milestone.criteria if c.id not in by_design}
+    return MilestoneProgress(
+        milestone.id, milestone.name, milestone.phase_id,
+        passed=sum(v == PASS for v in mine.values()), failed=sum(v == "FAIL" for v in mine.values()),
+        failed_to_run=sum(v == "FAILED-TO-RUN" for v in mine.values()),
+        unmeasured=sum(v not in (PASS, *_BROKEN) for v in mine.values()),
+        not_measured_by_design=len(milestone.criteria) - len(mine),
+    )
+
+
 def milestone_states(
     tasks: Sequence[Task],
     verdicts: Mapping[str, str],
@@ -271,7 +312,7 @@ def milestone_states(
     """Each milestone's completion from its tasks and its criteria's verdicts.
 
     Args:
-        tasks: the validated tasks.
+        tasks: the validated tasks (with the statuses to count: derived ones, see ``harness.task_status``).
         verdicts: {criterion_id: verdict string}; a criterion absent from it counts as unmeasured.
         by_design: ids of criteria NOT MEASURED by design (excluded from the measurable count).
         milestones: the roadmap's milestones.
@@ -282,19 +323,15 @@ def milestone_states(
     out = []
     for m in milestones:
         mine = [t for t in tasks if t.milestone == m.id]
-        measurable = [c.id for c in m.criteria if c.id not in by_design]
-        verdict = {cid: str(verdicts.get(cid, "NOT MEASURED")).upper() for cid in measurable}
         out.append(MilestoneState(
             milestone=m,
             tasks_closed=sum(t.closed for t in mine),
             tasks_total=len(mine),
             started=any(t.status in (Status.IN_PROGRESS, Status.DONE) for t in mine),
             blocked=any(t.status is Status.BLOCKED for t in mine),
-            passed=sum(v == PASS for v in verdict.values()),
-            measurable=len(measurable),
-            failing=tuple(cid for cid, v in verdict.items() if v in ("FAIL", "FAILED-TO-RUN")),
-            unmeasured=tuple(cid for cid, v in verdict.items() if v not in (PASS, "FAIL", "FAILED-TO-RUN")),
-            by_design=len(m.criteria) - len(measurable),
+            criteria=criteria_progress(m, verdicts, by_design),
+            failing=tuple(c.id for c in m.criteria
+                          if c.id not in by_design and str(verdicts.get(c.id, "")).upper() in _BROKEN),
         ))
     return out
 
@@ -303,23 +340,52 @@ def _percent(closed: int, total: int) -> str:
     return f"{100 * closed / total:.0f}%" if total else "—"
 
 
+def _evidence_lines(derived: Sequence, evidence_source: str) -> list[str]:
+    """The dashboard's account of where task statuses come from, and the hand-set ones the evidence contradicts."""
+    from harness.task_status import progress_disagreement
+
+    wrong, covered = progress_disagreement(derived)
+    lines = [f"Task evidence: {evidence_source}.", "",
+             f"- Task statuses from their tests: {covered} of {len(derived)}; the other {len(derived) - covered} "
+             "keep their hand-set status (no test of theirs in the recorded run)"]
+    if covered:
+        lines.append(f"- Hand-set status contradicted by the evidence: {wrong}/{covered} "
+                     f"({100 * wrong / covered:.0f}%; QA.progress_accuracy asks for at most 5%)")
+    rows = [[f"`{d.task.id}`", d.task.status.value, d.status.value, d.passed, d.failed, ", ".join(d.absent) or "—"]
+            for d in derived if d.disagrees]
+    if rows:
+        lines += ["", "## Hand-set statuses the evidence contradicts", "",
+                  tabulate(rows, ["task", "tasks.toml", "from tests", "passed", "failed", "named tests absent"],
+                           tablefmt="github")]
+    return lines
+
+
 def dashboard(
     tasks: Sequence[Task],
     verdicts: Mapping[str, str],
     by_design: Collection[str] = (),
     verdict_source: str = "no recorded results",
+    derived: Sequence | None = None,
+    evidence_source: str = "no recorded test run",
 ) -> str:
     """The progress dashboard in markdown: totals, phases, milestones, next tasks, warnings.
 
     Args:
-        tasks: the validated tasks.
+        tasks: the validated tasks, as tasks.toml sets them.
         verdicts: {criterion_id: verdict string} from the latest results ({} when none).
         by_design: ids of criteria NOT MEASURED by design.
         verdict_source: where the verdicts come from, printed under the title.
+        derived: ``harness.task_status.derive_all`` of the tasks; when given, the dashboard counts the
+            derived statuses and lists the hand-set ones the evidence contradicts.
+        evidence_source: where the test outcomes behind ``derived`` come from.
 
     Returns:
         markdown text.
     """
+    if derived is not None:
+        from harness.task_status import with_derived_status
+
+        tasks = with_derived_status(derived)
     states = milestone_states(tasks, verdicts, by_design)
     open_tasks = [t for t in tasks if t.status is not Status.CANCELLED]
     done = sum(t.status is Status.DONE for t in open_tasks)
@@ -327,6 +393,7 @@ def dashboard(
         "# Implementation progress",
         "",
         f"Verdicts: {verdict_source}.",
+        *(_evidence_lines(derived, evidence_source) if derived is not None else []),
         "",
         f"- Tasks done: {done}/{len(open_tasks)} ({_percent(done, len(open_tasks))}; cancelled tasks excluded)",
         f"- Milestones complete (tasks done and criteria PASS): {sum(s.complete for s in states)}/{len(states)}",
@@ -362,8 +429,8 @@ def dashboard(
     return "\n".join(lines) + "\n"
 
 
-def _recorded_verdicts(config: str, machine: str) -> tuple[dict[str, str], str]:
-    """Verdicts of the latest recorded commit, or ({}, 'no recorded results (why)')."""
+def _recorded_verdicts(config: str, machine: str) -> tuple[dict[str, str], str, str | None]:
+    """Verdicts of the latest recorded commit, where from, and that commit; ({}, 'no recorded results (why)', None)."""
     from harness.results import ResultsError
 
     try:
@@ -372,24 +439,53 @@ def _recorded_verdicts(config: str, machine: str) -> tuple[dict[str, str], str]:
         paths = cli.paths_for(argparse.Namespace(config=config, results_dir=None))
         history = cli.load_history(paths, machine)
     except (ResultsError, OSError) as e:
-        return {}, f"no recorded results ({e})"
+        return {}, f"no recorded results ({e})", None
     verdicts = {cid: r.verdict.value for cid, r in history.latest.items()}
-    return verdicts, f"commit {history.commits[-1][:8]} on machine {machine}"
+    return verdicts, f"commit {history.commits[-1][:8]} on machine {machine}", history.commits[-1]
+
+
+def _head_commit() -> str | None:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _test_outcomes(path: str | None, commit: str | None) -> tuple[dict[str, str] | None, str]:
+    """Per-test outcomes from ``--tests PATH`` ({node id: outcome} JSON), else the recorded run of ``commit``."""
+    from harness.task_status import recorded_outcomes
+
+    if path:
+        with open(path) as f:
+            outcomes = json.load(f)
+        if not isinstance(outcomes, dict) or not all(isinstance(v, str) for v in outcomes.values()):
+            raise TasksError(f"{path} must hold a JSON object {{test node id: outcome}}")
+        return outcomes, path
+    if commit is None:
+        return None, "no recorded test run (no commit to look it up for)"
+    return recorded_outcomes(commit)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI ``python -m harness progress``; returns 0, or 2 when the tasks or verdicts file is invalid."""
+    """CLI ``python -m harness progress``; returns 0, or 2 when the tasks, verdicts or tests file is invalid."""
     parser = argparse.ArgumentParser(prog="python -m harness progress", description="Progress dashboard.")
     parser.add_argument("--tasks", default=TASKS_PATH, help="tasks TOML (default: harness/tasks.toml)")
     parser.add_argument("--verdicts", metavar="JSON", help="use {criterion_id: verdict} from this file instead of the results")
+    parser.add_argument("--tests", metavar="JSON", help="use {test node id: outcome} from this file instead of the "
+                        "recorded test run of the commit")
     parser.add_argument("--out", metavar="MD", help="also write the dashboard to this file")
     parser.add_argument("--config", default="asv.conf.json", help="asv config locating the results (default asv.conf.json)")
     parser.add_argument("--machine", default="harness-host", help="asv machine name (default harness-host)")
     args = parser.parse_args(argv)
     from harness.criteria import BINDINGS
+    from harness.task_status import derive_all
 
     try:
         tasks = load_tasks(args.tasks)
+        commit = None
         if args.verdicts:
             with open(args.verdicts) as f:
                 verdicts = json.load(f)
@@ -397,12 +493,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise TasksError(f"{args.verdicts} must hold a JSON object {{criterion_id: verdict}}")
             source = args.verdicts
         else:
-            verdicts, source = _recorded_verdicts(args.config, args.machine)
+            verdicts, source, commit = _recorded_verdicts(args.config, args.machine)
+        outcomes, evidence_source = _test_outcomes(args.tests, commit or _head_commit())
     except (TasksError, OSError, json.JSONDecodeError) as e:
         print(f"progress: {e}", file=sys.stderr)
         return 2
     by_design = {cid for cid, b in BINDINGS.items() if b.not_measured is not None}
-    text = dashboard(tasks, verdicts, by_design, source)
+    text = dashboard(tasks, verdicts, by_design, source, derive_all(tasks, outcomes), evidence_source)
     sys.stdout.write(text)
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -22,7 +22,7 @@ def test_validate_fails_on_latest_commit(results_dir, capsys):
 
 def test_validate_passes_on_older_commit(results_dir, capsys):
     assert main(["validate", *_args(results_dir, "--commit", "a1a1a1a1")]) == 0
-    assert "PASS 18, FAIL 0, FAILED-TO-RUN 0" in capsys.readouterr().out
+    assert "PASS 19, FAIL 0, FAILED-TO-RUN 0" in capsys.readouterr().out
 
 
 def test_validate_exit_2_on_unreadable_results(tmp_path, capsys):
