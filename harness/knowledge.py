@@ -14,10 +14,10 @@ from __future__ import annotations
 import enum
 import os
 import re
-import tomllib
 from dataclasses import dataclass
 from typing import Mapping
 
+from harness.data_files import read_toml
 from harness.levels import Level
 
 KNOWLEDGE_BASE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "knowledge_base.toml")
@@ -180,14 +180,7 @@ def parse_knowledge_base(data: Mapping, source: str = "knowledge base") -> tuple
 def load_knowledge_base(path: str | os.PathLike = KNOWLEDGE_BASE_PATH) -> tuple[Issue, ...]:
     """Read and validate a knowledge-base TOML file; a missing or malformed file raises KnowledgeBaseError."""
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise KnowledgeBaseError(f"knowledge base {path} does not exist") from None
-    except tomllib.TOMLDecodeError as e:
-        raise KnowledgeBaseError(f"knowledge base {path} is not valid TOML: {e}") from None
-    return parse_knowledge_base(data, source=path)
+    return parse_knowledge_base(read_toml(path, KnowledgeBaseError, "knowledge base"), source=path)
 
 
 KNOWLEDGE_BASE: tuple[Issue, ...] = load_knowledge_base()

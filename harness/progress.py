@@ -27,13 +27,13 @@ import enum
 import json
 import os
 import sys
-import tomllib
 from dataclasses import dataclass
 from typing import Collection, Mapping, Sequence
 
 from tabulate import tabulate
 
 from harness import roadmap
+from harness.data_files import read_toml
 from harness.levels import Level
 from harness.validate import MilestoneProgress
 
@@ -162,14 +162,7 @@ def parse_tasks(data: Mapping, source: str = "tasks") -> list[Task]:
 def load_tasks(path: str | os.PathLike = TASKS_PATH) -> list[Task]:
     """Read and validate a tasks TOML file; missing or malformed files raise TasksError."""
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise TasksError(f"tasks file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as e:
-        raise TasksError(f"tasks file {path} is not valid TOML: {e}") from None
-    return parse_tasks(data, source=path)
+    return parse_tasks(read_toml(path, TasksError, "tasks file"), source=path)
 
 
 def find_cycle(tasks: Sequence[Task]) -> list[str] | None:
@@ -340,26 +333,6 @@ def _percent(closed: int, total: int) -> str:
     return f"{100 * closed / total:.0f}%" if total else "—"
 
 
-def _evidence_lines(derived: Sequence, evidence_source: str) -> list[str]:
-    """The dashboard's account of where task statuses come from, and the hand-set ones the evidence contradicts."""
-    from harness.task_status import progress_disagreement
-
-    wrong, covered = progress_disagreement(derived)
-    lines = [f"Task evidence: {evidence_source}.", "",
-             f"- Task statuses from their tests: {covered} of {len(derived)}; the other {len(derived) - covered} "
-             "keep their hand-set status (no test of theirs in the recorded run)"]
-    if covered:
-        lines.append(f"- Hand-set status contradicted by the evidence: {wrong}/{covered} "
-                     f"({100 * wrong / covered:.0f}%; QA.progress_accuracy asks for at most 5%)")
-    rows = [[f"`{d.task.id}`", d.task.status.value, d.status.value, d.passed, d.failed, ", ".join(d.absent) or "—"]
-            for d in derived if d.disagrees]
-    if rows:
-        lines += ["", "## Hand-set statuses the evidence contradicts", "",
-                  tabulate(rows, ["task", "tasks.toml", "from tests", "passed", "failed", "named tests absent"],
-                           tablefmt="github")]
-    return lines
-
-
 def dashboard(
     tasks: Sequence[Task],
     verdicts: Mapping[str, str],
@@ -383,7 +356,7 @@ def dashboard(
         markdown text.
     """
     if derived is not None:
-        from harness.task_status import with_derived_status
+        from harness.task_status import evidence_lines, with_derived_status
 
         tasks = with_derived_status(derived)
     states = milestone_states(tasks, verdicts, by_design)
@@ -393,7 +366,7 @@ def dashboard(
         "# Implementation progress",
         "",
         f"Verdicts: {verdict_source}.",
-        *(_evidence_lines(derived, evidence_source) if derived is not None else []),
+        *(evidence_lines(derived, evidence_source) if derived is not None else []),
         "",
         f"- Tasks done: {done}/{len(open_tasks)} ({_percent(done, len(open_tasks))}; cancelled tasks excluded)",
         f"- Milestones complete (tasks done and criteria PASS): {sum(s.complete for s in states)}/{len(states)}",

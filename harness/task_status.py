@@ -29,6 +29,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from tabulate import tabulate
+
 from harness.progress import Status, Task
 
 NOT_PASSED = ("failed", "error")
@@ -91,6 +93,25 @@ def progress_disagreement(derived: Sequence[DerivedTask]) -> tuple[int, int]:
     """(tasks whose hand-set status disagrees with the evidence, tasks the evidence covers)."""
     covered = [d for d in derived if d.source == "tests"]
     return sum(d.disagrees for d in covered), len(covered)
+
+
+def evidence_lines(derived: Sequence[DerivedTask], evidence_source: str) -> list[str]:
+    """Markdown lines for the progress dashboard: where task statuses come from, and the hand-set ones the
+    evidence contradicts."""
+    wrong, covered = progress_disagreement(derived)
+    lines = [f"Task evidence: {evidence_source}.", "",
+             f"- Task statuses from their tests: {covered} of {len(derived)}; the other {len(derived) - covered} "
+             "keep their hand-set status (no test of theirs in the recorded run)"]
+    if covered:
+        lines.append(f"- Hand-set status contradicted by the evidence: {wrong}/{covered} "
+                     f"({100 * wrong / covered:.0f}%; QA.progress_accuracy asks for at most 5%)")
+    rows = [[f"`{d.task.id}`", d.task.status.value, d.status.value, d.passed, d.failed, ", ".join(d.absent) or "—"]
+            for d in derived if d.disagrees]
+    if rows:
+        lines += ["", "## Hand-set statuses the evidence contradicts", "",
+                  tabulate(rows, ["task", "tasks.toml", "from tests", "passed", "failed", "named tests absent"],
+                           tablefmt="github")]
+    return lines
 
 
 def recorded_outcomes(commit: str, record_dir: str | None = None) -> tuple[dict[str, str] | None, str]:

@@ -1,0 +1,24 @@
+"""Reading the project's TOML data files (tasks, knowledge base) with errors that name the file and the problem."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from typing import Any
+
+
+def read_toml(path: str | os.PathLike, error: type[Exception], what: str) -> dict[str, Any]:
+    """The parsed TOML at ``path``; a missing or malformed file raises ``error`` naming ``what`` and ``path``.
+
+    Args:
+        path: the file.
+        error: the exception class to raise (the caller's own, e.g. TasksError).
+        what: how the message calls the file ("tasks file", "knowledge base").
+    """
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise error(f"{what} {os.fspath(path)} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise error(f"{what} {os.fspath(path)} is not valid TOML: {e}") from None
