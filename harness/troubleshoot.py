@@ -71,6 +71,8 @@ def guide_markdown() -> str:
                   "", "### Root causes", *[f"- {c}" for c in issue.root_causes],
                   "", "### Solutions", *[f"{i}. {s}" for i, s in enumerate(issue.solutions, 1)],
                   "", "### Prevention", *[f"- {p}" for p in issue.prevention]]
+        if issue.refines:
+            lines += ["", f"A known cause of [{issue.refines}](#{issue.refines}): when both match, this one ranks first."]
         if issue.related:
             lines += ["", "Related: " + ", ".join(f"[{r}](#{r})" for r in issue.related)]
     lines += [

@@ -278,6 +278,7 @@ def test_guide_lists_every_issue_and_its_patterns():
         assert f'<a id="{issue.id}"></a>' in guide
         assert f"## {issue.title}" in guide
     assert "Detected unsupported operations" in guide
+    assert "A known cause of [nan_inf_loss](#nan_inf_loss)" in guide  # lr_divergence refines it
 
 
 def test_report_template_fills_the_environment_and_config():
