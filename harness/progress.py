@@ -428,9 +428,15 @@ def _head_commit() -> str | None:
 
 
 def _test_outcomes(path: str | None, commit: str | None) -> tuple[dict[str, str] | None, str]:
-    """Per-test outcomes from ``--tests PATH`` ({node id: outcome} JSON), else the recorded run of ``commit``."""
-    from harness.task_status import recorded_outcomes
+    """Per-test outcomes from ``--tests PATH`` (pytest's JUnit XML, or {node id: outcome} JSON), else the
+    recorded run of ``commit``."""
+    from harness.task_status import outcomes_from_junit, recorded_outcomes
 
+    if path and path.endswith(".xml"):
+        try:
+            return outcomes_from_junit(path), path
+        except ValueError as e:
+            raise TasksError(str(e)) from None
     if path:
         with open(path) as f:
             outcomes = json.load(f)
@@ -447,8 +453,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness progress", description="Progress dashboard.")
     parser.add_argument("--tasks", default=TASKS_PATH, help="tasks TOML (default: harness/tasks.toml)")
     parser.add_argument("--verdicts", metavar="JSON", help="use {criterion_id: verdict} from this file instead of the results")
-    parser.add_argument("--tests", metavar="JSON", help="use {test node id: outcome} from this file instead of the "
-                        "recorded test run of the commit")
+    parser.add_argument("--tests", metavar="FILE", help="test outcomes: pytest's --junitxml report, or a JSON {test node "
+                        "id: outcome}, instead of the recorded test run of the commit")
     parser.add_argument("--out", metavar="MD", help="also write the dashboard to this file")
     parser.add_argument("--config", default="asv.conf.json", help="asv config locating the results (default asv.conf.json)")
     parser.add_argument("--machine", default="harness-host", help="asv machine name (default harness-host)")

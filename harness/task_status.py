@@ -114,6 +114,33 @@ def evidence_lines(derived: Sequence[DerivedTask], evidence_source: str) -> list
     return lines
 
 
+def outcomes_from_junit(path: str) -> dict[str, str]:
+    """{node id: outcome} from pytest's JUnit XML (``pytest --junitxml=PATH``), for a run not recorded per commit.
+
+    pytest writes a test ``tests/qa/test_x.py::test_y[p]`` as classname ``tests.qa.test_x``, name ``test_y[p]``
+    (a test in a class: classname ``tests.qa.test_x.TestZ``); a ``failure``, ``error`` or ``skipped`` child
+    gives the outcome, none means passed.
+
+    Raises:
+        ValueError: the file is not JUnit XML (the message names it).
+    """
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as e:
+        raise ValueError(f"{path} is not a JUnit XML report from pytest --junitxml ({e})") from None
+    outcomes = {}
+    for case in root.iter("testcase"):
+        parts = case.get("classname", "").split(".")
+        split = next((i for i in range(len(parts), 0, -1) if parts[i - 1].startswith("test_")), len(parts))
+        nodeid = "/".join(parts[:split]) + ".py::" + "::".join([*parts[split:], case.get("name", "")])
+        kinds = {child.tag for child in case}
+        outcomes[nodeid] = ("failed" if "failure" in kinds else "error" if "error" in kinds
+                            else "skipped" if "skipped" in kinds else "passed")
+    return outcomes
+
+
 def recorded_outcomes(commit: str, record_dir: str | None = None) -> tuple[dict[str, str] | None, str]:
     """The per-test outcomes of the latest recorded run of the whole default suite at ``commit``, and where from.
 

@@ -118,3 +118,23 @@ def test_recorded_run_lookup_says_why_when_there_is_none(tmp_path):
     assert outcomes is None and reason
     with pytest.raises(LookupError):
         task_status.progress_disagreement_of("0" * 40, load_tasks(), str(tmp_path))
+
+
+def test_junit_report_gives_pytest_node_ids(tmp_path):
+    report = tmp_path / "junit.xml"
+    report.write_text(
+        '<testsuites><testsuite name="pytest">'
+        '<testcase classname="tests.tf_impl.test_attention" name="test_a" time="0.1"/>'
+        '<testcase classname="tests.tf_impl.test_attention" name="test_b[tiny]" time="0.1"><skipped/></testcase>'
+        '<testcase classname="tests.tf_impl.test_moe" name="test_gate" time="0.1"><failure message="x"/></testcase>'
+        '<testcase classname="tests.qa.test_x.TestGroup" name="test_in_class" time="0.1"><error/></testcase>'
+        '</testsuite></testsuites>')
+    assert task_status.outcomes_from_junit(str(report)) == {
+        "tests/tf_impl/test_attention.py::test_a": "passed",
+        "tests/tf_impl/test_attention.py::test_b[tiny]": "skipped",
+        "tests/tf_impl/test_moe.py::test_gate": "failed",
+        "tests/qa/test_x.py::TestGroup::test_in_class": "error",
+    }
+    report.write_text("not xml")
+    with pytest.raises(ValueError, match="not a JUnit XML report"):
+        task_status.outcomes_from_junit(str(report))
