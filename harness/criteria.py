@@ -320,7 +320,9 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
                             "not conda; nothing to measure"),
     _not("P0.env_cuda", _CPU_ONLY + "; CUDA is not installed"),
     _not("P0.test_framework", "pytest pass/fail is reported by CI (.ci/run), not recorded by asv"),
-    _not("P0.jupyter_workflow", "no Jupyter workflow is part of this project"),
+    _not("P0.jupyter_workflow", "delivered as notebooks/criterion_history.ipynb, run headless by "
+                                "tests/qa/test_notebook.py; asv records no test outcome to bind it to until the "
+                                "per-commit test record lands"),
     # ---- Phase 1
     _measured("P1.mla_kv_reduction",
               Check(_KV_GQA, C.GE, 0.933, "fraction", E.PROXY, (("kv_bits", 6),),
