@@ -1,6 +1,8 @@
 """Task statuses derived from the recorded test run, and QA.progress_accuracy as their disagreement with tasks.toml."""
 
+import ast
 import json
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +140,29 @@ def test_junit_report_gives_pytest_node_ids(tmp_path):
     report.write_text("not xml")
     with pytest.raises(ValueError, match="not a JUnit XML report"):
         task_status.outcomes_from_junit(str(report))
+
+
+def _slow(node) -> bool:
+    return any("slow" in ast.unparse(d) for d in getattr(node, "decorator_list", []))
+
+
+def test_every_named_test_exists_in_the_default_suite():
+    """A named test that is missing or marked slow is never in the recorded run: its task could never be done."""
+    root = Path(__file__).resolve().parents[2]
+    problems = []
+    for t in load_tasks():
+        for pattern in t.tests:
+            path, _, name = pattern.partition("::")
+            try:
+                tree = ast.parse((root / path).read_text())
+            except OSError:
+                problems.append(f"{t.id}: {path} does not exist")
+                continue
+            module_slow = any(isinstance(n, ast.Assign) and any(getattr(x, "id", "") == "pytestmark" for x in n.targets)
+                              and "slow" in ast.unparse(n.value) for n in tree.body)
+            funcs = {n.name: n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+            if module_slow:
+                problems.append(f"{t.id}: {path} is marked slow as a whole")
+            elif name and (name.split("[")[0] not in funcs or _slow(funcs[name.split("[")[0]])):
+                problems.append(f"{t.id}: {pattern} is not a default-suite test")
+    assert problems == []
