@@ -2,7 +2,9 @@
 
 Commands:
   run          asv run for the current commit (or --range A..B), then validate, report, publish; exit 1 on regression
-  validate     verdicts for the latest (or --commit) results; exit 1 on FAIL, FAILED-TO-RUN or regression
+               (or when the run measured nothing); --full adds the full tier (benchmark classes named *Full)
+  validate     verdicts for the latest (or --commit) results; exit 1 on FAIL, FAILED-TO-RUN, regression, or a
+               commit with no measured value
   report       write report/roadmap.md and <html_dir>/roadmap.html from the recorded results
   publish      asv publish, made to work offline, plus the roadmap and criterion pages
   migrate      rewrite results recorded under a venv-path key to the stable key (lossless, keeps a backup)
@@ -11,7 +13,10 @@ Commands:
   diagnose     troubleshooting (harness.troubleshoot)
   progress     progress tracker (harness.progress)
 
-Exit codes: 0 fine, 1 criteria failed or regressed (or asv itself failed), 2 results unreadable / bad usage.
+Regressions are decided by harness.gate against the previous recorded commit, or --baseline REF.
+
+Exit codes: 0 fine, 1 criteria failed or regressed, nothing measured (or asv itself failed), 2 results unreadable /
+bad usage.
 """
 
 from __future__ import annotations
@@ -19,16 +24,18 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import re
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from harness import asv_env, migrate, publish, report, report_html, roadmap
 from harness.criteria import BINDINGS, check_bindings
-from harness.results import ResultsError, load_benchmarks, load_machine
-from harness.validate import evaluate_history, is_failing, regressions
+from harness.results import CommitResults, ResultsError, ResultsWarning, load_benchmarks, load_machine
+from harness.validate import evaluate_history, is_failing, measured_here
 
 DEFAULT_MACHINE = "harness-host"
 ASV_SOME_BENCHMARKS_FAILED = 2  # `asv run` exits 2 when any benchmark failed; the verdicts say which
@@ -70,21 +77,62 @@ def paths_for(args: argparse.Namespace) -> Paths:
     return Paths(root, config, results_dir.resolve(), (root / conf.get("html_dir", ".asv/html")).resolve())
 
 
-def load_history(paths: Paths, machine: str, upto: str | None = None) -> report.History:
-    """Verdicts for every recorded commit of ``machine`` up to ``upto`` (a hash prefix; default: all)."""
+def load_history(paths: Paths, machine: str, upto: str | None = None, baseline: str | None = None) -> report.History:
+    """Verdicts for every recorded commit of ``machine`` up to ``upto`` (a hash prefix; default: all),
+    compared with ``baseline`` (a hash prefix or git ref of a recorded commit; default: the previous one)."""
     commits = load_machine(paths.results_dir, machine)
     if not commits:
         raise ResultsError(f"{paths.results_dir / machine} holds no results files; run `python -m harness run`")
     if upto is not None:
-        idx = [i for i, c in enumerate(commits) if c.commit_hash.startswith(upto)]
-        if not idx:
-            raise ResultsError(f"no results for commit {upto!r} on {machine}; recorded: "
-                               f"{', '.join(c.commit_hash[:8] for c in commits)}")
-        commits = commits[: idx[-1] + 1]
+        commits = commits[: _recorded_index(commits, upto, machine, "--commit") + 1]
+    base = None if baseline is None else _baseline_index(paths, commits, baseline, machine)
     benchmarks = load_benchmarks(paths.results_dir)
     verdicts = evaluate_history(commits, benchmarks)
     return report.History(machine, tuple(c.commit_hash for c in commits), tuple(c.date for c in commits),
-                          tuple(verdicts))
+                          tuple(verdicts), base)
+
+
+def _recorded_index(commits: Sequence[CommitResults], prefix: str, machine: str, option: str,
+                    given: str | None = None) -> int:
+    """Index of the one recorded commit whose hash starts with ``prefix``; ResultsError listing them if none."""
+    recorded = ", ".join(c.commit_hash[:8] for c in commits)
+    match = [i for i, c in enumerate(commits) if c.commit_hash.startswith(prefix.lower())]
+    shown = given if given is not None and given != prefix else None
+    name = f"{given!r} ({prefix[:8]})" if shown else repr(prefix)
+    if not match:
+        raise ResultsError(f"{option}: no results for commit {name} on {machine} (up to the evaluated commit); "
+                           f"recorded: {recorded}")
+    if len({commits[i].commit_hash for i in match}) > 1:
+        raise ResultsError(f"{option}: {name} matches several recorded commits ({', '.join(commits[i].commit_hash[:12] for i in match)}); "
+                           f"give more of the hash")
+    return match[-1]
+
+
+def _baseline_index(paths: Paths, commits: Sequence[CommitResults], ref: str, machine: str) -> int:
+    """Index of the ``--baseline`` commit: a recorded hash prefix, else a git ref resolved in the repository."""
+    if re.fullmatch(r"[0-9a-fA-F]{4,40}", ref) and any(c.commit_hash.startswith(ref.lower()) for c in commits):
+        return _recorded_index(commits, ref, machine, "--baseline")
+    proc = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], cwd=paths.root,
+                          capture_output=True, text=True)
+    if proc.returncode:
+        raise ResultsError(f"--baseline {ref!r} is neither a recorded commit nor a git ref that resolves in "
+                           f"{paths.root}; recorded: {', '.join(c.commit_hash[:8] for c in commits)}")
+    return _recorded_index(commits, proc.stdout.strip(), machine, "--baseline", ref)
+
+
+def nothing_measured(history: report.History, index: int = -1) -> str | None:
+    """The error when commit ``index`` of ``history`` measured no value at all, else None.
+
+    Every check then lacks a number from that commit's own results: each is NaN (skipped), null (failed),
+    names a benchmark that benchmarks.json does not list, or was not run (a stale value does not count).
+    """
+    verdicts = history.verdicts[index]
+    if measured_here(verdicts):
+        return None
+    return (f"commit {history.commits[index][:8]} has no measured value at all: every benchmark a criterion reads "
+            f"was skipped (NaN), failed (null), is unknown to benchmarks.json or was not run at this commit, so "
+            f"nothing can pass. Run the benchmarks (`python -m harness run`; full-tier classes named *Full need "
+            f"--full) and see the FAILED-TO-RUN / NOT MEASURED reasons above")
 
 
 def _write_reports(paths: Paths, history: report.History, out: str | None) -> None:
@@ -148,23 +196,50 @@ def _git(paths: Paths, *argv: str) -> str:
     return subprocess.check_output(["git", *argv], cwd=paths.root, text=True).strip()
 
 
+# Benchmark classes whose name ends in "Full" form the full tier; `run` leaves them out unless --full.
+# asv matches -b against "module.Class.method" (and "...method(param, ...)" per parameter combination).
+_NOT_FULL_TIER = r"^(?!.*Full\.[A-Za-z_]\w*(?:\(|$))"
+
+
+def bench_regex(selection: str | None, full: bool) -> str | None:
+    """The asv ``-b`` regex of a run: ``selection`` (or everything), minus the full tier unless ``full``."""
+    if full:
+        return selection
+    return _NOT_FULL_TIER if selection is None else f"{_NOT_FULL_TIER}(?=.*?(?:{selection}))"
+
+
+def _commits_in_range(paths: Paths, spec: str) -> set[str]:
+    """The commits of ``--range A..B``; ResultsError (exit 2) when git cannot resolve it."""
+    proc = subprocess.run(["git", "rev-list", spec], cwd=paths.root, capture_output=True, text=True)
+    if proc.returncode or ".." not in spec:
+        said = proc.stderr.strip().splitlines()[0] if proc.stderr.strip() else "not of the form A..B"
+        raise ResultsError(f"--range {spec!r} is not a commit range of {paths.root} ({said}); give two commits "
+                           f"or refs as A..B, e.g. --range HEAD~3..HEAD")
+    commits = set(proc.stdout.split())
+    if not commits:
+        raise ResultsError(f"--range {spec!r} holds no commits (is A an ancestor of B?); e.g. --range HEAD~3..HEAD")
+    return commits
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """``run``: benchmark HEAD (or ``--range``), publish, write the reports, and flag regressions.
 
     Only regressions introduced by the commits just run fail the command, so an old regression already
-    in the history does not block every later run. asv's "some benchmarks failed" exit is tolerated:
-    the verdicts report those benchmarks as FAILED-TO-RUN.
+    in the history does not block every later run; neither does a run that measured nothing go unnoticed.
+    asv's "some benchmarks failed" exit is tolerated: the verdicts report those benchmarks as
+    FAILED-TO-RUN. ``--record-samples`` keeps asv's samples for the regression gate's statistics.
     """
     paths = paths_for(args)
     if not paths.config.exists():
         print(f"error: {paths.config} is missing; asv needs it to run", file=sys.stderr)
         return 2
+    in_range = _commits_in_range(paths, args.range) if args.range else set()
     rc = _asv(paths, "machine", "--yes", "--machine", args.machine)
     if rc:
         return rc
-    extra = (["--quick"] if args.quick else []) + (["-b", args.bench] if args.bench else [])
+    regex = bench_regex(args.bench, args.full)
+    extra = ["--record-samples"] + (["--quick"] if args.quick else []) + (["-b", regex] if regex else [])
     if args.range:
-        in_range = set(_git(paths, "rev-list", args.range).split())
         rc = _asv(paths, "run", args.range, "--machine", args.machine, "--show-stderr", *extra, capture=True)
     else:
         sha = _git(paths, "rev-parse", "HEAD")
@@ -176,16 +251,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     if rc not in (0, ASV_SOME_BENCHMARKS_FAILED):
         print(f"error: asv run exited {rc}; no verdicts written", file=sys.stderr)
         return 1
-    history = load_history(paths, args.machine)
+    history = load_history(paths, args.machine, baseline=args.baseline)
     published = _publish(paths)
     _write_reports(paths, history, None)
     print(report.summary_table(history))
-    regressed = [r for a, b in zip(history.verdicts, history.verdicts[1:])
-                 for r in regressions(a, b) if r.commit_after in in_range]
+    ran = [i for i, sha in enumerate(history.commits) if sha in in_range]
+    empty = [msg for i in ran if (msg := nothing_measured(history, i))]
+    if not ran:
+        empty.append(f"asv recorded no results for {', '.join(sorted(c[:8] for c in in_range))}: no benchmark "
+                     f"matched (full-tier classes named *Full need --full)")
+    for msg in empty:
+        print(f"error: {msg}", file=sys.stderr)
+    regressed = [r for i in ran for r in history.regressions_of(i)]
     for r in regressed:
-        if r.commit_after != history.commits[-1]:
+        if r.commit_after != history.commits[-1]:  # the summary table already lists the newest commit's
             print(f"REGRESSION {r}")
-    return 1 if regressed or published else 0
+    return 1 if regressed or empty or published else 0
 
 
 def _publish(paths: Paths) -> int:
@@ -226,10 +307,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """``validate``: print the verdict table; exit 1 on a failed gate or a regression at the latest commit."""
-    history = load_history(paths_for(args), args.machine, args.commit)
+    """``validate``: print the verdict table; exit 1 on a failed gate, a regression at the evaluated commit
+    (against ``--baseline`` or the previous recorded commit), or an evaluated commit that measured nothing."""
+    history = load_history(paths_for(args), args.machine, args.commit, args.baseline)
     print(report.summary_table(history))
-    return 1 if is_failing(history.latest) or history.latest_regressions() else 0
+    empty = nothing_measured(history)
+    if empty:
+        print(f"error: {empty}", file=sys.stderr)
+    return 1 if empty or is_failing(history.latest) or history.latest_regressions() else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -318,9 +403,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="run each benchmark once (asv --quick)")
     p.add_argument("-b", "--bench", metavar="REGEX", help="only benchmarks matching REGEX (asv -b)")
     p.add_argument("--range", metavar="A..B", help="benchmark every commit in A..B in asv-built virtualenvs")
+    p.add_argument("--full", action="store_true",
+                   help="include the full tier (benchmark classes whose name ends in Full), left out by default")
+    p.add_argument("--baseline", metavar="REF",
+                   help="compare with this recorded commit (hash prefix or git ref) instead of the previous one")
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("validate", help="verdicts of the latest results; exit 1 on FAIL, FAILED-TO-RUN, regression")
+    p = sub.add_parser("validate", help="verdicts of the latest results; exit 1 on FAIL, FAILED-TO-RUN, regression, "
+                                        "or nothing measured")
     common(p)
+    p.add_argument("--baseline", metavar="REF",
+                   help="compare with this recorded commit (hash prefix or git ref) instead of the previous one")
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("report", help="write report/roadmap.md and the HTML roadmap page")
     common(p)
@@ -355,8 +447,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in _HOOKS:
         return _dispatch(argv[0], argv[1:])
     args = _parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except ResultsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ResultsWarning)
+        warnings.showwarning = _print_warning
+        try:
+            return args.func(args)
+        except ResultsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Show a ResultsWarning as ``warning: <message>`` on stderr; others as Python would."""
+    if issubclass(category, ResultsWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))

@@ -11,27 +11,50 @@ from tabulate import tabulate
 
 from harness import roadmap
 from harness.criteria import BINDINGS
-from harness.validate import (CriterionResult, Regression, Verdict, milestone_progress, phase_progress,
-                              regressions)
+from harness.gate import Regression, regressions
+from harness.validate import CheckResult, CriterionResult, Verdict, milestone_progress, phase_progress
 
 
 @dataclass(frozen=True)
 class History:
-    """Verdicts for consecutive commits of one machine, oldest first."""
+    """Verdicts for consecutive commits of one machine, oldest first.
+
+    ``baseline`` is the index of the commit the newest one is compared with (``--baseline REF``); None
+    means the one before the newest.
+    """
 
     machine: str
     commits: tuple[str, ...]
     dates: tuple[int, ...]
     verdicts: tuple[dict[str, CriterionResult], ...]
+    baseline: int | None = None
 
     @property
     def latest(self) -> dict[str, CriterionResult]:
         """Verdicts of the newest commit, keyed by criterion id."""
         return self.verdicts[-1]
 
+    @property
+    def baseline_commit(self) -> str | None:
+        """The commit the newest one is compared with; None when there is only one commit."""
+        index = self.baseline_index
+        return None if index is None else self.commits[index]
+
+    @property
+    def baseline_index(self) -> int | None:
+        """Index of the baseline commit in ``commits``; None when there is nothing to compare with."""
+        if self.baseline is not None:
+            return self.baseline
+        return len(self.commits) - 2 if len(self.commits) > 1 else None
+
+    def regressions_of(self, index: int) -> list[Regression]:
+        """Regressions of commit ``index`` against the baseline (``--baseline``) or the commit before it."""
+        base = self.baseline if self.baseline is not None else index - 1
+        return [] if base < 0 or base == index else regressions(self.verdicts[base], self.verdicts[index])
+
     def latest_regressions(self) -> list[Regression]:
-        """Regressions of the newest commit against the one before it; [] with a single commit."""
-        return regressions(self.verdicts[-2], self.verdicts[-1]) if len(self.verdicts) > 1 else []
+        """Regressions of the newest commit against the baseline; [] with a single commit."""
+        return self.regressions_of(len(self.commits) - 1)
 
     def all_regressions(self) -> list[Regression]:
         """Regressions between every pair of consecutive commits, oldest pair first."""
@@ -50,42 +73,56 @@ def _date(js_ms: int) -> str:
     return datetime.datetime.fromtimestamp(js_ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def measured_at(checks: Sequence[CheckResult], commit: str) -> str:
+    """Where the values of ``checks`` come from: ``commit``'s short hash when measured there, "stale:
+    measured at <hash>" for a value from an earlier commit (a benchmark left out of a partial run),
+    "—" when none was recorded anywhere."""
+    where = []
+    for sha in dict.fromkeys(c.measured_at for c in checks if c.measured_at is not None):
+        where.append(sha[:8] if sha == commit else f"stale: measured at {sha[:8]}")
+    return ", ".join(where) or "—"
+
+
 def verdict_rows(verdicts: dict[str, CriterionResult], with_reasons: bool = True,
                  include_by_design: bool = True) -> list[list[str]]:
     """Rows as ``VERDICT_HEADERS``. A one-check criterion is one row; a criterion with several checks gets a
-    row with its overall verdict followed by one indented row per check with that check's own verdict."""
+    row with its overall verdict followed by one indented row per check with that check's own verdict.
+
+    The commit column says where each value was measured, marking values older than the evaluated
+    commit as stale."""
     milestone_of = {cid: m for cid, (m, _) in roadmap.all_criteria().items()}
     rows = []
     for cid, res in verdicts.items():
-        mid, sha = milestone_of[cid].id, res.commit[:8]
+        mid, sha = milestone_of[cid].id, res.commit
         if res.not_measured_by_design:
             if include_by_design:
-                rows.append([mid, cid, res.reason if with_reasons else "—", "—", res.verdict.value, "—", sha])
+                rows.append([mid, cid, res.reason if with_reasons else "—", "—", res.verdict.value, "—", sha[:8]])
             continue
         if len(res.checks) == 1:
             chk = res.checks[0]
             rows.append([mid, f"{cid}: {chk.check.label}", _fmt(chk.value), chk.check.threshold_text,
-                         res.verdict.value, chk.check.evidence.value, sha])
+                         res.verdict.value, chk.check.evidence.value, measured_at(res.checks, sha)])
             continue
         rows.append([mid, cid, "", "all gating checks", res.verdict.value,
-                     "+".join(e.value for e in BINDINGS[cid].evidence), sha])
+                     "+".join(e.value for e in BINDINGS[cid].evidence),
+                     measured_at([c for c in res.checks if c.check.gate], sha)])
         for chk in res.checks:
             label = f"  └ {chk.check.label}" + ("" if chk.check.gate else " (context)")
             rows.append(["", label, _fmt(chk.value), chk.check.threshold_text, chk.verdict.value,
-                         chk.check.evidence.value, ""])
+                         chk.check.evidence.value, measured_at([chk], sha)])
     return rows
 
 
-VERDICT_HEADERS = ["milestone", "criterion", "measured", "threshold", "verdict", "evidence", "commit"]
+VERDICT_HEADERS = ["milestone", "criterion", "measured", "threshold", "verdict", "evidence", "measured at"]
 
 
 def summary_table(history: History) -> str:
     """The compact table the CLI prints: measured criteria per check, plus a count of the rest."""
     latest = history.latest
-    rows = [r[:6] for r in verdict_rows(latest, include_by_design=False)]
+    rows = verdict_rows(latest, include_by_design=False)
     by_design = sum(r.not_measured_by_design for r in latest.values())
     counts = {v: sum(r.verdict is v for r in latest.values()) for v in Verdict}
-    lines = [tabulate(rows, headers=VERDICT_HEADERS[:6], tablefmt="simple")]
+    lines = [tabulate(rows, headers=VERDICT_HEADERS, tablefmt="simple")]
     lines.append(f"\ncommit {history.commits[-1][:8]} on {history.machine}: "
                  + ", ".join(f"{v.value} {n}" for v, n in counts.items())
                  + f" ({by_design} not measured by design; reasons in report/roadmap.md)")
@@ -94,6 +131,9 @@ def summary_table(history: History) -> str:
     for name, stderr in failed.items():
         last = next((ln for ln in reversed(stderr.splitlines()) if ln.strip()), "no stderr captured")
         lines.append(f"FAILED-TO-RUN {name}: {last.strip()}")
+    stale = sorted({c.measured_at[:8] for r in latest.values() for c in r.checks if c.stale and c.measured_at})
+    if stale:
+        lines.append(f"stale values (benchmarks not run at {history.commits[-1][:8]}) come from {', '.join(stale)}")
     lines += [f"REGRESSION {r}" for r in history.latest_regressions()]
     return "\n".join(lines)
 
@@ -128,7 +168,9 @@ def markdown(history: History) -> str:
         f"{len(history.commits)} commit(s) of history. Written by `python -m harness report` from asv's results; "
         "nothing here is re-run or assumed. A milestone is complete only when all its measurable criteria PASS; "
         "NOT MEASURED never counts as passed. Evidence: MEASURED (the quantity itself), PROXY (a smaller or "
-        "synthetic stand-in), SIMULATION, EXTRAPOLATION (scaled up from a measurement).",
+        "synthetic stand-in), SIMULATION, EXTRAPOLATION (scaled up from a measurement). \"measured at\" names "
+        "the commit each value comes from; \"stale\" marks a value recorded at an earlier commit because the "
+        "benchmark was not run at this one (a partial run, or the full tier not run).",
         "",
         "## Progress by phase",
         "",
@@ -147,8 +189,9 @@ def markdown(history: History) -> str:
         "",
     ]
     regs = history.latest_regressions()
-    out += ["## Regressions against the previous commit", ""]
-    out += [f"- {r}" for r in regs] if regs else ["None." if len(history.commits) > 1 else "No previous commit."]
+    base = history.baseline_commit
+    out += [f"## Regressions against {'commit `' + base[:8] + '`' if base else 'the previous commit'}", ""]
+    out += [f"- {r}" for r in regs] if regs else ["None." if base else "No previous commit."]
     out.append("")
     failures = [(cid, c) for cid, r in latest.items() for c in r.checks
                 if c.verdict in (Verdict.FAILED_TO_RUN, Verdict.NOT_MEASURED)]

@@ -14,6 +14,16 @@ asv keeps the stderr of failed benchmarks in memory only (``Results._stderr`` is
 harness' ``run`` command captures it while asv runs and writes a sidecar next to the results tree:
 ``<results_dir>/../stderr/<machine>/<sha8>-<env_name>.json`` (``{benchmark name: stderr text}``),
 which ``load_run`` attaches when present.
+
+Sampled values carry asv's statistics (``Spread``): the 99% confidence interval of the median, the
+quartiles, the sample count and, when the run used ``--record-samples``, the samples themselves. asv
+computes them for ``time_`` benchmarks and for any benchmark whose process returned
+``{"samples": [...], "number": n}`` (``benchmarks.common.sampled``); the regression gate
+(``harness.gate``) decides significance from them as ``asv compare`` does.
+
+A file in the results tree that is not an asv file at all (binary, or JSON that is not an object) is
+skipped with a ``ResultsWarning`` naming it, so one stray file cannot block every report; a results
+file that is damaged (truncated JSON, wrong version) is still an error, since its numbers would be lost.
 """
 
 from __future__ import annotations
@@ -23,9 +33,10 @@ import itertools
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 RESULTS_API_VERSION = 2
 BENCHMARKS_API_VERSION = 2
@@ -34,6 +45,10 @@ MACHINE_API_VERSION = 1
 
 class ResultsError(Exception):
     """asv results that cannot be read as asked. The message names the file, the problem and the fix."""
+
+
+class ResultsWarning(UserWarning):
+    """A file in the results tree was skipped; the message names it and says why."""
 
 
 class Status(str, enum.Enum):
@@ -59,14 +74,39 @@ class BenchmarkInfo:
 
 
 @dataclass(frozen=True)
+class Spread:
+    """asv's statistics of one sampled value (``asv_runner.statistics.compute_stats``).
+
+    ``ci_99`` is the 99% confidence interval of the median, ``q_25``/``q_75`` the quartiles, ``repeat``
+    the number of samples, ``samples`` the raw samples when asv ran with ``--record-samples``.
+    """
+
+    ci_99: tuple[float, float]
+    q_25: float
+    q_75: float
+    repeat: int
+    samples: tuple[float, ...] | None = None
+
+    def asv_stats(self) -> dict[str, float]:
+        """The stats dict asv's own functions take (``ci_99_a``, ``ci_99_b``, ``q_25``, ``q_75``, ``repeat``)."""
+        return {"ci_99_a": self.ci_99[0], "ci_99_b": self.ci_99[1], "q_25": self.q_25, "q_75": self.q_75,
+                "repeat": self.repeat}
+
+
+@dataclass(frozen=True)
 class Value:
-    """A looked-up benchmark value: its status, the number when OK, any captured stderr, and the
-    benchmark's asv ``version`` (its source hash, or the ``version`` attribute) at that commit."""
+    """A looked-up benchmark value: its status, the number when OK, any captured stderr, the benchmark's
+    asv ``version`` (its source hash, or the ``version`` attribute), asv's ``spread`` when sampled,
+    ``measured_at``: the commit whose results hold it (an earlier one than asked for when the value is
+    stale; None when no commit recorded it), and ``reason`` when the recorded value is unusable."""
 
     status: Status
     value: float | None = None
     stderr: str = ""
     version: str | None = None
+    spread: Spread | None = None
+    measured_at: str | None = None
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,6 +119,7 @@ class BenchmarkResult:
     started_at: int | None = None
     duration: float | None = None
     version: str | None = None
+    spreads: tuple[Spread | None, ...] = ()
 
     def combinations(self) -> list[tuple[str, ...]]:
         """Parameter combinations in asv's order (itertools.product of the param lists)."""
@@ -88,7 +129,9 @@ class BenchmarkResult:
         """Status and value at one parameter ``combination`` (asv repr strings, in ``params`` order).
 
         asv writes null for a benchmark that raised and NaN for one skipped via NotImplementedError;
-        those map to FAILED and SKIPPED so a verdict can tell "broke" from "not applicable".
+        those map to FAILED and SKIPPED so a verdict can tell "broke" from "not applicable". A value
+        that is not a number (a string, a list: the file was edited by hand or written by another
+        tool) is FAILED as well; ``invalid_reason`` says why.
         """
         combos = self.combinations()
         if combination not in combos:
@@ -99,12 +142,58 @@ class BenchmarkResult:
         if index >= len(self.result):
             return Status.MISSING, None
         raw = self.result[index]
-        if raw is None:
+        if raw is None or _not_a_number(raw):
             return Status.FAILED, None
         value = float(raw)
         if math.isnan(value):
             return Status.SKIPPED, None
         return Status.OK, value
+
+    def invalid_reason(self, combination: tuple[str, ...], path: Path | str) -> str:
+        """Why the recorded value at ``combination`` is unusable, or "" when it is a number, null or NaN."""
+        combos = self.combinations()
+        if self.result is None or combination not in combos or combos.index(combination) >= len(self.result):
+            return ""
+        raw = self.result[combos.index(combination)]
+        if raw is None or not _not_a_number(raw):
+            return ""
+        return (f"results file {path} records {raw!r} for {self.name}{list(combination) or ''}, which is not a "
+                f"number; asv writes numbers, null (raised) or NaN (skipped) only, so the file was edited or "
+                f"written by another tool: re-run the benchmark (python -m harness run -b NAME) to replace it")
+
+    def spread_at(self, combination: tuple[str, ...]) -> Spread | None:
+        """asv's statistics at ``combination``, or None when the value was not sampled."""
+        combos = self.combinations()
+        if combination not in combos:
+            return None
+        index = combos.index(combination)
+        return self.spreads[index] if index < len(self.spreads) else None
+
+
+def _not_a_number(raw: Any) -> bool:
+    """True for a recorded value that is neither null nor a JSON number (bools are not numbers here)."""
+    return raw is not None and (isinstance(raw, bool) or not isinstance(raw, (int, float)))
+
+
+def _spreads(row: dict[str, Any], count: int) -> tuple[Spread | None, ...]:
+    """Per-combination ``Spread`` from asv's ``stats_*`` and ``samples`` columns (each a list or null)."""
+    def column(key: str) -> list[Any]:
+        values = row.get(key)
+        return list(values) + [None] * (count - len(values)) if isinstance(values, list) else [None] * count
+
+    ci_a, ci_b, q_25, q_75 = (column(k) for k in ("stats_ci_99_a", "stats_ci_99_b", "stats_q_25", "stats_q_75"))
+    repeat, samples = column("stats_repeat"), column("samples")
+    out: list[Spread | None] = []
+    for j in range(count):
+        numbers = (ci_a[j], ci_b[j], q_25[j], q_75[j])
+        if any(v is None or _not_a_number(v) for v in numbers):
+            out.append(None)
+            continue
+        raw = samples[j]
+        kept = tuple(float(x) for x in raw if x is not None and not _not_a_number(x)) if isinstance(raw, list) else None
+        reps = repeat[j] if isinstance(repeat[j], int) and not isinstance(repeat[j], bool) else len(kept or ())
+        out.append(Spread((float(ci_a[j]), float(ci_b[j])), float(q_25[j]), float(q_75[j]), reps, kept or None))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -147,16 +236,36 @@ class CommitResults:
         return best
 
 
+class _NotAnAsvFile(ResultsError):
+    """A file in the results tree that is not an asv file at all: skipped with a warning, not an error."""
+
+
 def _load_json(path: Path, what: str) -> Any:
+    """Parse ``path``; raises ResultsError naming the file, or ``_NotAnAsvFile`` for binary content.
+
+    Text that does not parse is reported as corrupt or truncated when it starts like a JSON object (a
+    damaged asv file whose numbers must not be silently dropped), and as not an asv file otherwise.
+    """
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ResultsError(f"{what} {path} does not exist; run `python -m harness run` to create it") from None
     except OSError as exc:
         raise ResultsError(f"cannot read {what} {path}: {exc}") from None
     try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _NotAnAsvFile(f"{path} is not text (byte {exc.start} is not UTF-8), so it is not an asv {what}; "
+                            f"move it out of the results directory") from None
+    if "\x00" in text:
+        raise _NotAnAsvFile(f"{path} holds NUL bytes, so it is not an asv {what}; move it out of the results "
+                            f"directory")
+    try:
         return json.loads(text)  # Python's json accepts the bare NaN/Infinity tokens asv writes
     except json.JSONDecodeError as exc:
+        if not text.lstrip().startswith("{"):
+            raise _NotAnAsvFile(f"{path} is not JSON ({exc.msg} at line {exc.lineno}), so it is not an asv "
+                                f"{what}; move it out of the results directory") from None
         raise ResultsError(
             f"{what} {path} is corrupt or truncated (JSON error at line {exc.lineno}, column {exc.colno}: "
             f"{exc.msg}); restore it from git (`git checkout -- {path}`) or delete it and re-run asv"
@@ -165,7 +274,8 @@ def _load_json(path: Path, what: str) -> Any:
 
 def _check_version(data: Any, path: Path, expected: int, what: str) -> None:
     if not isinstance(data, dict):
-        raise ResultsError(f"{what} {path} is not a JSON object; it is not an asv file")
+        raise _NotAnAsvFile(f"{path} holds JSON that is not an object, so it is not an asv {what}; move it out "
+                            f"of the results directory")
     version = data.get("version")
     if version != expected:
         raise ResultsError(f"{what} {path} has format version {version!r}; this harness reads version {expected} "
@@ -202,6 +312,9 @@ def load_run(path: str | os.PathLike, machine: str | None = None) -> Run:
     """Parse one asv results file; with ``machine``, refuse a file recorded on another machine."""
     path = Path(path)
     data = _load_json(path, "results file")
+    if isinstance(data, dict) and not {"commit_hash", "result_columns", "results"} & set(data):
+        raise _NotAnAsvFile(f"{path} is JSON without commit_hash, result_columns or results, so it is not an asv "
+                            f"results file; move it out of the results directory")
     _check_version(data, path, RESULTS_API_VERSION, "results file")
     try:
         columns = data["result_columns"]
@@ -210,11 +323,14 @@ def load_run(path: str | os.PathLike, machine: str | None = None) -> Run:
         for name, values in data["results"].items():
             row = dict(zip(columns, values))
             result = row.get("result")
+            if result is not None and not isinstance(result, list):
+                result = [result]  # a scalar where asv writes a list: keep it, value_at judges it
             rows[name] = BenchmarkResult(
                 name=name,
                 params=tuple(tuple(p) for p in (row.get("params") or ())),
                 result=None if result is None else tuple(result),
                 started_at=row.get("started_at"), duration=row.get("duration"), version=row.get("version"),
+                spreads=_spreads(row, len(result or ())),
             )
         run_fields = dict(commit_hash=data["commit_hash"], env_name=data["env_name"], date=data["date"] or 0,
                           python=data.get("python", ""))
@@ -227,7 +343,12 @@ def load_run(path: str | os.PathLike, machine: str | None = None) -> Run:
     stderr: dict[str, str] = {}
     sidecar = stderr_path(path.parent.parent, file_machine, path.name)
     if sidecar.exists():
-        stderr = {str(k): str(v) for k, v in _load_json(sidecar, "stderr capture").items()}
+        try:
+            captured = _load_json(sidecar, "stderr capture")
+        except ResultsError as exc:  # the capture is a convenience: lose it, keep the results
+            warnings.warn(ResultsWarning(f"skipped the stderr capture: {exc}"), stacklevel=2)
+            captured = {}
+        stderr = {str(k): str(v) for k, v in captured.items()} if isinstance(captured, dict) else {}
     return Run(path=path, machine=file_machine, benchmarks=rows, stderr=stderr, **run_fields)
 
 
@@ -255,7 +376,14 @@ def load_machine(results_dir: str | os.PathLike, machine: str) -> list[CommitRes
     if mdata.get("machine") != machine:
         raise ResultsError(f"machine file {machine_json} names machine {mdata.get('machine')!r}, not {machine!r}; "
                            f"the directory was copied from another machine")
-    runs = [load_run(p, machine) for p in sorted(mdir.glob("*.json")) if p.name != "machine.json"]
+    runs = []
+    for path in sorted(mdir.glob("*.json")):
+        if path.name == "machine.json":
+            continue
+        try:
+            runs.append(load_run(path, machine))
+        except _NotAnAsvFile as exc:
+            warnings.warn(ResultsWarning(f"skipped {exc}"), stacklevel=2)
     return group_by_commit(runs)
 
 
@@ -269,8 +397,15 @@ def group_by_commit(runs: Iterable[Run]) -> list[CommitResults]:
 
 
 def lookup(commit: CommitResults, benchmarks: dict[str, BenchmarkInfo], name: str,
-           selection: dict[str, Any]) -> Value:
-    """The value of benchmark ``name`` at the parameter ``selection`` (plain values or asv repr strings)."""
+           selection: dict[str, Any], earlier: Sequence[CommitResults] = ()) -> Value:
+    """The value of benchmark ``name`` at the parameter ``selection`` (plain values or asv repr strings).
+
+    When ``commit`` has no row for the benchmark (it was left out of a partial run: ``-b REGEX``, or the
+    full tier not run), the most recent of the ``earlier`` commits (oldest first) that recorded it at
+    the benchmark's current version supplies the value; ``Value.measured_at`` then names that commit.
+    A row at ``commit`` that lacks the combination is MISSING at ``commit``: the benchmark ran and lost
+    that value, so no older one stands in for it.
+    """
     info = benchmarks.get(name)
     if info is None:
         raise ResultsError(f"unknown benchmark {name!r}: benchmarks.json does not list it. Write it in benchmarks/ "
@@ -285,9 +420,15 @@ def lookup(commit: CommitResults, benchmarks: dict[str, BenchmarkInfo], name: st
         if not match:
             raise ResultsError(f"benchmark {name}: {pname}={wanted!r} is not one of its values {list(pvalues)}")
         combination.append(match[0])
+    combo = tuple(combination)
     found = commit.row(name)
     if found is None:
-        return Value(Status.MISSING)
+        found = next((f for old in reversed(earlier) if (f := old.row(name)) is not None
+                      and f[0].version == info.version and f[0].value_at(combo)[0] is not Status.MISSING), None)
+        if found is None:
+            return Value(Status.MISSING)
     row, run = found
-    status, value = row.value_at(tuple(combination))
-    return Value(status, value, run.stderr.get(name, "") if status is Status.FAILED else "", row.version)
+    status, value = row.value_at(combo)
+    return Value(status, value, run.stderr.get(name, "") if status is Status.FAILED else "", row.version,
+                 row.spread_at(combo) if status is Status.OK else None, run.commit_hash,
+                 row.invalid_reason(combo, run.path))

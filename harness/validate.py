@@ -2,6 +2,11 @@
 
 Pure functions over data from ``harness.criteria`` and ``harness.results``; nothing here runs or reads
 anything. A criterion passes only when every gating check has a value and the value meets its threshold.
+
+A check whose benchmark was left out of the evaluated commit's run (``-b REGEX``, or the full tier not
+run) takes the most recent value recorded at an earlier commit for the same benchmark version, and says
+so (``CheckResult.stale``, ``measured_at``); a value missing everywhere stays NOT MEASURED. Regressions
+between commits are decided in ``harness.gate``.
 """
 
 from __future__ import annotations
@@ -11,8 +16,8 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from harness import roadmap
-from harness.criteria import BINDINGS, Binding, Check
-from harness.results import BenchmarkInfo, CommitResults, ResultsError, Status, lookup
+from harness.criteria import BENCHMARKS, BINDINGS, Binding, Check
+from harness.results import BenchmarkInfo, CommitResults, ResultsError, Spread, Status, Value, lookup
 
 
 class Verdict(str, enum.Enum):
@@ -30,11 +35,18 @@ class Verdict(str, enum.Enum):
 
 # Which verdict a criterion takes when its gating checks disagree: the worst news first.
 _PRECEDENCE = (Verdict.FAILED_TO_RUN, Verdict.FAIL, Verdict.NOT_MEASURED, Verdict.PASS)
+_BROKEN = (Verdict.FAIL, Verdict.FAILED_TO_RUN)
 
 
 @dataclass(frozen=True)
 class CheckResult:
-    """One check's verdict at one commit, its value when there is one, and why when there is none."""
+    """One check's verdict at one commit, its value when there is one, and why when there is none.
+
+    ``measured_at`` is the commit whose results hold the value (or the failure); None when no commit
+    recorded it. ``stale`` is True when that is an earlier commit than the one evaluated. ``compared``
+    is what the regression gate compares: this check's own value, or the calibrated twin named by
+    ``BenchmarkSpec.gate_on`` (``compared_name``).
+    """
 
     check: Check
     verdict: Verdict
@@ -42,6 +54,16 @@ class CheckResult:
     reason: str = ""
     stderr: str = ""
     version: str | None = None
+    measured_at: str | None = None
+    stale: bool = False
+    spread: Spread | None = None
+    compared: Value | None = None
+    compared_name: str = ""
+
+    @property
+    def measured_here(self) -> bool:
+        """True when the evaluated commit's own results gave this check a number (not stale, not lost)."""
+        return self.value is not None and not self.stale and self.measured_at is not None
 
 
 @dataclass(frozen=True)
@@ -64,32 +86,61 @@ class CriterionResult:
         return not self.checks
 
 
-def evaluate_check(check: Check, commit: CommitResults, benchmarks: Mapping[str, BenchmarkInfo]) -> CheckResult:
-    """Verdict of one check against one commit's results.
+def evaluate_check(check: Check, commit: CommitResults, benchmarks: Mapping[str, BenchmarkInfo],
+                   earlier: Sequence[CommitResults] = ()) -> CheckResult:
+    """Verdict of one check against one commit's results (``earlier`` commits, oldest first, supply a
+    stale value for a benchmark the commit's run left out).
 
     A lookup problem (unknown benchmark, wrong parameters) becomes NOT MEASURED with the error as the
     reason, rather than an exception, so one bad binding cannot hide every other verdict.
     """
+    sha = commit.commit_hash
     try:
-        value = lookup(commit, dict(benchmarks), check.benchmark, dict(check.params))
+        value = lookup(commit, dict(benchmarks), check.benchmark, dict(check.params), earlier)
     except ResultsError as exc:
-        return CheckResult(check, Verdict.NOT_MEASURED, None, str(exc))
+        return CheckResult(check, Verdict.NOT_MEASURED, None, str(exc), measured_at=sha)
+    where = dict(measured_at=value.measured_at, stale=value.measured_at not in (None, sha), version=value.version)
+    stale = f" (stale: measured at {value.measured_at[:8]}, not run at {sha[:8]})" if where["stale"] else ""
     if value.status is Status.FAILED:
-        return CheckResult(check, Verdict.FAILED_TO_RUN, None,
-                           "the benchmark raised or timed out (asv recorded null)", value.stderr)
+        why = value.reason or "the benchmark raised or timed out (asv recorded null)"
+        return CheckResult(check, Verdict.FAILED_TO_RUN, None, why + stale, value.stderr, **where)
     if value.status is Status.SKIPPED:
         return CheckResult(check, Verdict.NOT_MEASURED, None,
-                           "SKIPPED: the benchmark raised NotImplementedError in setup (asv recorded NaN)")
+                           "SKIPPED: the benchmark raised NotImplementedError in setup (asv recorded NaN)" + stale,
+                           **where)
     if value.status is Status.MISSING:
-        return CheckResult(check, Verdict.NOT_MEASURED, None,
-                           f"no result recorded for commit {commit.commit_hash[:8]} (not run, e.g. filtered by -b)")
+        if value.measured_at == sha:
+            why = (f"the benchmark ran at {sha[:8]} but recorded no value for {check.label} "
+                   f"(its parameters changed?)")
+        else:
+            why = (f"no result recorded for commit {sha[:8]} or any earlier commit at the benchmark's current "
+                   f"version (not run: filtered by -b, or a full-tier benchmark; run `python -m harness run --full`)")
+        return CheckResult(check, Verdict.NOT_MEASURED, None, why, **where)
     assert value.value is not None
     verdict = Verdict.PASS if check.holds(value.value) else Verdict.FAIL
-    return CheckResult(check, verdict, value.value, version=value.version)
+    compared, compared_name = _compared(check, value, commit, benchmarks, earlier)
+    return CheckResult(check, verdict, value.value, stale.strip(" ()"), spread=value.spread, compared=compared,
+                       compared_name=compared_name, **where)
 
 
-def evaluate_criterion(binding: Binding, commit: CommitResults,
-                       benchmarks: Mapping[str, BenchmarkInfo]) -> CriterionResult:
+def _compared(check: Check, value: Value, commit: CommitResults, benchmarks: Mapping[str, BenchmarkInfo],
+              earlier: Sequence[CommitResults]) -> tuple[Value | None, str]:
+    """What the regression gate compares for ``check``: its own value, or the calibrated twin's value
+    from the same run (None when the twin was not recorded with it)."""
+    spec = BENCHMARKS.get(check.benchmark)
+    twin = spec.gate_on if spec is not None else None
+    if not twin:
+        return value, check.benchmark
+    try:
+        other = lookup(commit, dict(benchmarks), twin, dict(check.params), earlier)
+    except ResultsError:
+        return None, twin
+    same_run = other.status is Status.OK and other.measured_at == value.measured_at
+    return (other if same_run else None), twin
+
+
+def evaluate_criterion(binding: Binding, commit: CommitResults, benchmarks: Mapping[str, BenchmarkInfo],
+                       earlier: Sequence[CommitResults] = ()) -> CriterionResult:
     """Verdict of one criterion: the worst verdict among its gating checks, PASS when all of them pass.
 
     The reason joins the reasons of the gating checks that share the deciding verdict.
@@ -97,7 +148,7 @@ def evaluate_criterion(binding: Binding, commit: CommitResults,
     sha = commit.commit_hash
     if binding.not_measured is not None:
         return CriterionResult(binding.criterion_id, sha, Verdict.NOT_MEASURED, (), binding.not_measured.reason)
-    checks = tuple(evaluate_check(c, commit, benchmarks) for c in binding.checks)
+    checks = tuple(evaluate_check(c, commit, benchmarks, earlier) for c in binding.checks)
     gating = [r for r in checks if r.check.gate]
     verdict = next(v for v in _PRECEDENCE if v is Verdict.PASS or any(r.verdict is v for r in gating))
     reasons = "; ".join(f"{r.check.label}: {r.reason}" for r in gating if r.verdict is verdict and r.reason)
@@ -105,60 +156,26 @@ def evaluate_criterion(binding: Binding, commit: CommitResults,
 
 
 def evaluate(commit: CommitResults, benchmarks: Mapping[str, BenchmarkInfo],
-             bindings: Mapping[str, Binding] = BINDINGS) -> dict[str, CriterionResult]:
-    """Every criterion of the roadmap, in roadmap order, for one commit."""
-    return {cid: evaluate_criterion(bindings[cid], commit, benchmarks) for cid in roadmap.all_criteria()}
+             bindings: Mapping[str, Binding] = BINDINGS,
+             earlier: Sequence[CommitResults] = ()) -> dict[str, CriterionResult]:
+    """Every criterion of the roadmap, in roadmap order, for one commit (``earlier``: see evaluate_check)."""
+    return {cid: evaluate_criterion(bindings[cid], commit, benchmarks, earlier) for cid in roadmap.all_criteria()}
 
 
 def evaluate_history(commits: Sequence[CommitResults], benchmarks: Mapping[str, BenchmarkInfo],
                      bindings: Mapping[str, Binding] = BINDINGS) -> list[dict[str, CriterionResult]]:
-    """``evaluate`` for each commit, in the order given (oldest first for ``regressions`` to make sense)."""
-    return [evaluate(c, benchmarks, bindings) for c in commits]
+    """``evaluate`` for each commit, oldest first; each commit's earlier ones supply its stale values."""
+    return [evaluate(c, benchmarks, bindings, commits[:i]) for i, c in enumerate(commits)]
 
 
-# ------------------------------------------------------------------ regressions
-@dataclass(frozen=True)
-class Regression:
-    """Something that got worse between two commits: a verdict (``what="verdict"``) or a check's value."""
+def measured_here(verdicts: Mapping[str, CriterionResult]) -> int:
+    """How many checks got a number from the evaluated commit's own results (stale values do not count).
 
-    criterion_id: str
-    what: str
-    before: str
-    after: str
-    commit_before: str
-    commit_after: str
-
-    def __str__(self) -> str:
-        return (f"{self.criterion_id} {self.what}: {self.before} @ {self.commit_before[:8]} -> "
-                f"{self.after} @ {self.commit_after[:8]}")
-
-
-_BROKEN = (Verdict.FAIL, Verdict.FAILED_TO_RUN)
-
-
-def regressions(before: Mapping[str, CriterionResult], after: Mapping[str, CriterionResult]) -> list[Regression]:
-    """What got worse from ``before`` to ``after``: a PASS that became FAIL or FAILED-TO-RUN, or a gating
-    check's value that moved the wrong way by more than its ``regress_tol``.
-
-    Values are compared only when the benchmark's asv ``version`` is the same at both commits: a new
-    version means the benchmark now measures something else (asv starts a new series too), so only a
-    verdict that broke counts then.
+    Zero means the commit measured nothing at all (every value NaN, null, unknown or absent), which
+    ``validate`` refuses; ``harness.gate`` uses the same ``CheckResult.measured_here`` to tell a check
+    that ran and lost its value from one left out of a partial run.
     """
-    out: list[Regression] = []
-    for cid, new in after.items():
-        old = before.get(cid)
-        if old is None:
-            continue
-        if old.verdict is Verdict.PASS and new.verdict in _BROKEN:
-            out.append(Regression(cid, "verdict", old.verdict.value, new.verdict.value, old.commit, new.commit))
-        old_checks = {r.check: r for r in old.checks}
-        for res in new.checks:
-            prev = old_checks.get(res.check)
-            if (res.check.gate and prev is not None and prev.value is not None and res.value is not None
-                    and prev.version == res.version and res.check.regressed(prev.value, res.value)):
-                out.append(Regression(cid, res.check.label, f"{prev.value:.4g}", f"{res.value:.4g}",
-                                      old.commit, new.commit))
-    return out
+    return sum(chk.measured_here for res in verdicts.values() for chk in res.checks)
 
 
 # ------------------------------------------------------------------ progress

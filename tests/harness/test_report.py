@@ -17,7 +17,7 @@ def test_markdown(history, tmp_path):
     text = path.read_text()
     assert "| milestone" in text and "| criterion" in text and "| evidence" in text
     assert "b2b2b2b2" in text and "FAILED-TO-RUN" in text and "EXTRAPOLATION" in text
-    assert "## Regressions against the previous commit" in text and "PX.tf_decode_speed verdict: PASS" in text
+    assert "## Regressions against commit `a1a1a1a1`" in text and "PX.tf_decode_speed verdict: PASS" in text
     assert "layers.1.ffn.gate.bias" in text                       # stderr of the failed benchmark
     assert "**P3.scale_64_gpus**" in text and "needs 64 GPUs" in text
     assert "## Progress by phase" in text

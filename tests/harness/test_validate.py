@@ -4,8 +4,8 @@ import pytest
 
 from harness.criteria import BINDINGS, Binding, Check, Comparator, Evidence
 from harness.results import load_benchmarks, load_machine
-from harness.validate import (Verdict, evaluate, evaluate_history, is_failing, milestone_progress, phase_progress,
-                              regressions)
+from harness.gate import regressions
+from harness.validate import Verdict, evaluate, evaluate_history, is_failing, milestone_progress, phase_progress
 from tests.harness.conftest import MACHINE
 
 
@@ -32,8 +32,10 @@ def test_verdicts_of_newer_commit(history):
     assert "gate.bias" in ftr.checks[0].stderr and ftr.checks[1].verdict is Verdict.PASS
     skipped = new["P2.moe_balance"]
     assert skipped.verdict is Verdict.NOT_MEASURED and "SKIPPED" in skipped.reason
-    missing = new["P4.data_throughput"]
-    assert missing.verdict is Verdict.NOT_MEASURED and "no result recorded" in missing.reason
+    stale = new["P4.data_throughput"]  # not run at b2b2b2b2: a1a1a1a1's value stands in, marked stale
+    assert stale.verdict is Verdict.PASS and stale.checks[0].value == 250000.0
+    assert stale.checks[0].stale and stale.checks[0].measured_at.startswith("a1a1a1a1")
+    assert "stale: measured at a1a1a1a1" in stale.reason and not stale.checks[0].measured_here
     assert new["P3.scale_64_gpus"].verdict is Verdict.NOT_MEASURED and "64 GPUs" in new["P3.scale_64_gpus"].reason
     assert is_failing(new)
 
@@ -62,6 +64,8 @@ def test_regressions_between_commits(history):
     regs = {(r.criterion_id, r.what) for r in regressions(history[0], history[1])}
     assert ("PX.tf_decode_speed", "verdict") in regs                                # PASS -> FAIL
     assert ("P1.synthetic_tests", "verdict") in regs                                # PASS -> FAILED-TO-RUN
+    assert ("P2.moe_balance", "verdict") in regs                                    # PASS -> NOT MEASURED (NaN)
+    assert not any(cid == "P4.data_throughput" for cid, _ in regs)                  # not run: stale, not lost
     assert ("PX.tf_prefill_speed", "track_tf_over_flax[phase=prefill]") in regs      # 1.3 -> 1.1, still passing
     assert ("PX.tf_decode_speed", "track_tf_over_flax[phase=decode]") in regs
     assert not any(cid == "P1.mla_kv_reduction" for cid, _ in regs)                  # unchanged
@@ -74,7 +78,7 @@ def test_milestone_complete_only_when_all_measurable_pass(history):
     assert old["M1"].complete and not new["M1"].complete
     assert old["M0"].complete and old["M0"].not_measured_by_design == 2             # shown, not counted
     assert not old["M3"].complete and old["M3"].measurable == 0                      # nothing measurable
-    assert new["M4"].unmeasured == 1 and not new["M4"].complete
+    assert new["M4"].unmeasured == 0 and new["M4"].complete  # the data pipeline's stale value still PASSes
     phases = {p.phase_id: p for p in phase_progress(history[0])}
     assert phases["phase_1"].complete and not phases["phase_5"].complete
     assert not phases["phase_0"].complete  # its tracker milestone has nothing measurable
@@ -89,7 +93,10 @@ def test_a_new_benchmark_version_starts_a_new_series(history):
     def bump(results):
         out = {}
         for cid, res in results.items():
-            checks = tuple(dataclasses.replace(c, version=(c.version or "") + "-v2") for c in res.checks)
+            checks = tuple(dataclasses.replace(
+                c, version=(c.version or "") + "-v2",
+                compared=c.compared and dataclasses.replace(c.compared, version=(c.compared.version or "") + "-v2"))
+                for c in res.checks)
             out[cid] = dataclasses.replace(res, checks=checks)
         return out
 
