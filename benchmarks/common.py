@@ -18,12 +18,14 @@ the weights, the routing decisions and therefore the work done are identical.
 from __future__ import annotations
 
 import functools
+import hashlib
+import math
 import os
-import statistics
 import subprocess
+import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -164,16 +166,62 @@ def seconds(call: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-def median_ratio(numerator: Callable[[], None], denominator: Callable[[], None], reps: int) -> float:
-    """median time of ``numerator`` / median time of ``denominator``, the two calls alternating.
+def ratio_samples(numerator: Callable[[], None], denominator: Callable[[], None], reps: int) -> list[float]:
+    """Per repeat, time of ``numerator`` / time of ``denominator``, the two calls alternating.
 
-    Alternating in one process exposes both to the same machine state (load, clocks, caches).
+    Alternating in one process exposes both to the same machine state (load, clocks, caches), and the
+    per-pair ratios are the samples whose spread the regression gate tests (``sampled``).
     """
-    num, den = [], []
+    out = []
     for _ in range(reps):
-        num.append(seconds(numerator))
-        den.append(seconds(denominator))
-    return statistics.median(num) / statistics.median(den)
+        num = seconds(numerator)
+        out.append(num / seconds(denominator))
+    return out
+
+
+def sampled(samples: Sequence[float]) -> dict[str, object]:
+    """A ``track_`` result that carries its spread: asv records the median of ``samples`` as the value.
+
+    asv's runner protocol: a benchmark process whose result is ``{"samples": [...], "number": n}`` is
+    treated as a sampled result (``asv.runner`` checks for exactly these keys), so asv computes the
+    median, its 99% confidence interval and the quartiles (``asv_runner.statistics.compute_stats``)
+    and, under ``--record-samples``, keeps the samples. ``harness.gate`` tests significance on them
+    as ``asv compare`` does. tests/harness/test_gate_end_to_end.py checks that asv still does this.
+    """
+    values = [float(x) for x in samples]
+    if not values or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"sampled() needs finite samples, got {values}")
+    return {"samples": values, "number": 1}
+
+
+# ------------------------------------------------------------------ host calibrations (same run, same process)
+def raw_hashed_io_seconds(nbytes: int, directory: str | os.PathLike | None = None, chunk: int = 8 << 20) -> float:
+    """Seconds to write ``nbytes`` to a file with SHA-256 and fsync, then read it back with SHA-256.
+
+    The least a verified checkpoint of that size costs on this host's disk and CPU right now: the
+    calibration the checkpoint time is divided by.
+    """
+    block = np.random.default_rng(SEED).integers(0, 256, chunk, dtype=np.uint8).tobytes()
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        path = os.path.join(tmp, "calibration.bin")
+        start = time.perf_counter()
+        digest, left = hashlib.sha256(), nbytes
+        with open(path, "wb") as f:
+            while left > 0:
+                piece = block[: min(chunk, left)]
+                digest.update(piece)
+                f.write(piece)
+                left -= len(piece)
+            f.flush()
+            os.fsync(f.fileno())
+        check = hashlib.sha256()
+        with open(path, "rb") as f:
+            while piece := f.read(chunk):
+                check.update(piece)
+        elapsed = time.perf_counter() - start
+    if check.digest() != digest.digest():
+        raise RuntimeError(f"calibration file {path} read back differently from what was written")
+    return elapsed
 
 
 # ------------------------------------------------------------------ the commit being benchmarked

@@ -45,6 +45,8 @@ def test_no_mtp_module_is_refused():
 
 
 def test_compare_with_greedy_reports_numbers():
-    r = compare_with_greedy(Transformer(CFG, seed=0, compiled=False), val_prompts(1, 8), 8, repeats=1, jit_compile=False)
+    r = compare_with_greedy(Transformer(CFG, seed=0, compiled=False), val_prompts(1, 8), 8, repeats=3, jit_compile=False)
     assert r["identical"] == 1.0 and 0.0 <= r["acceptance_rate"] <= 1.0
     assert r["greedy_tokens_per_s"] > 0 and r["speculative_tokens_per_s"] > 0
+    # one speed-up sample per alternating greedy/speculative pair; the speed-up is their median
+    assert len(r["speedup_samples"]) == 3 and r["speedup"] == sorted(r["speedup_samples"])[1]
