@@ -83,9 +83,13 @@ def load_history(paths: Paths, machine: str, upto: str | None = None, baseline: 
     commits = load_machine(paths.results_dir, machine)
     if not commits:
         raise ResultsError(f"{paths.results_dir / machine} holds no results files; run `python -m harness run`")
-    if upto is not None:
-        commits = commits[: _recorded_index(commits, upto, machine, "--commit") + 1]
+    last = len(commits) - 1 if upto is None else _recorded_index(commits, upto, machine, "--commit")
     base = None if baseline is None else _baseline_index(paths, commits, baseline, machine)
+    if base is not None and base > last:
+        raise ResultsError(f"--baseline {baseline!r} ({commits[base].commit_hash[:8]}) was recorded after the "
+                           f"evaluated commit {commits[last].commit_hash[:8]}; compare with a commit up to the "
+                           f"evaluated one")
+    commits = commits[: last + 1]
     benchmarks = load_benchmarks(paths.results_dir)
     verdicts = evaluate_history(commits, benchmarks)
     return report.History(machine, tuple(c.commit_hash for c in commits), tuple(c.date for c in commits),
@@ -100,8 +104,7 @@ def _recorded_index(commits: Sequence[CommitResults], prefix: str, machine: str,
     shown = given if given is not None and given != prefix else None
     name = f"{given!r} ({prefix[:8]})" if shown else repr(prefix)
     if not match:
-        raise ResultsError(f"{option}: no results for commit {name} on {machine} (up to the evaluated commit); "
-                           f"recorded: {recorded}")
+        raise ResultsError(f"{option}: no results for commit {name} on {machine}; recorded: {recorded}")
     if len({commits[i].commit_hash for i in match}) > 1:
         raise ResultsError(f"{option}: {name} matches several recorded commits ({', '.join(commits[i].commit_hash[:12] for i in match)}); "
                            f"give more of the hash")

@@ -137,9 +137,8 @@ def regressions(before: Mapping[str, CriterionResult], after: Mapping[str, Crite
         if old is None:
             continue
         if old.verdict is Verdict.PASS and new.verdict is not Verdict.PASS and caused_here(new):
-            reason = new.reason or "; ".join(c.reason for c in new.checks if c.reason)
             out.append(Regression(cid, "verdict", old.verdict.value, new.verdict.value, old.commit, new.commit,
-                                  reason))
+                                  _why_verdict(new)))
         old_checks = {r.check: r for r in old.checks}
         for res in new.checks:
             prev = old_checks.get(res.check)
@@ -156,6 +155,14 @@ def regressions(before: Mapping[str, CriterionResult], after: Mapping[str, Crite
                 what += f" (gate: {res.compared_name.rsplit('.', 1)[-1]} {_fmt(a.value)} -> {_fmt(b.value)})"
             out.append(Regression(cid, what, _fmt(prev.value), _fmt(res.value), old.commit, new.commit, why))
     return out
+
+
+def _why_verdict(result: CriterionResult) -> str:
+    """The gating checks that gave ``result`` its verdict: value against threshold, or the reason."""
+    deciding = [c for c in result.checks if c.check.gate and c.verdict is result.verdict]
+    parts = [f"{c.check.label}: {_fmt(c.value)} vs {c.check.threshold_text}" if c.value is not None
+             else f"{c.check.label}: {c.reason}" for c in deciding]
+    return "; ".join(parts) or result.reason
 
 
 def _fmt(value: float | None) -> str:

@@ -108,3 +108,58 @@ def test_unknown_benchmark_and_param_value(results_dir):
         lookup(commit, benchmarks, "bench_nope.X.track_y", {})
     with pytest.raises(ResultsError, match="dims='huge' is not one of"):
         lookup(commit, benchmarks, "bench_kvcache.KVCache.track_reduction_vs_mha", {"dims": "huge"})
+
+
+# ------------------------------------------------------------------ stray and hand-edited files (issue 10, item 12)
+def test_stray_binary_file_is_skipped_with_a_warning_naming_it(tmp_results):
+    stray = tmp_results / MACHINE / "thumbnail.json"
+    stray.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe")
+    with pytest.warns(UserWarning, match="thumbnail.json is not text"):
+        commits = load_machine(tmp_results, MACHINE)
+    assert [c.commit_hash for c in commits] == [SHA_A, SHA_B]
+
+
+@pytest.mark.parametrize("content", ["[1, 2, 3]", "not json at all", '{"hello": "world"}'])
+def test_json_that_is_not_an_asv_results_file_is_skipped(tmp_results, content):
+    (tmp_results / MACHINE / "notes.json").write_text(content)
+    with pytest.warns(UserWarning, match="notes.json"):
+        assert len(load_machine(tmp_results, MACHINE)) == 2
+
+
+def test_string_result_value_is_failed_with_a_reason(tmp_results):
+    path = next((tmp_results / MACHINE).glob("a1a1a1a1-*.json"))
+    data = json.loads(path.read_text())
+    data["results"]["bench_moe.MoE.track_time_ratio_64_vs_8_experts"][0] = ["fast"]
+    path.write_text(json.dumps(data))
+    value = lookup(load_machine(tmp_results, MACHINE)[0], load_benchmarks(tmp_results),
+                   "bench_moe.MoE.track_time_ratio_64_vs_8_experts", {})
+    assert value.status is Status.FAILED and value.value is None
+    assert "records 'fast'" in value.reason and "not a number" in value.reason and path.name in value.reason
+
+
+def test_asv_stats_columns_become_a_spread(tmp_results):
+    from tests.harness.asv_files import add_commit
+
+    add_commit(tmp_results, "c3c3c3c3" + "0" * 32, 1700000300000, {
+        "bench_throughput.Throughput.track_tf_over_flax": {"samples": [[1.2, 1.3, 1.25, 1.22, 1.28], None],
+                                                           "values": [None, float("nan")]}})
+    commit = load_machine(tmp_results, MACHINE)[-1]
+    benchmarks = load_benchmarks(tmp_results)
+    value = lookup(commit, benchmarks, "bench_throughput.Throughput.track_tf_over_flax", {"phase": "prefill"})
+    assert value.value == 1.25 and value.spread.repeat == 5 and value.spread.samples == (1.2, 1.3, 1.25, 1.22, 1.28)
+    assert value.spread.ci_99[0] <= 1.2 and value.spread.ci_99[1] >= 1.3 and value.spread.q_25 == 1.22
+    skipped = lookup(commit, benchmarks, "bench_throughput.Throughput.track_tf_over_flax", {"phase": "decode"})
+    assert skipped.status is Status.SKIPPED and skipped.spread is None
+
+
+def test_a_benchmark_left_out_takes_the_latest_earlier_value_of_the_same_version(tmp_results):
+    from tests.harness.asv_files import add_commit
+
+    name = "bench_mtp.MTP.track_speculative_speedup"
+    add_commit(tmp_results, "c3c3c3c3" + "0" * 32, 1700000300000, {name: {"values": [1.4], "version": "other"}})
+    add_commit(tmp_results, "d4d4d4d4" + "0" * 32, 1700000400000, {"bench_quality.Quality.track_test_coverage":
+                                                                     {"values": [0.9]}})
+    commits = load_machine(tmp_results, MACHINE)
+    value = lookup(commits[-1], load_benchmarks(tmp_results), name, {}, commits[:-1])
+    assert value.value == 1.7 and value.measured_at == SHA_B  # c3's value has another version: skipped
+    assert lookup(commits[-1], load_benchmarks(tmp_results), name, {}).status is Status.MISSING

@@ -1,0 +1,159 @@
+"""The regression gate: asv compare's rule (significance on the recorded spread, and the factor), verdict
+regressions that tell a lost value from a benchmark left out of a partial run, and the calibrated twin."""
+
+import json
+
+import numpy as np
+import pytest
+
+from harness.criteria import Check, Comparator, Evidence
+from harness.gate import FACTOR, caused_here, regressions, significance, value_regressed, worse_by_factor
+from harness.results import Spread, Status, Value, load_benchmarks, load_machine
+from harness.validate import Verdict, evaluate_history
+from tests.harness.asv_files import add_commit
+from tests.harness.conftest import MACHINE
+
+HIGHER = Check("b.C.track_x", Comparator.GE, 1.0, "ratio", Evidence.MEASURED)
+LOWER = Check("b.C.track_x", Comparator.LT, 600.0, "s", Evidence.MEASURED)
+EQUAL = Check("b.C.track_x", Comparator.EQ, 1.0, "fraction", Evidence.MEASURED)
+
+
+def _value(samples, sha="c" * 40) -> Value:
+    """A Value as the harness reads it from asv: the median and asv's own statistics of ``samples``."""
+    from asv_runner.statistics import compute_stats
+
+    median, stats = compute_stats(list(samples), 1)
+    spread = Spread((stats["ci_99_a"], stats["ci_99_b"]), stats["q_25"], stats["q_75"], stats["repeat"],
+                    tuple(samples))
+    return Value(Status.OK, median, spread=spread, measured_at=sha)
+
+
+def _noisy(center, n=9, cv=0.08, seed=0):
+    return list(center * (1 + cv * np.random.default_rng(seed).standard_normal(n)))
+
+
+def test_worse_follows_the_comparator_and_asvs_factor():
+    assert worse_by_factor(HIGHER, 1.3, 1.1) and not worse_by_factor(HIGHER, 1.3, 1.2)  # 1.18x vs 1.08x
+    assert not worse_by_factor(HIGHER, 1.0, 2.0)                                         # better
+    assert worse_by_factor(LOWER, 400, 500) and not worse_by_factor(LOWER, 400, 430) and not worse_by_factor(LOWER, 400, 100)
+    assert worse_by_factor(EQUAL, 1.0, 0.99) and not worse_by_factor(EQUAL, 0.99, 1.0)   # further from == 1
+    assert not worse_by_factor(HIGHER, float("nan"), 1.0)
+    assert FACTOR == 1.1
+
+
+def test_run_to_run_noise_within_the_spread_is_not_a_regression():
+    """The MoE ratio went 1.31 -> 1.21 between two runs of one commit: with per-pair samples as noisy as
+    that (CV 8%), the medians differ by 8-15% but the samples overlap, so asv's test says no."""
+    before, after = _value(_noisy(1.31, seed=1)), _value(_noisy(1.21, seed=2))
+    assert worse_by_factor(HIGHER, 1.31, 1.21 / 1.05)  # more than the factor apart would not suffice either
+    assert significance(before, after)[0] is False
+    assert value_regressed(HIGHER, before, after) is None
+
+
+def test_a_clear_slowdown_with_tight_samples_is_flagged_by_mann_whitney():
+    before, after = _value(_noisy(1.30, cv=0.02, seed=3)), _value(_noisy(1.30 / 1.25, cv=0.02, seed=4))
+    why = value_regressed(HIGHER, before, after)
+    assert why is not None and "20% worse" in why and "Mann-Whitney U on 9 vs 9 samples" in why
+
+
+def test_significant_but_within_the_factor_is_not_flagged():
+    before, after = _value(_noisy(1.30, cv=0.005, seed=5)), _value(_noisy(1.30 / 1.05, cv=0.005, seed=6))
+    assert significance(before, after)[0] is True
+    assert value_regressed(HIGHER, before, after) is None
+
+
+def test_few_samples_fall_back_to_the_ci_overlap_rule():
+    before, after = _value([400, 405, 398, 402, 401]), _value([520, 530, 515, 525, 522])
+    why = value_regressed(LOWER, before, after)
+    assert why is not None and "99% CIs of the median" in why and "do not overlap" in why
+    noisy_after = _value([300, 700, 410, 520, 380])
+    assert value_regressed(LOWER, before, noisy_after) is None  # its CI overlaps the baseline's
+
+
+def test_without_spread_the_factor_alone_decides_as_asv_compare_does():
+    before, after = Value(Status.OK, 0.95), Value(Status.OK, 0.80)
+    assert significance(before, after) is None
+    assert "factor alone" in value_regressed(HIGHER, before, after)
+    assert value_regressed(HIGHER, before, Value(Status.OK, 0.90)) is None
+
+
+# ------------------------------------------------------------------ regressions over recorded commits
+SHA_C, SHA_D, SHA_E = ("c3c3c3c3" + "0" * 32, "d4d4d4d4" + "0" * 32, "e5e5e5e5" + "0" * 32)
+RATIO = "bench_throughput.Throughput.track_tf_over_flax"
+CKPT = "bench_checkpoint.Checkpoint.track_save_load_seconds_671b"
+TWIN = "bench_checkpoint.Checkpoint.track_save_load_over_raw_io"
+
+
+def _history(results_dir):
+    return evaluate_history(load_machine(results_dir, MACHINE), load_benchmarks(results_dir))
+
+
+def _with_twin(results_dir):
+    bj = json.loads((results_dir / "benchmarks.json").read_text())
+    bj[TWIN] = {**bj[CKPT], "name": TWIN, "unit": "ratio", "version": "1"}
+    (results_dir / "benchmarks.json").write_text(json.dumps(bj))
+
+
+def test_a_benchmark_left_out_of_a_partial_run_is_no_regression(tmp_results):
+    """c3 ran only the throughput ratio (-b Throughput): every other criterion keeps a1/b2's values, marked
+    stale, and nothing is flagged for them, not even b2's FAILED-TO-RUN ones."""
+    add_commit(tmp_results, SHA_C, 1700000300000, {RATIO: {"samples": [_noisy(1.25, seed=7), _noisy(1.15, seed=8)]}})
+    b2, c3 = _history(tmp_results)[1:]
+    kv = c3["P1.mla_kv_reduction"]
+    assert kv.verdict is Verdict.PASS and all(c.stale and c.measured_at.startswith("b2b2b2b2") for c in kv.checks)
+    assert c3["P4.data_throughput"].checks[0].measured_at.startswith("a1a1a1a1")      # b2 did not run it either
+    assert not caused_here(c3["P1.synthetic_tests"])                                  # stale FAILED-TO-RUN
+    regs = regressions(b2, c3)
+    assert {r.criterion_id for r in regs} <= {"PX.tf_prefill_speed", "PX.tf_decode_speed"}
+    assert c3["PX.tf_decode_speed"].verdict is Verdict.PASS
+
+
+def test_a_value_lost_at_the_new_commit_is_a_regression(tmp_results):
+    """PASS -> NOT MEASURED when the benchmark ran and recorded NaN, or a parameter went missing."""
+    add_commit(tmp_results, SHA_C, 1700000300000, {RATIO: {"samples": [_noisy(1.25, seed=7), _noisy(1.15, seed=8)]}})
+    add_commit(tmp_results, SHA_D, 1700000400000, {RATIO: {"values": [float("nan"), 1.15]}})
+    c3, d4 = _history(tmp_results)[2:]
+    regs = {(r.criterion_id, r.what): r for r in regressions(c3, d4)}
+    lost = regs[("PX.tf_prefill_speed", "verdict")]
+    assert (lost.before, lost.after) == ("PASS", "NOT MEASURED") and "NaN" in lost.detail
+
+
+def test_noise_is_not_flagged_and_a_slowdown_is(tmp_results):
+    add_commit(tmp_results, SHA_C, 1700000300000, {RATIO: {"samples": [_noisy(1.25, seed=7), _noisy(1.15, seed=8)]}})
+    add_commit(tmp_results, SHA_D, 1700000400000, {RATIO: {"samples": [_noisy(1.25, seed=9), _noisy(1.15, seed=10)]}})
+    add_commit(tmp_results, SHA_E, 1700000500000, {RATIO: {"samples": [_noisy(1.0, cv=0.02, seed=11),
+                                                                         _noisy(1.15, seed=12)]}})
+    c3, d4, e5 = _history(tmp_results)[2:]
+    assert regressions(c3, d4) == []
+    (reg,) = regressions(d4, e5)
+    assert reg.what == "track_tf_over_flax[phase=prefill]" and "significant" in reg.detail
+
+
+def test_the_gate_compares_the_calibrated_twin_not_the_raw_throughput(tmp_results):
+    """A slower disk moves the 671B checkpoint time by 33%, but checkpoint over raw I/O stays: no regression.
+    The checkpoint code getting slower against the same raw I/O is one."""
+    _with_twin(tmp_results)
+    add_commit(tmp_results, SHA_C, 1700000300000, {CKPT: {"samples": [_noisy(300, seed=1, cv=0.02)]},
+                                                    TWIN: {"samples": [_noisy(2.5, seed=2, cv=0.02)]}})
+    add_commit(tmp_results, SHA_D, 1700000400000, {CKPT: {"samples": [_noisy(400, seed=3, cv=0.02)]},
+                                                    TWIN: {"samples": [_noisy(2.5, seed=4, cv=0.02)]}})
+    add_commit(tmp_results, SHA_E, 1700000500000, {CKPT: {"samples": [_noisy(400, seed=5, cv=0.02)]},
+                                                    TWIN: {"samples": [_noisy(3.2, seed=6, cv=0.02)]}})
+    c3, d4, e5 = _history(tmp_results)[2:]
+    assert not [r for r in regressions(c3, d4) if r.criterion_id == "P4.checkpoint_time"]
+    (reg,) = [r for r in regressions(d4, e5) if r.criterion_id == "P4.checkpoint_time"]
+    assert reg.what.startswith("track_save_load_seconds_671b (gate: track_save_load_over_raw_io 2.") and "-> 3." in reg.what
+
+
+def test_a_new_version_of_the_compared_benchmark_is_not_compared(tmp_results):
+    add_commit(tmp_results, SHA_C, 1700000300000, {RATIO: {"samples": [_noisy(1.25, cv=0.01, seed=7), _noisy(1.15, seed=8)]}})
+    add_commit(tmp_results, SHA_D, 1700000400000, {RATIO: {"version": "v2", "samples": [
+        _noisy(1.05, cv=0.01, seed=9), _noisy(1.15, seed=10)]}})
+    c3, d4 = _history(tmp_results)[2:]
+    assert regressions(c3, d4) == []
+
+
+@pytest.mark.parametrize("check", [HIGHER, LOWER])
+def test_improvements_are_never_regressions(check):
+    before, after = _value([1.0, 1.01, 0.99, 1.0, 1.02, 0.98, 1.0]), _value([2.0, 2.01, 1.99, 2.0, 2.02, 1.98, 2.0])
+    assert value_regressed(check, *((before, after) if check is HIGHER else (after, before))) is None
