@@ -224,6 +224,24 @@ def _commits_in_range(paths: Paths, spec: str) -> set[str]:
     return commits
 
 
+def _check_baseline_before_run(paths: Paths, machine: str, ref: str, to_run: set[str]) -> None:
+    """Refuse a ``--baseline`` that will not be recorded after the run, before spending the run on it."""
+    try:
+        recorded = [c.commit_hash for c in load_machine(paths.results_dir, machine)]
+    except ResultsError:
+        recorded = []
+    known = [*recorded, *sorted(to_run)]
+    if re.fullmatch(r"[0-9a-fA-F]{4,40}", ref) and any(sha.startswith(ref.lower()) for sha in known):
+        return
+    proc = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], cwd=paths.root,
+                          capture_output=True, text=True)
+    if proc.returncode == 0 and proc.stdout.strip() in known:
+        return
+    raise ResultsError(f"--baseline {ref!r} is not a recorded commit on {machine} nor one this run records; "
+                       f"recorded: {', '.join(sha[:8] for sha in recorded) or 'none'}. Run it first, or pick one "
+                       f"of those")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """``run``: benchmark HEAD (or ``--range``), publish, write the reports, and flag regressions.
 
@@ -236,7 +254,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not paths.config.exists():
         print(f"error: {paths.config} is missing; asv needs it to run", file=sys.stderr)
         return 2
-    in_range = _commits_in_range(paths, args.range) if args.range else set()
+    in_range = _commits_in_range(paths, args.range) if args.range else {_git(paths, "rev-parse", "HEAD")}
+    if args.baseline:
+        _check_baseline_before_run(paths, args.machine, args.baseline, in_range)
     rc = _asv(paths, "machine", "--yes", "--machine", args.machine)
     if rc:
         return rc
@@ -245,8 +265,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.range:
         rc = _asv(paths, "run", args.range, "--machine", args.machine, "--show-stderr", *extra, capture=True)
     else:
-        sha = _git(paths, "rev-parse", "HEAD")
-        in_range = {sha}
+        (sha,) = in_range
         if _git(paths, "status", "--porcelain", "--untracked-files=no"):
             print(f"warning: uncommitted changes; their results are recorded against HEAD {sha[:8]}", file=sys.stderr)
         rc = _asv(paths, "run", "-E", f"{asv_env.TOOL_NAME}:{sys.executable}", "--set-commit-hash", sha,

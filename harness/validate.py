@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 
 from harness import roadmap
 from harness.criteria import BENCHMARKS, BINDINGS, Binding, Check
-from harness.results import BenchmarkInfo, CommitResults, ResultsError, Spread, Status, Value, lookup
+from harness.results import BenchmarkInfo, CommitResults, ResultsError, Status, Value, lookup
 
 
 class Verdict(str, enum.Enum):
@@ -56,7 +56,6 @@ class CheckResult:
     version: str | None = None
     measured_at: str | None = None
     stale: bool = False
-    spread: Spread | None = None
     compared: Value | None = None
     compared_name: str = ""
 
@@ -119,7 +118,7 @@ def evaluate_check(check: Check, commit: CommitResults, benchmarks: Mapping[str,
     assert value.value is not None
     verdict = Verdict.PASS if check.holds(value.value) else Verdict.FAIL
     compared, compared_name = _compared(check, value, commit, benchmarks, earlier)
-    return CheckResult(check, verdict, value.value, stale.strip(" ()"), spread=value.spread, compared=compared,
+    return CheckResult(check, verdict, value.value, stale.strip(" ()"), compared=compared,
                        compared_name=compared_name, **where)
 
 

@@ -184,3 +184,10 @@ def test_default_run_leaves_out_the_full_tier():
     assert picked(bench_regex("Context", full=False)) == names[1:2]
     assert picked(bench_regex("^bench_context", full=True)) == names[:2]
     assert picked(bench_regex("Quality|ContextExtensionFull", full=False)) == names[4:]
+
+
+def test_run_refuses_an_unrecorded_baseline_before_running(tmp_path, capsys):
+    root = _git_repo(tmp_path)
+    assert main(["run", "--config", str(root / "asv.conf.json"), "--baseline", "HEAD~5"]) == 2
+    assert "--baseline 'HEAD~5' is not a recorded commit" in capsys.readouterr().err
+    assert not (root / "results").exists()  # asv never ran
