@@ -79,6 +79,19 @@ def tokens(batch: int, length: int, vocab_size: int, seed: int = SEED) -> np.nda
     return out
 
 
+def python_reference_corpus(directory: str | os.PathLike) -> Path:
+    """Write the Python Language Reference topics that CPython ships (``pydoc_data.topics``) as one
+    ``.txt`` file per topic into ``directory``: real English technical prose (79 documents, ~465 KB)
+    that every Python install has, so a real tokenizer can be measured offline. Returns the directory."""
+    from pydoc_data.topics import topics
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    for i, (name, text) in enumerate(sorted(topics.items())):
+        (out / f"{i:03d}-{name}.txt").write_text(text, encoding="utf-8")
+    return out
+
+
 # ------------------------------------------------------------------ models
 def check_framework(framework: str) -> None:
     if framework not in FRAMEWORKS:

@@ -11,6 +11,10 @@ A run resumes exactly by rebuilding the pipeline with ``skip_batches`` = batches
 
 The shipped corpus (``data/corpus/synthetic.txt``, written by ``data/corpus/generate.py``) is
 structured synthetic text that a tiny model learns in minutes; nothing is downloaded.
+
+``make_dataset(..., tokenizer=SubwordTokenizer.train_bpe(files))`` runs the same pipeline with a real
+subword tokenizer (a byte-level BPE trained with the ``tokenizers`` library): each file is read by tf.data
+and encoded in the worker, then packed, split, shuffled and batched as above.
 """
 
 from __future__ import annotations
@@ -53,6 +57,45 @@ class ByteTokenizer:
         if ids.size and (ids.min() < 0 or ids.max() > 255):
             raise DataError(f"token ids must be bytes 0..255 to decode, got range [{ids.min()}, {ids.max()}]")
         return ids.astype(np.uint8).tobytes().decode("utf-8", errors="replace")
+
+
+class SubwordTokenizer:
+    """A trained subword tokenizer from the ``tokenizers`` library (e.g. byte-level BPE), ids int32.
+
+    Wraps a ``tokenizers.Tokenizer`` so that the pipeline sees the same ``encode``/``decode``/
+    ``check_vocab``/``vocab_size`` as ``ByteTokenizer``.
+    """
+
+    def __init__(self, tokenizer) -> None:  # noqa: ANN001 (tokenizers.Tokenizer, imported lazily)
+        self._tokenizer = tokenizer
+        self.vocab_size = tokenizer.get_vocab_size()
+
+    @classmethod
+    def train_bpe(cls, files: list[str], vocab_size: int = 8192) -> "SubwordTokenizer":
+        """Train a byte-level BPE tokenizer (GPT-2 style pre-tokenisation) with ``vocab_size`` ids on ``files``."""
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+        tokenizer = Tokenizer(models.BPE())
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        tokenizer.train([str(f) for f in files], trainer)
+        return cls(tokenizer)
+
+    def check_vocab(self, vocab_size: int) -> None:
+        """Raise DataError when a model with ``vocab_size`` logits cannot represent every id."""
+        if vocab_size < self.vocab_size:
+            raise DataError(f"the tokenizer has {self.vocab_size} ids, but the model has vocab_size={vocab_size}; "
+                            f"use a config with vocab_size >= {self.vocab_size} or train a smaller vocabulary")
+
+    def encode(self, text: str) -> np.ndarray:
+        """Token ids of ``text``, int32 of shape [n]."""
+        return np.asarray(self._tokenizer.encode(text).ids, dtype=np.int32)
+
+    def decode(self, ids) -> str:
+        """Inverse of ``encode`` (lossless for byte-level BPE)."""
+        return self._tokenizer.decode([int(i) for i in np.asarray(ids).reshape(-1)])
 
 
 @dataclass(frozen=True)
@@ -104,10 +147,24 @@ def corpus_size(path: str | os.PathLike) -> int:
     return sum(os.path.getsize(f) for f in corpus_files(path))
 
 
-def _windows(files: list[str], seq_len: int) -> tf.data.Dataset:
-    """All complete ``seq_len`` windows of the concatenated byte stream, in order, as int32 [T]."""
+def _windows(files: list[str], seq_len: int, tokenizer: SubwordTokenizer | None = None) -> tf.data.Dataset:
+    """All complete ``seq_len`` windows of the concatenated token stream, in order, as int32 [T].
+
+    Without ``tokenizer`` the ids are the bytes (decoded inside tf.data); with one, each file's text is
+    encoded by it in the pipeline's worker (``tf.numpy_function``).
+    """
     ds = tf.data.Dataset.from_tensor_slices(files)
-    ds = ds.map(lambda f: tf.cast(tf.io.decode_raw(tf.io.read_file(f), tf.uint8), tf.int32))  # [bytes]
+    if tokenizer is None:
+        ds = ds.map(lambda f: tf.cast(tf.io.decode_raw(tf.io.read_file(f), tf.uint8), tf.int32))  # [bytes]
+    else:
+        def encode(raw: bytes) -> np.ndarray:
+            return tokenizer.encode(raw.decode("utf-8", errors="replace"))
+
+        def tokens(f):
+            ids = tf.numpy_function(encode, [tf.io.read_file(f)], tf.int32, stateful=False)
+            return tf.ensure_shape(ids, [None])  # [tokens of the file]
+
+        ds = ds.map(tokens)
     return ds.rebatch(seq_len, drop_remainder=True)  # packs across file boundaries; [T]
 
 
@@ -119,27 +176,30 @@ def make_dataset(
     skip_batches: int = 0,
     repeat: bool = True,
     threads: int | None = None,
+    tokenizer: SubwordTokenizer | None = None,
 ) -> tf.data.Dataset:
     """Batches of token windows, int32 of shape [batch_size, seq_len].
 
     ``split="train"`` shuffles (seeded, reshuffled per epoch) and repeats forever unless ``repeat``
     is False; ``split="val"`` yields the held-out windows in order, once. ``skip_batches`` resumes a
-    run where it stopped. ``threads`` caps tf.data's thread pool (1 = one worker).
+    run where it stopped. ``threads`` caps tf.data's thread pool (1 = one worker). ``tokenizer``
+    replaces the byte ids with a trained subword tokenizer's (``SubwordTokenizer``).
     """
     if split not in ("train", "val"):
         raise DataError(f"split={split!r} is unknown; use 'train' or 'val'")
     if vocab_size is not None:
-        ByteTokenizer().check_vocab(vocab_size)
+        (tokenizer or ByteTokenizer()).check_vocab(vocab_size)
     files = corpus_files(dc.path)
-    total = corpus_size(dc.path)
+    total = corpus_size(dc.path) if tokenizer is None else sum(
+        len(tokenizer.encode(Path(f).read_text(errors="replace"))) for f in files)
     n_windows = total // dc.seq_len
     n_split = n_windows // dc.val_every if split == "val" else n_windows - n_windows // dc.val_every
     if n_split < dc.batch_size:
         raise DataError(
-            f"corpus {dc.path} ({total} bytes) gives {n_split} {split} windows of seq_len={dc.seq_len}, "
+            f"corpus {dc.path} ({total} tokens) gives {n_split} {split} windows of seq_len={dc.seq_len}, "
             f"fewer than batch_size={dc.batch_size}; use more text, a shorter seq_len or a smaller batch"
         )
-    ds = _windows(files, dc.seq_len).enumerate()
+    ds = _windows(files, dc.seq_len, tokenizer).enumerate()
     in_val = lambda i, w: tf.equal(i % dc.val_every, dc.val_every - 1)  # noqa: E731
     ds = ds.filter(in_val) if split == "val" else ds.filter(lambda i, w: tf.logical_not(in_val(i, w)))
     ds = ds.map(lambda i, w: w)
@@ -159,11 +219,12 @@ def make_dataset(
 
 
 def pipeline_tokens_per_second(
-    path: str | os.PathLike | None = None, batch_size: int = 8, seq_len: int = 512, min_seconds: float = 1.0
+    path: str | os.PathLike | None = None, batch_size: int = 8, seq_len: int = 512, min_seconds: float = 1.0,
+    tokenizer: SubwordTokenizer | None = None,
 ) -> float:
     """Tokens per second that ONE tf.data worker (a one-thread pool) delivers as packed, shuffled batches.
 
-    Measures the whole pipeline (file read, byte decode, packing, split, shuffle, batch, prefetch) for
+    Measures the whole pipeline (file read, tokenisation, packing, split, shuffle, batch, prefetch) for
     at least ``min_seconds`` after one warm-up batch. Criterion: "> 10K tokens/sec/worker".
 
     Args:
@@ -171,14 +232,31 @@ def pipeline_tokens_per_second(
         batch_size: B, windows per batch.
         seq_len: T, tokens per window.
         min_seconds: the minimum timed duration; longer gives a steadier number.
+        tokenizer: a trained subword tokenizer; None means byte ids.
 
     Returns:
         tokens per second (B * T per batch), a float.
     """
+    return pipeline_window_rates(path, batch_size, seq_len, min_seconds, 1, tokenizer)[0]
+
+
+def pipeline_window_rates(
+    path: str | os.PathLike | None = None, batch_size: int = 8, seq_len: int = 512, seconds: float = 0.3,
+    windows: int = 9, tokenizer: SubwordTokenizer | None = None,
+) -> list[float]:
+    """``pipeline_tokens_per_second`` over ``windows`` consecutive windows of one pipeline, one rate each.
+
+    One pipeline is built and warmed up (one batch) once, so a slow build (a subword tokenizer encodes
+    the corpus to size it) is paid once; the per-window rates are the samples whose spread a benchmark
+    reports.
+    """
     dc = DataConfig(path=str(path or DEFAULT_CORPUS), batch_size=batch_size, seq_len=seq_len)
-    it = iter(make_dataset(dc, threads=1))
+    it = iter(make_dataset(dc, threads=1, tokenizer=tokenizer))
     next(it)
-    tokens, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < min_seconds:
-        tokens += int(np.prod(next(it).shape))
-    return tokens / elapsed
+    rates = []
+    for _ in range(windows):
+        tokens, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds:
+            tokens += int(np.prod(next(it).shape))
+        rates.append(tokens / elapsed)
+    return rates

@@ -99,3 +99,48 @@ def test_shipped_corpus_is_what_the_generator_writes():
 
 def test_one_worker_exceeds_10k_tokens_per_second():
     assert pipeline_tokens_per_second(batch_size=4, seq_len=128, min_seconds=0.2) > 10_000
+
+
+# ------------------------------------------------------------------ a real subword tokenizer
+@pytest.fixture(scope="module")
+def reference_corpus(tmp_path_factory):
+    """A few topics of the Python Language Reference that CPython ships (benchmarks' real-text corpus)."""
+    from pydoc_data.topics import topics
+
+    root = tmp_path_factory.mktemp("pyref")
+    for name in ("assert", "assignment", "class", "for", "function", "if", "try", "while"):
+        (root / f"{name}.txt").write_text(topics[name], encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def bpe(reference_corpus):
+    from tf_impl.data import SubwordTokenizer
+
+    return SubwordTokenizer.train_bpe(corpus_files(reference_corpus), vocab_size=600)
+
+
+def test_bpe_tokenizer_is_lossless_and_compresses(bpe, reference_corpus):
+    text = (reference_corpus / "for.txt").read_text()
+    ids = bpe.encode(text)
+    assert ids.dtype == np.int32 and 0 <= ids.min() and ids.max() < bpe.vocab_size == 600
+    assert bpe.decode(ids) == text
+    assert len(ids) < len(text.encode()) / 2  # subwords: far fewer tokens than bytes
+    with pytest.raises(DataError, match="tokenizer has 600 ids, but the model has vocab_size=256"):
+        bpe.check_vocab(256)
+
+
+def test_pipeline_with_bpe_packs_the_encoded_stream(bpe, reference_corpus):
+    dc = DataConfig(path=str(reference_corpus), batch_size=2, seq_len=32, val_every=1000)
+    stream = np.concatenate([bpe.encode(Path(f).read_text()) for f in corpus_files(reference_corpus)])
+    train = np.concatenate(batches(dc, repeat=False, tokenizer=bpe))  # [n, T], shuffled windows
+    windows = {tuple(stream[i:i + 32]) for i in range(0, len(stream) - 31, 32)}
+    assert train.shape[1] == 32 and all(tuple(w) in windows for w in train)
+    assert len(train) >= len(windows) - 2 - 1  # all but the last partial batch and the held-out window
+
+
+def test_bpe_pipeline_rates_one_per_window(bpe, reference_corpus):
+    from tf_impl.data import pipeline_window_rates
+
+    rates = pipeline_window_rates(reference_corpus, batch_size=2, seq_len=32, seconds=0.05, windows=3, tokenizer=bpe)
+    assert len(rates) == 3 and min(rates) > 0
