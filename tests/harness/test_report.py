@@ -27,3 +27,25 @@ def test_summary_table(history):
     text = report.summary_table(history)
     assert "FAILED-TO-RUN bench_equivalence.Equivalence.track_max_abs_logits_error: ValueError" in text
     assert "REGRESSION PX.tf_decode_speed" in text and "not measured by design" in text
+
+
+def test_every_report_marks_stale_values_with_their_commit(results_dir, tmp_path):
+    """b2b2b2b2 did not run the data pipeline: its verdict uses a1a1a1a1's value, marked stale everywhere."""
+    from harness import report
+    from harness.cli import load_history, paths_for
+    import argparse
+
+    paths = paths_for(argparse.Namespace(config=str(tmp_path / "asv.conf.json"), results_dir=str(results_dir)))
+    history = load_history(paths, "harness-host")
+    stale = "stale: measured at a1a1a1a1"
+    table = report.summary_table(history)
+    assert any("P4.data_throughput" in line and stale in line for line in table.splitlines())
+    md = report.markdown(history)
+    assert any("P4.data_throughput" in line and stale in line for line in md.splitlines())
+    assert any("track_tf_over_flax[phase=prefill]" in line and "b2b2b2b2" in line and "stale" not in line
+               for line in md.splitlines())
+    from harness import report_html
+
+    page = report_html.roadmap_page(history)
+    assert stale in page and "(stale)" in page
+    assert "stale: measured at a1a1a1a1" in report_html.criterion_page(history, "P4.data_throughput")
