@@ -106,8 +106,8 @@ def _recorded_index(commits: Sequence[CommitResults], prefix: str, machine: str,
     if not match:
         raise ResultsError(f"{option}: no results for commit {name} on {machine}; recorded: {recorded}")
     if len({commits[i].commit_hash for i in match}) > 1:
-        raise ResultsError(f"{option}: {name} matches several recorded commits ({', '.join(commits[i].commit_hash[:12] for i in match)}); "
-                           f"give more of the hash")
+        several = ", ".join(commits[i].commit_hash[:12] for i in match)
+        raise ResultsError(f"{option}: {name} matches several recorded commits ({several}); give more of the hash")
     return match[-1]
 
 
