@@ -1,24 +1,91 @@
-"""Project quality numbers. Criteria: P0.doc_standards, QA.doc_completeness (docs), QA.coverage,
-QA.troubleshooting_coverage and QA.progress_accuracy.
+"""Project quality numbers: documentation, the recorded test run, coverage, troubleshooting, progress, the tools.
 
-Coverage is not measured here: running the test suite under coverage inside a benchmark would
-take minutes. The README's test command runs under pytest-cov, and a green run of the whole default
-suite on a clean checkout leaves coverage.py's JSON report at ``.asv/coverage/<commit>.json``
-(``tests/conftest.py``); this benchmark reads it and is skipped (NaN, so the criterion is NOT
-MEASURED) when that file is missing for the benchmarked commit.
+Criteria: P0.doc_standards, QA.doc_completeness (docs); P1.synthetic_tests, P0.test_framework,
+QA.e2e_testing, QA.automated_checks, QA.test_frameworks, QA.api_consistency, P0.jupyter_workflow (the
+recorded test run); QA.coverage; QA.troubleshooting_coverage; QA.progress_accuracy (task statuses
+against the recorded test run); P0.dev_tools (the pinned stack and ``pip check``).
+
+The test suite is not run here: running it inside a benchmark would take minutes, and the result
+belongs to the README's test command. A run of the whole default suite on a clean checkout records
+every test's outcome in ``.asv/tests/<commit>.json`` (``harness.testrun``, written by
+``tests/conftest.py``) and, when green, pytest-cov's report in ``.asv/coverage/<commit>.json``. The
+benchmarks below read the record of the benchmarked commit and raise ``NotImplementedError`` in
+``setup`` when there is none, so asv records NaN (the criterion is NOT MEASURED) and prints the
+reason, which the harness keeps beside the results and shows in the report.
 """
 
 from __future__ import annotations
 
-from asv_runner.benchmarks.mark import SkipNotImplemented
+import importlib.resources
+import tomllib
 
 from . import common
 
 COVERAGE_DIR = common.REPO_ROOT / ".asv" / "coverage"
+RECORD_DIR = common.REPO_ROOT / ".asv" / "tests"
+
+
+def _group_names() -> tuple[str, ...]:
+    """The test-group names, the ``group`` parameter values needed at discovery: from the installed harness
+    package's data file, else the checkout's (an environment of a commit older than the file), read
+    without importing harness.testrun so that discovery works in either."""
+    installed = importlib.resources.files("harness").joinpath("test_groups.toml")
+    source = installed if installed.is_file() else common.REPO_ROOT / "harness" / "test_groups.toml"
+    return tuple(tomllib.loads(source.read_text()))
+
+
+GROUPS = _group_names()
+
+
+def _recorded_run():
+    """The latest recorded run of the whole default suite at the benchmarked commit, else NotImplementedError."""
+    from harness import testrun
+
+    commit = common.benchmarked_commit()
+    run = testrun.latest_run(commit, RECORD_DIR)
+    if run is None:
+        raise NotImplementedError(f"{testrun.NO_RUN_REASON} ({commit[:8]}); run the README's test command on a "
+                                  f"clean checkout, then the benchmarks")
+    return run
+
+
+def _require_green_coverage() -> None:
+    """setup of track_test_coverage: a green, coverage-measured run of this commit, else the true reason."""
+    from harness import testrun
+
+    commit = common.benchmarked_commit()
+    if (COVERAGE_DIR / f"{commit}.json").exists():
+        return
+    run = testrun.latest_run(commit, RECORD_DIR)
+    if run is not None and not run.green:
+        raise NotImplementedError(f"no green test run recorded for this commit ({commit[:8]}): the latest run has "
+                                  f"{run.failed} failed and {run.counts.get('not run', 0)} not run of {run.total}")
+    if run is not None and not run.coverage:
+        raise NotImplementedError(f"no green test run recorded for this commit ({commit[:8]}) under coverage: the "
+                                  f"recorded run used --no-cov")
+    raise NotImplementedError(f"no green test run recorded for this commit ({commit[:8]}); run the README's test "
+                              f"command on a clean checkout, then the benchmarks")
+
+
+def _progress_disagreement() -> float:
+    """QA.progress_accuracy's value from the recorded run of the benchmarked commit, else NotImplementedError
+    with the reason (raised in setup, so asv prints it and the report shows it)."""
+    from harness.progress import load_tasks
+    from harness.task_status import progress_disagreement_of
+
+    try:
+        value = progress_disagreement_of(common.benchmarked_commit(), load_tasks(), RECORD_DIR)
+    except LookupError as e:
+        raise NotImplementedError(str(e)) from None
+    if value is None:
+        raise NotImplementedError("no task's named tests are in the recorded test run of this commit")
+    return value
 
 
 class Quality:
-    """Docstring completeness (harness.docs_check) and line coverage of the fast test suite."""
+    """Docstring completeness (harness.docs_check), line coverage of the fast suite, troubleshooting."""
+
+    version = "2"  # 2: coverage skips in setup with its reason
 
     def track_doc_completeness(self):
         """P0.doc_standards, QA.doc_completeness: share of passed documentation checks over
@@ -32,14 +99,12 @@ class Quality:
 
     def track_test_coverage(self):
         """QA.coverage: line coverage of harness/, tf_impl/, reference/ by the fast tests, from
-        ``.asv/coverage/<commit>.json``; skipped when no green full test run wrote one for this commit."""
+        ``.asv/coverage/<commit>.json``; skipped (with the reason) when no green full test run wrote one."""
         from harness.docs_check import coverage_percent
 
-        path = COVERAGE_DIR / f"{common.benchmarked_commit()}.json"
-        if not path.exists():
-            raise SkipNotImplemented(f"no coverage report {path} for this commit; run the README's test command on a clean checkout first")
-        return coverage_percent(path) / 100.0
+        return coverage_percent(COVERAGE_DIR / f"{common.benchmarked_commit()}.json") / 100.0
 
+    track_test_coverage.setup = _require_green_coverage
     track_test_coverage.unit = "fraction"
     track_test_coverage.pretty_name = "Test coverage (fast suite)"
 
@@ -62,20 +127,88 @@ class Quality:
     def track_progress_disagreement(self):
         """QA.progress_accuracy: share of the tasks of harness/tasks.toml that the recorded test run of this
         commit covers (their named tests ran) whose hand-set status disagrees with the status derived from
-        those tests (``harness.task_status``); skipped when no run of the whole default suite is recorded
-        for this commit."""
-        from harness.progress import load_tasks
-        from harness.task_status import progress_disagreement_of
+        those tests (``harness.task_status``); skipped, with the reason, when no run of the whole default
+        suite is recorded for this commit or it covers no task."""
+        return _progress_disagreement()
 
-        try:
-            value = progress_disagreement_of(common.benchmarked_commit(), load_tasks(),
-                                             str(common.REPO_ROOT / ".asv" / "tests"))
-        except LookupError as e:
-            raise SkipNotImplemented(str(e)) from None
-        if value is None:
-            raise SkipNotImplemented("no task's named tests are in the recorded test run")
-        return value
-
+    track_progress_disagreement.setup = _progress_disagreement
     track_progress_disagreement.version = "tests-evidence-1"
     track_progress_disagreement.unit = "fraction"
     track_progress_disagreement.pretty_name = "Progress tracker: hand-set task statuses contradicted by the tests"
+
+
+class SuiteRun:
+    """The latest recorded run of the whole default test suite at the benchmarked commit.
+
+    Every number comes from what pytest reported (``.asv/tests/<commit>.json``); nothing is re-run.
+    """
+
+    version = "1"
+
+    def setup(self, *params):
+        self.run = _recorded_run()
+
+    def track_tests_passed(self):
+        """P1.synthetic_tests, QA.automated_checks: share of the selected tests that passed (passed / total);
+        1.0 only when none failed, errored, was skipped or was left unrun."""
+        return self.run.passed / self.run.total if self.run.total else 0.0
+
+    track_tests_passed.unit = "fraction"
+    track_tests_passed.pretty_name = "Tests passed / selected, recorded default-suite run"
+
+    def track_tests_failed(self):
+        """P1.synthetic_tests, QA.automated_checks: tests that failed or errored in the recorded run."""
+        return self.run.failed
+
+    track_tests_failed.unit = "tests"
+    track_tests_failed.pretty_name = "Tests failed or errored, recorded default-suite run"
+
+    def track_tests_total(self):
+        """P0.test_framework, QA.test_frameworks: tests pytest collected and selected in the recorded run of
+        the whole default suite (0 would mean the framework found nothing to run)."""
+        return self.run.total
+
+    track_tests_total.unit = "tests"
+    track_tests_total.pretty_name = "Tests selected, recorded default-suite run"
+
+    def track_group_passed(self, group):
+        """QA.e2e_testing (group=e2e), QA.api_consistency (group=api): share of the tests named in
+        harness/test_groups.toml that passed in the recorded run; 0 when none of them ran."""
+        from harness import testrun
+
+        return testrun.group_passed_fraction(self.run, testrun.load_groups()[group])
+
+    track_group_passed.params = [GROUPS]
+    track_group_passed.param_names = ["group"]
+    track_group_passed.unit = "fraction"
+    track_group_passed.pretty_name = "Named tests passed, recorded default-suite run"
+
+
+class DevTools:
+    """The pinned tool stack on the interpreter that runs the benchmarks (``harness.devtools``)."""
+
+    version = "1"
+    timeout = 180
+
+    def setup(self):
+        from harness.devtools import check_pins, pip_check
+
+        self.pins = check_pins(common.REPO_ROOT / "pyproject.toml")
+        self.pip_problems = pip_check()
+        for problem in [c.problem for c in self.pins if c.problem] + self.pip_problems:
+            print(f"dev tools: {problem}")  # kept by the harness as this benchmark's output
+
+    def track_pinned_tools_ok(self):
+        """P0.dev_tools, QA.automated_checks: share of pyproject's pinned requirements installed inside their
+        pinned range whose top-level module imports."""
+        return sum(c.ok for c in self.pins) / len(self.pins)
+
+    track_pinned_tools_ok.unit = "fraction"
+    track_pinned_tools_ok.pretty_name = "Pinned tools importable in range"
+
+    def track_pip_check_problems(self):
+        """P0.dev_tools, QA.automated_checks: problems reported by ``python -m pip check`` (0 = consistent)."""
+        return len(self.pip_problems)
+
+    track_pip_check_problems.unit = "problems"
+    track_pip_check_problems.pretty_name = "pip check problems"

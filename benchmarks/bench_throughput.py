@@ -1,7 +1,8 @@
 """Speed of the TensorFlow model against its Flax peer at ``ModelConfig.bench()``.
 
-Criteria: PX.tf_prefill_speed and PX.tf_decode_speed ("TF at least as fast as Flax under jax.jit").
-``Throughput.track_tf_over_flax`` is the number the criteria gate on; the ``time_``/``peakmem_``
+Criteria: PX.tf_prefill_speed, PX.tf_decode_speed and PX.tf_train_speed ("TF at least as fast as Flax
+under jax.jit"). ``Throughput.track_tf_over_flax`` and ``TrainThroughput.track_tf_over_flax_train`` are
+the numbers the criteria gate on (ratios of interleaved timings in one process); the ``time_``/``peakmem_``
 benchmarks are the same workloads per framework, side by side in the HTML (same class, same method,
 one ``framework`` parameter), so a ratio that moves can be traced to the side that moved.
 
@@ -109,45 +110,56 @@ class Decode(_Timed):
     time_decode.pretty_name = "Decode step time, bench config, B=8, 256 cached tokens"
 
 
+def _train_step_call(framework: str, batch: int, seq_len: int):
+    """A no-argument call running one optimizer step of the bench model on ``batch`` x ``seq_len`` tokens.
+
+    tf-graph: ``tf_impl.train.Trainer``'s default path, its step as a ``tf.function`` without XLA;
+    tf-eager: the same step under ``tf.config.run_functions_eagerly``; flax-jit:
+    ``reference.train.train_step`` under ``jax.jit``. Both frameworks start from the canonical
+    weights and take the same tokens; each call waits for the loss (TF returns floats, JAX is
+    synchronised with ``block_until_ready``).
+    """
+    cfg = common.config("bench")
+    toks = common.tokens(batch, seq_len, cfg.vocab_size)
+    model = common.build_model("flax-jit" if framework == "flax-jit" else "tf-eager", cfg)
+    if framework.startswith("tf-"):
+        import tensorflow as tf
+
+        from tf_impl.train import Trainer
+
+        tf.config.run_functions_eagerly(framework == "tf-eager")
+        trainer = Trainer(model, cfg, progress=False, jit_compile=False)
+        tokens = tf.constant(toks)
+        return lambda: trainer.train_step(tokens)  # returns floats: synchronised
+    from reference import train  # submodule import: works whichever way the package is installed
+
+    state = {"opt": train.init_optimizer(model), "step": 0}
+
+    def step():
+        state["opt"], loss, _ = train.train_step(model, state["opt"], toks, state["step"])
+        state["step"] += 1
+        loss.block_until_ready()
+
+    return step
+
+
 class TrainStep(_Timed):
     """One optimizer step (forward with MTP, losses, backward, AdamW, gate-bias update).
 
-    B=2 sequences of 64 tokens at the bench config. tf-eager runs ``tf_impl.train.Trainer``'s step
-    under ``tf.config.run_functions_eagerly``; tf-graph is the Trainer's default, a ``tf.function``
-    without XLA; flax-jit is ``reference.train.train_step``. There is no tf-xla here: XLA compiling
-    the bench training step took over 5 minutes on 2 cores, a third of the suite's budget (the
-    Trainer defaults to graph mode for the same reason). Context for PX.tf_prefill_speed.
+    B=2 sequences of 64 tokens at the bench config (``_train_step_call``). There is no tf-xla here:
+    XLA compiling the bench training step took over 5 minutes on 2 cores, a third of the suite's
+    budget (the Trainer defaults to graph mode for the same reason). Context for PX.tf_train_speed:
+    the per-framework times behind TrainThroughput.track_tf_over_flax_train.
     """
 
+    version = "1"
     params = [TRAIN_FRAMEWORKS]
     param_names = ["framework"]
     batch, seq_len = 2, 64
     repeat = 2
 
     def setup(self, framework):
-        cfg = common.config("bench")
-        toks = common.tokens(self.batch, self.seq_len, cfg.vocab_size)
-        model = common.build_model("flax-jit" if framework == "flax-jit" else "tf-eager", cfg)
-        if framework.startswith("tf-"):
-            import tensorflow as tf
-
-            from tf_impl.train import Trainer
-
-            tf.config.run_functions_eagerly(framework == "tf-eager")
-            trainer = Trainer(model, cfg, progress=False, jit_compile=False)
-            batch = tf.constant(toks)
-            self.step = lambda: trainer.train_step(batch)  # returns floats: synchronised
-        else:
-            from reference import train  # submodule import: works whichever way the package is installed
-
-            state = {"opt": train.init_optimizer(model), "step": 0}
-
-            def step():
-                state["opt"], loss, _ = train.train_step(model, state["opt"], toks, state["step"])
-                state["step"] += 1
-                loss.block_until_ready()
-
-            self.step = step
+        self.step = _train_step_call(framework, self.batch, self.seq_len)
         common.warm_up(self.step, calls=1)
 
     def teardown(self, framework):
@@ -157,10 +169,60 @@ class TrainStep(_Timed):
             tf.config.run_functions_eagerly(False)
 
     def time_train_step(self, framework):
-        """PX.tf_prefill_speed (context): one training step on 2 x 64 tokens."""
+        """PX.tf_train_speed (context): one training step on 2 x 64 tokens."""
         self.step()
 
     time_train_step.pretty_name = "Training step time, bench config, B=2, T=64"
+
+
+class TrainThroughput:
+    """TF training steps/s over Flax training steps/s, both warmed up, timed alternately in one process.
+
+    Serves PX.tf_train_speed. TF runs the Trainer's default step (``tf.function``, no XLA), Flax runs
+    ``reference.train.train_step`` under ``jax.jit``; same canonical weights, same 2 x 64 tokens, the
+    same work per step (forward with MTP, losses, backward, AdamW, gate-bias update).
+    """
+
+    version = "1"
+    timeout = 600
+    reps = 5  # alternating TF/Flax steps per side (~7 s a pair on 2 cores); the median of each is used
+    batch, seq_len = TrainStep.batch, TrainStep.seq_len
+
+    def setup(self):
+        self.tf_step = _train_step_call("tf-graph", self.batch, self.seq_len)
+        self.flax_step = _train_step_call("flax-jit", self.batch, self.seq_len)
+        common.warm_up(self.tf_step, calls=2)  # trace, then one step on the traced graph
+        common.warm_up(self.flax_step, calls=2)
+
+    def track_tf_over_flax_train(self):
+        """PX.tf_train_speed: training throughput TF (Trainer, tf.function) / Flax (jax.jit), bench config,
+        B=2 x T=64: the median Flax step time over the median TF step time, steps alternating."""
+        return common.median_ratio(self.flax_step, self.tf_step, self.reps)
+
+    track_tf_over_flax_train.unit = "ratio"
+    track_tf_over_flax_train.pretty_name = "Training throughput TF-graph / Flax-jit (bench config, B=2, T=64)"
+
+
+class TrainMemory:
+    """Peak resident memory of a process that built the bench model and ran TF training steps.
+
+    B=2 x T=64, the size the training benchmarks use: at B=4 x T=128 the second TF step is killed for
+    memory on the 24 GB shared benchmark host today (issue 13). Context for PX.tf_train_speed.
+    """
+
+    version = "1"
+    timeout = 300
+    batch, seq_len = TrainStep.batch, TrainStep.seq_len
+
+    def setup(self):
+        self.step = _train_step_call("tf-graph", self.batch, self.seq_len)
+
+    def peakmem_train_step(self):
+        """PX.tf_train_speed (context): peak RSS after two TF training steps (trace + one on the graph)."""
+        self.step()
+        self.step()
+
+    peakmem_train_step.pretty_name = "Peak memory, TF training step B=2 x 64, bench config"
 
 
 class Memory:

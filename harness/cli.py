@@ -377,9 +377,12 @@ def cmd_roadmap(args: argparse.Namespace) -> int:
         print(f"\n-- {milestone.id}: {milestone.name} [{milestone.source}]")
         for crit in milestone.criteria:
             b = BINDINGS[crit.id]
-            how = (f"NOT MEASURED: {b.not_measured.reason}" if b.not_measured else
-                   "; ".join(f"{c.label} {c.threshold_text} [{c.evidence.value}{'' if c.gate else ', context'}]"
-                             for c in b.checks))
+            if b.not_measured or b.not_delivered:
+                how = (f"NOT MEASURED: {b.not_measured.reason}" if b.not_measured else
+                       f"NOT DELIVERED: {b.not_delivered.reason}")
+            else:
+                how = "; ".join(f"{c.label} {c.threshold_text} [{c.evidence.value}{'' if c.gate else ', context'}]"
+                                for c in ((b.derived,) if b.derived else b.checks))
             print(f"   {crit.id:28s} {crit.text}\n   {'':28s} -> {how}")
     t = roadmap.totals()
     print(f"\nTotal: {t.duration_weeks} weeks on the critical path {' -> '.join(roadmap.critical_path())}, "

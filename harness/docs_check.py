@@ -4,24 +4,33 @@
 checks the documentation rules below. The score is the share of checks that pass, so it moves by
 one check at a time and an asv ``track_`` benchmark can record it per commit.
 
-Rules (the parts of the documentation standard a program can check):
+Rules: the seed's code documentation standard (section 1.2, ``CodeDocumentationStandards``) as far as
+a program can check it: docstrings for classes and methods, ``Args:``/``Returns:`` sections, type
+hints for all parameters and returns, and its naming conventions.
 
 - **D100** every non-empty module has a docstring.
-- **D101** every public class has a docstring.
+- **D101** every public class has a docstring ("class_docstring: Required").
 - **D102** every public function and method has a docstring. Public means: no leading underscore,
   not nested in a function, in a public class, and listed in ``__all__`` when the module has one.
   Dunder methods are exempt: ``__init__``'s arguments belong in the class docstring.
-- **D103** model code (files under ``tf_impl/`` or ``reference/``): a public function's docstring
-  documents its parameters, either with an ``Args:`` section naming each one or, when there is no
-  ``Args:`` section, by stating shapes ("of shape [B, T, D]", "[E]").
-- **D104** model code: a public function that returns a value has a ``Returns:``/``Yields:``
-  section or states a shape.
-- **D105** everywhere: an ``Args:`` section names no parameter the signature lacks (stale docs).
+- **D103** a public function's docstring documents its parameters with an ``Args:`` section naming
+  each one ("method_docstring: Required with Args, Returns, and description"). In model code (files
+  under ``tf_impl/`` or ``reference/``) stating shapes ("of shape [B, T, D]", "[E]") may stand in
+  for the ``Args:`` section, as the project's style asks shapes of model code.
+- **D104** a public function that returns a value has a ``Returns:``/``Yields:`` section (in model
+  code, a stated shape will do).
+- **D105** an ``Args:`` section names no parameter the signature lacks (stale docs).
+- **D106** a public function annotates every parameter and its return ("type_hints: Required for all
+  public methods").
+- **D107** names follow the standard's conventions: classes PascalCase, functions, methods and their
+  parameters snake_case.
 
 D103 and D104 apply only to functions with at least two parameters besides ``self``/``cls``, or a
-body longer than ten lines (the seed standard's "complex function" threshold). A one-parameter
-helper such as ``rms_norm(x)`` or a property is documented by its one-line docstring and type
-hints; demanding an ``Args:`` block there would reward boilerplate, not information.
+body longer than ten lines (the seed standard's "complex_function_docstring: Required for functions
+> 10 lines"). A one-parameter helper such as ``rms_norm(x)`` or a property is documented by its
+one-line docstring and type hints; demanding an ``Args:`` block there would reward boilerplate, not
+information. Not checked, because no program can: whether a description is clear, and the
+standard's "key features" of a class.
 
 ``coverage_percent(path)`` reads the total of a pytest-cov JSON report (``--cov-report=json``).
 
@@ -50,6 +59,8 @@ _SKIP_DIRS = {"__pycache__", ".venv", ".git", ".asv", "node_modules"}
 _SECTION_RE = re.compile(r"^(\s*)(Args|Arguments|Parameters|Returns|Return|Yields|Raises|Examples?|Notes?|Attributes)\s*:\s*$")
 _SECTION_ALIASES = {"Arguments": "Args", "Parameters": "Args", "Return": "Returns"}
 _ARG_RE = re.compile(r"^(\*{0,2}[A-Za-z_]\w*)\s*(\([^)]*\))?\s*:")
+_PASCAL_RE = re.compile(r"_?[A-Z][A-Za-z0-9]*")
+_SNAKE_RE = re.compile(r"_*[a-z][a-z0-9_]*")
 _SHAPE_RE = re.compile(r"of shape|\[[A-Za-z0-9_]+(?:\s*[-+*/]\s*\w+)*(?:\s*,\s*(?:\.\.\.|[A-Za-z0-9_]+(?:\s*[-+*/]\s*\w+)*))*\]")
 
 
@@ -205,6 +216,8 @@ class _FileChecker:
         qualname = prefix + node.name
         if isinstance(node, ast.ClassDef):
             self.check(ast.get_docstring(node) is not None, node.lineno, "D101", qualname, "class has no docstring")
+            self.check(bool(_PASCAL_RE.fullmatch(node.name)), node.lineno, "D107", qualname,
+                       "class name is not PascalCase")
             for member in node.body:
                 name = getattr(member, "name", None)
                 if isinstance(member, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not name.startswith("_"):
@@ -213,30 +226,36 @@ class _FileChecker:
             self._function(node, qualname, in_class)
 
     def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef, qualname: str, in_class: bool) -> None:
+        params = _params(node, in_class)
+        annotated = {a.arg for a in (*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs,
+                                     node.args.vararg, node.args.kwarg) if a is not None and a.annotation is not None}
+        unhinted = [p for p in params if p not in annotated] + (["the return"] if node.returns is None else [])
+        self.check(not unhinted, node.lineno, "D106", qualname, f"no type hint for {unhinted}")
+        badly_named = [n for n in (node.name, *params) if not _SNAKE_RE.fullmatch(n)]
+        self.check(not badly_named, node.lineno, "D107", qualname, f"names not snake_case: {badly_named}")
         doc = ast.get_docstring(node)
         self.check(doc is not None, node.lineno, "D102", qualname, "function has no docstring")
         if doc is None:
             return
-        params = _params(node, in_class)
         listed = documented_args(doc)
         if listed:
             stale = [n for n in listed if n not in params]
             self.check(not stale, node.lineno, "D105", qualname,
                        f"Args section names {stale}, which the signature {params} lacks")
-        if not self.model_code or (len(params) < 2 and _body_lines(node) <= COMPLEX_BODY_LINES):
+        if len(params) < 2 and _body_lines(node) <= COMPLEX_BODY_LINES:
             return
-        has_shape = bool(_SHAPE_RE.search(doc))
+        has_shape = self.model_code and bool(_SHAPE_RE.search(doc))
         if params:
             if listed:
                 missing = [p for p in params if p not in listed]
                 self.check(not missing, node.lineno, "D103", qualname, f"Args section does not document {missing}")
             else:
                 self.check(has_shape, node.lineno, "D103", qualname,
-                           f"no Args section and no shapes for parameters {params}")
+                           f"no Args section{' and no shapes' if self.model_code else ''} for parameters {params}")
         if _returns_value(node):
             sections = _sections(doc)
             self.check("Returns" in sections or "Yields" in sections or has_shape, node.lineno, "D104", qualname,
-                       "returns a value but has no Returns section and no shapes")
+                       "returns a value but has no Returns section" + (" and no shapes" if self.model_code else ""))
 
 
 def _python_files(paths: Iterable[str]) -> Iterator[str]:
@@ -256,7 +275,7 @@ def docs_report(paths: Sequence[str], model_dirs: Sequence[str] = MODEL_DIRS) ->
 
     Args:
         paths: files or directories (walked recursively for ``*.py``).
-        model_dirs: directory names whose files count as model code (rules D103, D104).
+        model_dirs: directory names whose files count as model code (shapes may stand in for Args/Returns).
 
     Returns:
         (number of checks made, violations sorted by path and line).
@@ -281,7 +300,7 @@ def docs_score(paths: Sequence[str] = (), model_dirs: Sequence[str] = MODEL_DIRS
     Args:
         paths: files or directories; () means the project's tf_impl/, reference/ and harness/
             (those that exist).
-        model_dirs: directory names whose files count as model code (rules D103, D104).
+        model_dirs: directory names whose files count as model code (shapes may stand in for Args/Returns).
 
     Returns:
         (score, violations). The score is 1.0 when there is nothing to check (only empty files).

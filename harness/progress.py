@@ -8,11 +8,14 @@ statuses, priorities and dependency ids, and dependency cycles, naming each offe
 A milestone is complete only when both hold:
 
 - every task attached to it is done (or cancelled), and
-- its criteria pass: at least one criterion is measurable and every measurable one is PASS in the
-  recorded results. Criteria NOT MEASURED by design (``harness.criteria`` binds them to no
-  benchmark) are shown but neither pass nor block, the rule of ``harness.validate.MilestoneProgress``.
+- its criteria pass: every one of them is PASS in the recorded results, the rule of
+  ``harness.validate.MilestoneProgress``. A criterion NOT MEASURED by design (``harness.criteria``
+  binds it to no benchmark) never passes, so it blocks completion too; when it is all that is left,
+  the state says "measurable part complete (n not measurable here)". A criterion NOT DELIVERED (the
+  spec asks for it, the project does not build it) counts as not met.
 
-Verdicts are a plain mapping ``{criterion_id: "PASS" | "FAIL" | "FAILED-TO-RUN" | "NOT MEASURED"}``
+Verdicts are a plain mapping ``{criterion_id: "PASS" | "FAIL" | "FAILED-TO-RUN" | "NOT MEASURED" |
+"NOT DELIVERED"}``
 so the tracker is testable without asv results; ``main`` reads them from the latest recorded results.
 
 CLI (``python -m harness progress``): ``progress [--tasks TOML] [--verdicts JSON] [--out MD]
@@ -245,13 +248,19 @@ class MilestoneState:
         return self.criteria.not_measured_by_design
 
     @property
+    def not_delivered(self) -> int:
+        """Criteria NOT DELIVERED (the spec asks for them, the project does not build them): not met."""
+        return self.criteria.not_delivered
+
+    @property
     def tasks_done(self) -> bool:
         """Every attached task is done or cancelled (vacuously true with no tasks)."""
         return self.tasks_closed == self.tasks_total
 
     @property
     def criteria_pass(self) -> bool:
-        """The criteria complete the milestone by ``harness.validate``'s rule (``MilestoneProgress.complete``)."""
+        """Every criterion PASSes, by ``harness.validate``'s rule (``MilestoneProgress.complete``): none is left
+        failing, unmeasured, NOT MEASURED by design or NOT DELIVERED."""
         return self.criteria.complete
 
     @property
@@ -267,6 +276,10 @@ class MilestoneState:
         done = "tasks done" if self.tasks_total else "no tasks"
         if self.tasks_done and self.failing:
             return f"{done}, criteria failing"
+        if self.tasks_done and self.not_delivered:
+            return f"{done}, {self.not_delivered} not delivered"
+        if self.tasks_done and self.criteria.status != "no":
+            return f"{done}, {self.criteria.status}"   # "measurable part complete (n not measurable here)"
         if self.tasks_done:
             return f"{done}, criteria not all measured" if self.measurable else f"{done}, no measurable criteria"
         if self.blocked:
@@ -275,6 +288,7 @@ class MilestoneState:
 
 
 _BROKEN = ("FAIL", "FAILED-TO-RUN")
+_NOT_DELIVERED = "NOT DELIVERED"
 
 
 def criteria_progress(milestone: roadmap.Milestone, verdicts: Mapping[str, str],
@@ -291,8 +305,9 @@ def criteria_progress(milestone: roadmap.Milestone, verdicts: Mapping[str, str],
         milestone.id, milestone.name, milestone.phase_id,
         passed=sum(v == PASS for v in mine.values()), failed=sum(v == "FAIL" for v in mine.values()),
         failed_to_run=sum(v == "FAILED-TO-RUN" for v in mine.values()),
-        unmeasured=sum(v not in (PASS, *_BROKEN) for v in mine.values()),
+        unmeasured=sum(v not in (PASS, *_BROKEN, _NOT_DELIVERED) for v in mine.values()),
         not_measured_by_design=len(milestone.criteria) - len(mine),
+        not_delivered=sum(v == _NOT_DELIVERED for v in mine.values()),
     )
 
 
@@ -386,7 +401,8 @@ def dashboard(
     lines.append(tabulate(phase_rows, ["phase", "name", "tasks done", "%", "in progress", "blocked"], tablefmt="github"))
     lines += ["", "## Milestones", ""]
     ms_rows = [[s.milestone.id, s.milestone.name, f"{s.tasks_closed}/{s.tasks_total}",
-                f"{s.passed}/{s.measurable}" + (f" (+{s.by_design} not measurable here)" if s.by_design else ""),
+                f"{s.passed}/{s.measurable}" + (f" (+{s.by_design} not measurable here)" if s.by_design else "")
+                + (f" (+{s.not_delivered} not delivered)" if s.not_delivered else ""),
                 ", ".join(s.failing) or "—", s.state] for s in states]
     lines.append(tabulate(ms_rows, ["milestone", "name", "tasks closed", "criteria PASS", "failing", "state"],
                           tablefmt="github"))

@@ -7,12 +7,15 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
+
 from tabulate import tabulate
 
 from harness import roadmap
-from harness.criteria import BINDINGS
+from harness.criteria import Evidence
 from harness.gate import Regression, regressions
-from harness.validate import CheckResult, CriterionResult, Verdict, milestone_progress, phase_progress
+from harness.validate import (NOT_RUN_REASON, CheckResult, CriterionResult, Verdict, milestone_progress,
+                              phase_progress, success_rate)
 
 
 @dataclass(frozen=True)
@@ -76,11 +79,27 @@ def _date(js_ms: int) -> str:
 def measured_at(checks: Sequence[CheckResult], commit: str) -> str:
     """Where the values of ``checks`` come from: ``commit``'s short hash when measured there, "stale:
     measured at <hash>" for a value from an earlier commit (a benchmark left out of a partial run),
-    "—" when none was recorded anywhere."""
+    "—" when none was recorded anywhere. A roll-up's value is computed at ``commit`` itself."""
     where = []
-    for sha in dict.fromkeys(c.measured_at for c in checks if c.measured_at is not None):
+    shas = (c.measured_at or (commit if c.check.evidence is Evidence.DERIVED and c.value is not None else None)
+            for c in checks)
+    for sha in dict.fromkeys(s for s in shas if s is not None):
         where.append(sha[:8] if sha == commit else f"stale: measured at {sha[:8]}")
     return ", ".join(where) or "—"
+
+
+def _evidence(chk: CheckResult) -> str:
+    """A check's evidence label, or "—" when it has no value: no number, nothing it rests on."""
+    return chk.check.evidence.value if chk.value is not None else "—"
+
+
+def _criterion_evidence(res: CriterionResult) -> str:
+    """The evidence labels of the gating checks with a value, each once; "—" when none has one or when the
+    verdict itself rests on no value (NOT MEASURED, FAILED-TO-RUN)."""
+    if res.verdict in (Verdict.NOT_MEASURED, Verdict.FAILED_TO_RUN):
+        return "—"
+    labels = [_evidence(c) for c in res.checks if c.check.gate and c.value is not None]
+    return "+".join(dict.fromkeys(labels)) or "—"
 
 
 def verdict_rows(verdicts: dict[str, CriterionResult], with_reasons: bool = True,
@@ -88,28 +107,27 @@ def verdict_rows(verdicts: dict[str, CriterionResult], with_reasons: bool = True
     """Rows as ``VERDICT_HEADERS``. A one-check criterion is one row; a criterion with several checks gets a
     row with its overall verdict followed by one indented row per check with that check's own verdict.
 
-    The commit column says where each value was measured, marking values older than the evaluated
-    commit as stale."""
+    Evidence is shown only where there is a value (a NOT MEASURED row rests on nothing). The commit column
+    says where each value was measured, marking values older than the evaluated commit as stale."""
     milestone_of = {cid: m for cid, (m, _) in roadmap.all_criteria().items()}
     rows = []
     for cid, res in verdicts.items():
         mid, sha = milestone_of[cid].id, res.commit
-        if res.not_measured_by_design:
-            if include_by_design:
+        if not res.checks:  # NOT MEASURED by design, or NOT DELIVERED
+            if include_by_design or not res.not_measured_by_design:
                 rows.append([mid, cid, res.reason if with_reasons else "—", "—", res.verdict.value, "—", sha[:8]])
             continue
         if len(res.checks) == 1:
             chk = res.checks[0]
             rows.append([mid, f"{cid}: {chk.check.label}", _fmt(chk.value), chk.check.threshold_text,
-                         res.verdict.value, chk.check.evidence.value, measured_at(res.checks, sha)])
+                         res.verdict.value, _evidence(chk), measured_at(res.checks, sha)])
             continue
-        rows.append([mid, cid, "", "all gating checks", res.verdict.value,
-                     "+".join(e.value for e in BINDINGS[cid].evidence),
+        rows.append([mid, cid, "", "all gating checks", res.verdict.value, _criterion_evidence(res),
                      measured_at([c for c in res.checks if c.check.gate], sha)])
         for chk in res.checks:
             label = f"  └ {chk.check.label}" + ("" if chk.check.gate else " (context)")
             rows.append(["", label, _fmt(chk.value), chk.check.threshold_text, chk.verdict.value,
-                         chk.check.evidence.value, measured_at([chk], sha)])
+                         _evidence(chk), measured_at([chk], sha)])
     return rows
 
 
@@ -117,15 +135,28 @@ VERDICT_HEADERS = ["milestone", "criterion", "measured", "threshold", "verdict",
 
 
 def summary_table(history: History) -> str:
-    """The compact table the CLI prints: measured criteria per check, plus a count of the rest."""
+    """The compact table the CLI prints: measured and NOT DELIVERED criteria, a count of the rest, and why
+    each criterion that should have a value has none."""
     latest = history.latest
-    rows = verdict_rows(latest, include_by_design=False)
+    rows = verdict_rows(latest, with_reasons=False, include_by_design=False)
     by_design = sum(r.not_measured_by_design for r in latest.values())
     counts = {v: sum(r.verdict is v for r in latest.values()) for v in Verdict}
     lines = [tabulate(rows, headers=VERDICT_HEADERS, tablefmt="simple")]
     lines.append(f"\ncommit {history.commits[-1][:8]} on {history.machine}: "
                  + ", ".join(f"{v.value} {n}" for v, n in counts.items())
                  + f" ({by_design} not measured by design; reasons in report/roadmap.md)")
+    undelivered = [cid for cid, r in latest.items() if r.not_delivered]
+    if undelivered:
+        lines.append(f"NOT DELIVERED (counted as not met; what is missing is in report/roadmap.md): "
+                     f"{', '.join(undelivered)}")
+    unvalued = [(cid, c) for cid, r in latest.items() for c in r.checks
+                if c.check.gate and c.verdict is Verdict.NOT_MEASURED]
+    not_run = [cid for cid, c in unvalued if c.reason.startswith(NOT_RUN_REASON)]
+    lines += [f"NOT MEASURED {cid}: {c.check.label}: {c.reason}" for cid, c in unvalued
+              if not c.reason.startswith(NOT_RUN_REASON)]
+    if not_run:
+        lines.append(f"NOT MEASURED, not run at this commit (e.g. filtered by -b): {len(not_run)} checks of "
+                     f"{len(set(not_run))} criteria")
     failed = {chk.check.benchmark: chk.stderr for res in latest.values() for chk in res.checks
               if chk.verdict is Verdict.FAILED_TO_RUN}
     for name, stderr in failed.items():
@@ -140,17 +171,17 @@ def summary_table(history: History) -> str:
 
 def _progress_rows(verdicts: dict[str, CriterionResult]) -> tuple[list[list[str]], list[list[str]]]:
     phases = [[p.phase_id, p.name, f"{sum(m.complete for m in p.milestones)}/{len(p.milestones)}",
-               f"{p.passed}/{p.measurable}", p.not_measured_by_design, "yes" if p.complete else "no"]
+               f"{p.passed}/{p.measurable}", p.not_measured_by_design, p.not_delivered, p.status]
               for p in phase_progress(verdicts)]
     milestones = [[m.milestone_id, m.name, m.passed, m.failed, m.failed_to_run, m.unmeasured,
-                   m.not_measured_by_design, "yes" if m.complete else "no"] for m in milestone_progress(verdicts)]
+                   m.not_measured_by_design, m.not_delivered, m.status] for m in milestone_progress(verdicts)]
     return phases, milestones
 
 
 PHASE_HEADERS = ["phase", "name", "milestones complete", "criteria passed / measurable", "not measured by design",
-                 "complete"]
+                 "not delivered", "complete"]
 MILESTONE_HEADERS = ["milestone", "name", "pass", "fail", "failed to run", "no value", "not measured by design",
-                     "complete"]
+                     "not delivered", "complete"]
 
 
 def markdown(history: History) -> str:
@@ -166,11 +197,17 @@ def markdown(history: History) -> str:
         "",
         f"Commit `{sha[:8]}` ({_date(history.dates[-1])}), machine `{history.machine}`, "
         f"{len(history.commits)} commit(s) of history. Written by `python -m harness report` from asv's results; "
-        "nothing here is re-run or assumed. A milestone is complete only when all its measurable criteria PASS; "
-        "NOT MEASURED never counts as passed. Evidence: MEASURED (the quantity itself), PROXY (a smaller or "
-        "synthetic stand-in), SIMULATION, EXTRAPOLATION (scaled up from a measurement). \"measured at\" names "
-        "the commit each value comes from; \"stale\" marks a value recorded at an earlier commit because the "
-        "benchmark was not run at this one (a partial run, or the full tier not run).",
+        "nothing here is re-run or assumed. A milestone is complete only when every one of its criteria PASSes; "
+        "when all criteria with a value pass but some cannot be measured here, it says \"measurable part complete "
+        "(n not measurable here)\". NOT MEASURED never counts as passed; NOT DELIVERED (the spec asks for it, "
+        "the project does not build it) counts as not met. Evidence: MEASURED (the quantity itself), PROXY (a "
+        "smaller or synthetic stand-in), SIMULATION, EXTRAPOLATION (scaled up from a measurement), DERIVED "
+        "(computed from the other verdicts); none where there is no value. \"measured at\" names the commit "
+        "each value comes from; \"stale\" marks a value recorded at an earlier commit because the benchmark "
+        "was not run at this one (a partial run, or the full tier not run).",
+        "",
+        f"Milestone success rate (QA.milestone_success_rate, excluded from its own count): "
+        f"{success_rate(latest, exclude=('QA.milestone_success_rate',))}.",
         "",
         "## Progress by phase",
         "",
@@ -204,6 +241,10 @@ def markdown(history: History) -> str:
             if c.stderr:
                 out += ["", "```", c.stderr.rstrip(), "```"]
             out.append("")
+    out += ["## Not delivered, and what is missing", ""]
+    out += [f"- **{cid}** ({roadmap.all_criteria()[cid][1].text}): {r.reason}"
+            for cid, r in latest.items() if r.not_delivered] or ["None."]
+    out.append("")
     out += ["## Not measured by design, and why", ""]
     out += [f"- **{cid}** ({roadmap.all_criteria()[cid][1].text}): {r.reason}"
             for cid, r in latest.items() if r.not_measured_by_design]

@@ -25,7 +25,7 @@ from pathlib import Path
 import jinja2
 
 from harness import publish, roadmap
-from harness.criteria import Check, Comparator
+from harness.criteria import DERIVED, Check, Comparator
 from harness.report import PHASE_HEADERS, History, _date, _fmt, _progress_rows
 from harness.validate import CheckResult, Verdict
 
@@ -33,7 +33,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 STATIC = ("plots.js", "harness.css")          # from harness/www into <html_dir>/harness/
 CRITERIA_DIR = "criteria"
 COLORS = {Verdict.PASS: "#2e7d32", Verdict.FAIL: "#c62828", Verdict.FAILED_TO_RUN: "#6a1b9a",
-          Verdict.NOT_MEASURED: "#9e9e9e"}
+          Verdict.NOT_MEASURED: "#9e9e9e", Verdict.NOT_DELIVERED: "#e65100"}
 
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                           undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -145,7 +145,9 @@ def criterion_page(history: History, criterion_id: str) -> str:
     for chk in res.checks:
         points = check_history(history, criterion_id, chk.check)
         checks.append({"latest": chk, "points": points, "spec": plot_spec(chk.check, points),
-                       "asv_url": "../" + asv_graph_url(chk.check, history.machine),
+                       # a roll-up (DERIVED) is computed by the harness, so asv has no graph of it
+                       "asv_url": None if chk.check.benchmark in DERIVED
+                       else "../" + asv_graph_url(chk.check, history.machine),
                        "params": ", ".join(f"{k}={v}" for k, v in chk.check.params)})
     return _render("criterion.html.j2", root="../", history=history, milestone=milestone, criterion=crit,
                    result=res, checks=checks)

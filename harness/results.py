@@ -429,6 +429,7 @@ def lookup(commit: CommitResults, benchmarks: dict[str, BenchmarkInfo], name: st
             return Value(Status.MISSING)
     row, run = found
     status, value = row.value_at(combo)
-    return Value(status, value, run.stderr.get(name, "") if status is Status.FAILED else "", row.version,
-                 row.spread_at(combo) if status is Status.OK else None, run.commit_hash,
-                 row.invalid_reason(combo, run.path))
+    # The captured output explains a failure (its traceback) or a skip (the NotImplementedError message).
+    output = run.stderr.get(name, "") if status in (Status.FAILED, Status.SKIPPED) else ""
+    return Value(status, value, output, row.version, row.spread_at(combo) if status is Status.OK else None,
+                 run.commit_hash, row.invalid_reason(combo, run.path))

@@ -266,6 +266,7 @@ PROJECT_MILESTONES: tuple[Milestone, ...] = (
         "PX", "Project criteria (ARCHITECTURE.md, issue #4; not in the seed)", None, "project",
         _c(("PX.tf_prefill_speed", "TensorFlow prefill throughput at least matches the Flax reference under jax.jit"),
            ("PX.tf_decode_speed", "TensorFlow decode throughput at least matches the Flax reference under jax.jit"),
+           ("PX.tf_train_speed", "TensorFlow training step at least as fast as the Flax reference under jax.jit"),
            ("PX.moe_sparsity", "MoE layer time follows activated experts, not total experts (64 vs 8 routed)")),
     ),
 )

@@ -1,4 +1,4 @@
-"""Verdicts: criteria bindings + parsed asv results -> PASS / FAIL / FAILED-TO-RUN / NOT MEASURED.
+"""Verdicts: criteria bindings + parsed asv results -> PASS / FAIL / FAILED-TO-RUN / NOT MEASURED / NOT DELIVERED.
 
 Pure functions over data from ``harness.criteria`` and ``harness.results``; nothing here runs or reads
 anything. A criterion passes only when every gating check has a value and the value meets its threshold.
@@ -7,30 +7,49 @@ A check whose benchmark was left out of the evaluated commit's run (``-b REGEX``
 run) takes the most recent value recorded at an earlier commit for the same benchmark version, and says
 so (``CheckResult.stale``, ``measured_at``); a value missing everywhere stays NOT MEASURED. Regressions
 between commits are decided in ``harness.gate``.
+
+How the verdicts count:
+
+* A milestone is **complete** only when every one of its criteria PASSes. When every criterion with a
+  value passes but some are NOT MEASURED by design (they need hardware or a process this project
+  lacks), its status says "measurable part complete (n not measurable here)"; it is still not complete.
+* NOT DELIVERED (the spec asks for it, the project does not build it) counts as not met everywhere:
+  it blocks completion and counts against the success rate.
+* The **success rate** (QA.milestone_success_rate, ``success_rate``) is a roll-up of the same commit's
+  other verdicts: PASS / (PASS + FAIL + FAILED-TO-RUN + NOT DELIVERED). A benchmark that broke
+  (FAILED-TO-RUN) is a criterion not met, or breaking a benchmark would raise the rate. NOT MEASURED
+  has no value and is left out, as is the roll-up itself.
+* ``is_failing`` (the exit code of ``validate``) is about FAIL and FAILED-TO-RUN only. NOT DELIVERED
+  does not fail the gate by itself: the summary lists it (the report says what is missing), and it lowers the
+  success rate, whose FAIL does fail the gate. So ``validate`` never passes silently over it.
 """
 
 from __future__ import annotations
 
+import ast
 import enum
+import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from harness import roadmap
-from harness.criteria import BENCHMARKS, BINDINGS, Binding, Check
+from harness.criteria import BENCHMARKS, BINDINGS, SUCCESS_RATE, Binding, Check
 from harness.results import BenchmarkInfo, CommitResults, ResultsError, Status, Value, lookup
 
 
 class Verdict(str, enum.Enum):
     """The outcome of a check or criterion.
 
-    FAILED-TO-RUN (the benchmark raised) is kept apart from FAIL (it ran and missed the threshold), and
-    NOT MEASURED (no value, by design or because it was skipped) never counts as PASS.
+    FAILED-TO-RUN (the benchmark raised) is kept apart from FAIL (it ran and missed the threshold),
+    NOT MEASURED (no value, by design or because it was skipped) never counts as PASS, and NOT DELIVERED
+    (the spec asks for it, the project does not build it) counts as not met.
     """
 
     PASS = "PASS"
     FAIL = "FAIL"
     FAILED_TO_RUN = "FAILED-TO-RUN"
     NOT_MEASURED = "NOT MEASURED"
+    NOT_DELIVERED = "NOT DELIVERED"
 
 
 # Which verdict a criterion takes when its gating checks disagree: the worst news first.
@@ -69,8 +88,8 @@ class CheckResult:
 class CriterionResult:
     """One criterion's verdict at one commit: the worst of its gating checks (see ``_PRECEDENCE``).
 
-    ``checks`` holds every check, context ones included; it is empty for a criterion that is NOT
-    MEASURED by design, whose ``reason`` then says why.
+    ``checks`` holds every check, context ones included (for a roll-up, its one derived check); it is
+    empty for a criterion NOT MEASURED by design or NOT DELIVERED, whose ``reason`` then says why.
     """
 
     criterion_id: str
@@ -82,7 +101,32 @@ class CriterionResult:
     @property
     def not_measured_by_design(self) -> bool:
         """True when the criterion is NOT MEASURED by design (no checks), not for want of a value."""
-        return not self.checks
+        return self.verdict is Verdict.NOT_MEASURED and not self.checks
+
+    @property
+    def not_delivered(self) -> bool:
+        """True when the project does not deliver what the criterion asks (counted as not met)."""
+        return self.verdict is Verdict.NOT_DELIVERED
+
+
+NOT_RUN_REASON = "no result recorded for commit"
+_SKIPPED_LINE = re.compile(r"^asv: skipped: (\w+)\((.*)\)\s*$", re.MULTILINE)
+
+
+def skip_reason(output: str) -> str:
+    """The message of the NotImplementedError a benchmark's setup raised, from its captured output.
+
+    asv prints ``asv: skipped: NotImplementedError('...')`` when setup raises it; the harness keeps the
+    output beside the results (``harness.results``). Returns "" when there is no such line.
+    """
+    match = _SKIPPED_LINE.search(output or "")
+    if match is None:
+        return ""
+    try:
+        message = ast.literal_eval(match.group(2))
+    except (ValueError, SyntaxError):
+        return match.group(2)
+    return str(message)
 
 
 def evaluate_check(check: Check, commit: CommitResults, benchmarks: Mapping[str, BenchmarkInfo],
@@ -104,16 +148,15 @@ def evaluate_check(check: Check, commit: CommitResults, benchmarks: Mapping[str,
         why = value.reason or "the benchmark raised or timed out (asv recorded null)"
         return CheckResult(check, Verdict.FAILED_TO_RUN, None, why + stale, value.stderr, **where)
     if value.status is Status.SKIPPED:
-        return CheckResult(check, Verdict.NOT_MEASURED, None,
-                           "SKIPPED: the benchmark raised NotImplementedError in setup (asv recorded NaN)" + stale,
-                           **where)
+        why = skip_reason(value.stderr) or "the benchmark raised NotImplementedError in setup (asv recorded NaN)"
+        return CheckResult(check, Verdict.NOT_MEASURED, None, f"SKIPPED: {why}" + stale, **where)
     if value.status is Status.MISSING:
         if value.measured_at == sha:
             why = (f"the benchmark ran at {sha[:8]} but recorded no value for {check.label} "
                    f"(its parameters changed?)")
         else:
-            why = (f"no result recorded for commit {sha[:8]} or any earlier commit at the benchmark's current "
-                   f"version (not run: filtered by -b, or a full-tier benchmark; run `python -m harness run --full`)")
+            why = (f"{NOT_RUN_REASON} {sha[:8]} or any earlier commit at the benchmark's current version (not "
+                   f"run: filtered by -b, or a full-tier benchmark; run `python -m harness run --full`)")
         return CheckResult(check, Verdict.NOT_MEASURED, None, why, **where)
     assert value.value is not None
     verdict = Verdict.PASS if check.holds(value.value) else Verdict.FAIL
@@ -147,6 +190,10 @@ def evaluate_criterion(binding: Binding, commit: CommitResults, benchmarks: Mapp
     sha = commit.commit_hash
     if binding.not_measured is not None:
         return CriterionResult(binding.criterion_id, sha, Verdict.NOT_MEASURED, (), binding.not_measured.reason)
+    if binding.not_delivered is not None:
+        return CriterionResult(binding.criterion_id, sha, Verdict.NOT_DELIVERED, (), binding.not_delivered.reason)
+    if binding.derived is not None:
+        raise ValueError(f"{binding.criterion_id} is a roll-up of other verdicts; evaluate() computes it")
     checks = tuple(evaluate_check(c, commit, benchmarks, earlier) for c in binding.checks)
     gating = [r for r in checks if r.check.gate]
     verdict = next(v for v in _PRECEDENCE if v is Verdict.PASS or any(r.verdict is v for r in gating))
@@ -154,11 +201,73 @@ def evaluate_criterion(binding: Binding, commit: CommitResults, benchmarks: Mapp
     return CriterionResult(binding.criterion_id, sha, verdict, checks, reasons)
 
 
+# ------------------------------------------------------------------ roll-ups
+_COUNTED = (Verdict.PASS, Verdict.FAIL, Verdict.FAILED_TO_RUN, Verdict.NOT_DELIVERED)
+
+
+@dataclass(frozen=True)
+class SuccessRate:
+    """Criteria met over criteria that count (see the module docstring); ``rate`` is None when none count."""
+
+    counts: Mapping[Verdict, int]
+
+    @property
+    def counted(self) -> int:
+        """PASS + FAIL + FAILED-TO-RUN + NOT DELIVERED."""
+        return sum(self.counts.get(v, 0) for v in _COUNTED)
+
+    @property
+    def rate(self) -> float | None:
+        """PASS / counted, or None when nothing counts."""
+        return self.counts.get(Verdict.PASS, 0) / self.counted if self.counted else None
+
+    def __str__(self) -> str:
+        parts = ", ".join(f"{v.value} {self.counts.get(v, 0)}" for v in _COUNTED)
+        return (f"{self.counts.get(Verdict.PASS, 0)} of {self.counted} criteria met ({parts}); "
+                f"{self.counts.get(Verdict.NOT_MEASURED, 0)} NOT MEASURED left out")
+
+
+def success_rate(verdicts: Mapping[str, CriterionResult], exclude: tuple[str, ...] = ()) -> SuccessRate:
+    """The share of criteria met, as the seed's "all milestone validation criteria met with > 95% success
+    rate" asks (see the module docstring for what counts).
+
+    Args:
+        verdicts: one commit's verdicts by criterion id.
+        exclude: criterion ids left out (the roll-ups themselves).
+
+    Returns:
+        the counts per verdict, with the rate.
+    """
+    counts = {v: sum(r.verdict is v for cid, r in verdicts.items() if cid not in exclude) for v in Verdict}
+    return SuccessRate(counts)
+
+
+def _derived(binding: Binding, sha: str, others: Mapping[str, CriterionResult],
+             bindings: Mapping[str, Binding]) -> CriterionResult:
+    check = binding.derived
+    assert check is not None and check.benchmark == SUCCESS_RATE, check
+    rolled = success_rate(others, exclude=tuple(cid for cid, b in bindings.items() if b.derived is not None))
+    if rolled.rate is None:
+        res = CheckResult(check, Verdict.NOT_MEASURED, None, "no criterion has a verdict that counts")
+    else:
+        res = CheckResult(check, Verdict.PASS if check.holds(rolled.rate) else Verdict.FAIL, rolled.rate,
+                          str(rolled), version="derived")
+    return CriterionResult(binding.criterion_id, sha, res.verdict, (res,), res.reason)
+
+
 def evaluate(commit: CommitResults, benchmarks: Mapping[str, BenchmarkInfo],
              bindings: Mapping[str, Binding] = BINDINGS,
              earlier: Sequence[CommitResults] = ()) -> dict[str, CriterionResult]:
-    """Every criterion of the roadmap, in roadmap order, for one commit (``earlier``: see evaluate_check)."""
-    return {cid: evaluate_criterion(bindings[cid], commit, benchmarks, earlier) for cid in roadmap.all_criteria()}
+    """Every criterion of the roadmap, in roadmap order, for one commit (``earlier``: see evaluate_check);
+    roll-ups after the rest."""
+    order = list(roadmap.all_criteria())
+    out = {cid: evaluate_criterion(bindings[cid], commit, benchmarks, earlier) for cid in order
+           if bindings[cid].derived is None}
+    done = dict(out)
+    for cid in order:
+        if bindings[cid].derived is not None:
+            out[cid] = _derived(bindings[cid], commit.commit_hash, done, bindings)
+    return {cid: out[cid] for cid in order}
 
 
 def evaluate_history(commits: Sequence[CommitResults], benchmarks: Mapping[str, BenchmarkInfo],
@@ -178,11 +287,31 @@ def measured_here(verdicts: Mapping[str, CriterionResult]) -> int:
 
 
 # ------------------------------------------------------------------ progress
+def completion_status(passed: int, total: int, measurable: int, by_design: int) -> str:
+    """A milestone's (or phase's) completion in words (see the module docstring).
+
+    Args:
+        passed: criteria that PASS.
+        total: all its criteria.
+        measurable: criteria that can have a value here (not NOT MEASURED by design, not NOT DELIVERED).
+        by_design: criteria NOT MEASURED by design.
+
+    Returns:
+        "complete", "measurable part complete (n not measurable here)", or "no".
+    """
+    if total and passed == total:
+        return "complete"
+    if measurable and passed == measurable and passed + by_design == total:
+        return f"measurable part complete ({by_design} not measurable here)"
+    return "no"
+
+
 @dataclass(frozen=True)
 class MilestoneProgress:
-    """A milestone is complete only when it has measurable criteria and all of them PASS.
+    """A milestone is complete only when every one of its criteria PASSes.
 
-    ``not_measured_by_design`` counts criteria bound to NotMeasured; they never count as passed.
+    ``not_measured_by_design`` counts criteria bound to NotMeasured and ``not_delivered`` those bound to
+    NotDelivered; neither ever counts as passed.
     """
 
     milestone_id: str
@@ -193,16 +322,27 @@ class MilestoneProgress:
     failed_to_run: int
     unmeasured: int              # measurable, but no value this commit (skipped, missing)
     not_measured_by_design: int
+    not_delivered: int = 0
 
     @property
     def measurable(self) -> int:
-        """Criteria that could have a value: every one except those NOT MEASURED by design."""
+        """Criteria that could have a value here: every one except those NOT MEASURED by design or NOT DELIVERED."""
         return self.passed + self.failed + self.failed_to_run + self.unmeasured
 
     @property
+    def total(self) -> int:
+        """Every criterion of the milestone."""
+        return self.measurable + self.not_measured_by_design + self.not_delivered
+
+    @property
     def complete(self) -> bool:
-        """True when there is at least one measurable criterion and every measurable one passes."""
-        return self.measurable > 0 and self.passed == self.measurable
+        """True when the milestone has criteria and every one of them passes."""
+        return self.total > 0 and self.passed == self.total
+
+    @property
+    def status(self) -> str:
+        """``completion_status``: complete, measurable part complete (n not measurable here), or no."""
+        return completion_status(self.passed, self.total, self.measurable, self.not_measured_by_design)
 
 
 def _tally(milestone: roadmap.Milestone, verdicts: Mapping[str, CriterionResult]) -> MilestoneProgress:
@@ -216,6 +356,7 @@ def _tally(milestone: roadmap.Milestone, verdicts: Mapping[str, CriterionResult]
         passed=count(Verdict.PASS), failed=count(Verdict.FAIL), failed_to_run=count(Verdict.FAILED_TO_RUN),
         unmeasured=count(Verdict.NOT_MEASURED),
         not_measured_by_design=sum(r.not_measured_by_design for r in results),
+        not_delivered=sum(r.not_delivered for r in results),
     )
 
 
@@ -249,9 +390,20 @@ class PhaseProgress:
         return sum(m.not_measured_by_design for m in self.milestones)
 
     @property
+    def not_delivered(self) -> int:
+        """Criteria NOT DELIVERED, over all the phase's milestones."""
+        return sum(m.not_delivered for m in self.milestones)
+
+    @property
     def complete(self) -> bool:
-        """True when every milestone of the phase is complete."""
-        return all(m.complete for m in self.milestones)
+        """True when the phase has milestones and every one of them is complete."""
+        return bool(self.milestones) and all(m.complete for m in self.milestones)
+
+    @property
+    def status(self) -> str:
+        """``completion_status`` over all the phase's criteria."""
+        return completion_status(self.passed, sum(m.total for m in self.milestones), self.measurable,
+                                 self.not_measured_by_design)
 
 
 def phase_progress(verdicts: Mapping[str, CriterionResult]) -> list[PhaseProgress]:
@@ -266,5 +418,6 @@ def phase_progress(verdicts: Mapping[str, CriterionResult]) -> list[PhaseProgres
 
 
 def is_failing(verdicts: Mapping[str, CriterionResult]) -> bool:
-    """True when any criterion is FAIL or FAILED-TO-RUN; NOT MEASURED alone does not fail a run."""
+    """True when any criterion is FAIL or FAILED-TO-RUN; NOT MEASURED or NOT DELIVERED alone does not fail a
+    run (NOT DELIVERED lowers the success-rate roll-up, whose FAIL does)."""
     return any(r.verdict in _BROKEN for r in verdicts.values())

@@ -20,9 +20,28 @@ def test_validate_fails_on_latest_commit(results_dir, capsys):
     assert "FAIL" in out and "REGRESSION" in out
 
 
-def test_validate_passes_on_older_commit(results_dir, capsys):
+def test_validate_on_older_commit_fails_only_on_the_success_rate(results_dir, capsys):
+    """Every measured criterion passes at a1a1a1a1, but 15 criteria are NOT DELIVERED: the success-rate
+    roll-up (27 of 42 met) FAILs, so the gate fails and says why, never passing silently."""
+    assert main(["validate", *_args(results_dir, "--commit", "a1a1a1a1")]) == 1
+    out = capsys.readouterr().out
+    assert "PASS 27, FAIL 1, FAILED-TO-RUN 0, NOT MEASURED 8, NOT DELIVERED 15" in out
+    rate_row = next(line for line in out.splitlines() if "QA.milestone_success_rate" in line)
+    assert "0.6429" in rate_row and "FAIL" in rate_row and "DERIVED" in rate_row
+    undelivered = next(line for line in out.splitlines() if line.startswith("NOT DELIVERED (counted as not met"))
+    assert "P0.env_conda_tf" in undelivered and "P0.jupyter_workflow" not in undelivered  # the notebook is delivered
+
+
+def test_not_delivered_alone_does_not_set_the_exit_code(results_dir, capsys, monkeypatch):
+    """The gate's exit code is about FAIL, FAILED-TO-RUN and regressions: without the roll-up, the same
+    NOT DELIVERED criteria are printed with their reasons but do not fail validate."""
+    from harness.criteria import BINDINGS, Binding, NotMeasured
+
+    monkeypatch.setitem(BINDINGS, "QA.milestone_success_rate",
+                        Binding("QA.milestone_success_rate", not_measured=NotMeasured("switched off by this test")))
     assert main(["validate", *_args(results_dir, "--commit", "a1a1a1a1")]) == 0
-    assert "PASS 19, FAIL 0, FAILED-TO-RUN 0" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "PASS 27, FAIL 0, FAILED-TO-RUN 0" in out and "P3.dualpipe_bubbles" in out
 
 
 def test_validate_exit_2_on_unreadable_results(tmp_path, capsys):
@@ -92,7 +111,13 @@ def test_validate_fails_when_every_result_names_an_unknown_benchmark(tmp_results
     assert "has no measured value at all" in capsys.readouterr().err
 
 
-def test_validate_passes_with_one_measured_value(tmp_results, capsys):
+def test_validate_passes_with_one_measured_value(tmp_results, capsys, monkeypatch):
+    from harness.criteria import BINDINGS, Binding, NotMeasured
+
+    # The success-rate roll-up would fail validate through the NOT DELIVERED criteria (see
+    # test_not_delivered_alone_does_not_set_the_exit_code); this test is about the nothing-measured refusal.
+    monkeypatch.setitem(BINDINGS, "QA.milestone_success_rate",
+                        Binding("QA.milestone_success_rate", not_measured=NotMeasured("switched off by this test")))
     keep = "bench_quality.Quality.track_doc_completeness"
     _only_commit(tmp_results, lambda name, row: (name if name == keep else name.replace("bench_", "gone_"), row))
     assert main(["validate", *_args(tmp_results)]) == 0

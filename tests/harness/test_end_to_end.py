@@ -59,6 +59,12 @@ def test_harness_run_records_validates_reports_and_keeps_history(tmp_path):
     speed_row = next(line for line in md.splitlines() if "PX.tf_decode_speed" in line)
     assert "NOT MEASURED" in speed_row and "PASS" not in speed_row
     assert "QA.doc_completeness" in proc.stdout
+    # The scratch repo has no recorded test run: coverage is NOT MEASURED, rests on no evidence, and the
+    # reason its benchmark gave reaches the report and the summary.
+    coverage_row = next(line for line in md.splitlines() if "| QA.coverage" in line)
+    assert "NOT MEASURED" in coverage_row and "| MEASURED" not in coverage_row
+    assert "SKIPPED: no green test run recorded for this commit" in md
+    assert "NOT MEASURED QA.coverage: track_test_coverage: SKIPPED: no green test run recorded" in proc.stdout
 
     html = root / ".asv" / "html"
     assert (html / "roadmap.html").exists()

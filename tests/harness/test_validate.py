@@ -1,11 +1,12 @@
-"""Verdicts, regressions and progress on the fixture results."""
+"""Verdicts, regressions, the success-rate roll-up and progress on the fixture results."""
 
 import pytest
 
-from harness.criteria import BINDINGS, Binding, Check, Comparator, Evidence
+from harness.criteria import BINDINGS, Binding, Check, Comparator, Evidence, NotMeasured
 from harness.results import load_benchmarks, load_machine
 from harness.gate import regressions
-from harness.validate import Verdict, evaluate, evaluate_history, is_failing, milestone_progress, phase_progress
+from harness.validate import (Verdict, evaluate, evaluate_history, is_failing, milestone_progress, phase_progress,
+                              skip_reason, success_rate)
 from tests.harness.conftest import MACHINE
 
 
@@ -14,12 +15,39 @@ def history(results_dir):
     return evaluate_history(load_machine(results_dir, MACHINE), load_benchmarks(results_dir))
 
 
-def test_older_commit_passes_every_measured_criterion(history):
+def test_older_commit_passes_every_measured_criterion_but_not_the_success_rate(history):
     old = history[0]
     for cid, res in old.items():
-        expected = Verdict.NOT_MEASURED if BINDINGS[cid].not_measured else Verdict.PASS
+        binding = BINDINGS[cid]
+        expected = (Verdict.NOT_MEASURED if binding.not_measured else Verdict.NOT_DELIVERED if binding.not_delivered
+                    else Verdict.FAIL if binding.derived else Verdict.PASS)
         assert res.verdict is expected, (cid, res.reason)
-    assert not is_failing(old)
+    assert old["P0.env_conda_tf"].reason.startswith("no conda environment")
+    assert is_failing(old)  # only through the roll-up
+
+
+def test_success_rate_fails_today_computed_from_the_fixture_verdicts(history):
+    """27 PASS against 15 NOT DELIVERED (not met) at a1a1a1a1: 27/42 = 0.64, far below the seed's 95%."""
+    rate = history[0]["QA.milestone_success_rate"]
+    (check,) = rate.checks
+    assert check.value == pytest.approx(27 / 42) and rate.verdict is Verdict.FAIL
+    assert check.check.evidence is Evidence.DERIVED
+    assert "27 of 42 criteria met" in rate.reason and "8 NOT MEASURED left out" in rate.reason
+    # b2b2b2b2: FAILED-TO-RUN counts as not met, NOT MEASURED (skipped, missing) is left out, itself too.
+    new = history[1]
+    counts = success_rate(new, exclude=("QA.milestone_success_rate",)).counts
+    assert counts[Verdict.FAILED_TO_RUN] == 1 and counts[Verdict.NOT_DELIVERED] == 15
+    counted = sum(counts[v] for v in (Verdict.PASS, Verdict.FAIL, Verdict.FAILED_TO_RUN, Verdict.NOT_DELIVERED))
+    assert new["QA.milestone_success_rate"].checks[0].value == pytest.approx(counts[Verdict.PASS] / counted)
+
+
+def test_success_rate_passes_when_everything_that_counts_passes(results_dir):
+    """Had the NOT DELIVERED criteria been merely unmeasurable, the same results would pass the roll-up."""
+    commit = load_machine(results_dir, MACHINE)[0]
+    bindings = {cid: Binding(cid, not_measured=NotMeasured("test: " + b.not_delivered.reason)) if b.not_delivered
+                else b for cid, b in BINDINGS.items()}
+    res = evaluate(commit, load_benchmarks(results_dir), bindings)["QA.milestone_success_rate"]
+    assert res.verdict is Verdict.PASS and res.checks[0].value == 1.0 and "27 of 27" in res.reason
 
 
 def test_verdicts_of_newer_commit(history):
@@ -27,16 +55,26 @@ def test_verdicts_of_newer_commit(history):
     assert new["PX.tf_prefill_speed"].verdict is Verdict.PASS            # 1.1 >= 1.0
     assert new["PX.tf_decode_speed"].verdict is Verdict.FAIL             # 0.8 < 1.0
     assert new["PX.tf_decode_speed"].checks[0].value == 0.8
-    ftr = new["P1.synthetic_tests"]
-    assert ftr.verdict is Verdict.FAILED_TO_RUN                           # null, though routing passed
-    assert "gate.bias" in ftr.checks[0].stderr and ftr.checks[1].verdict is Verdict.PASS
+    ftr = new["P0.synthetic_validation"]
+    assert ftr.verdict is Verdict.FAILED_TO_RUN                           # null
+    assert "gate.bias" in ftr.checks[0].stderr
     skipped = new["P2.moe_balance"]
     assert skipped.verdict is Verdict.NOT_MEASURED and "SKIPPED" in skipped.reason
     stale = new["P4.data_throughput"]  # not run at b2b2b2b2: a1a1a1a1's value stands in, marked stale
     assert stale.verdict is Verdict.PASS and stale.checks[0].value == 250000.0
     assert stale.checks[0].stale and stale.checks[0].measured_at.startswith("a1a1a1a1")
     assert "stale: measured at a1a1a1a1" in stale.reason and not stale.checks[0].measured_here
-    assert new["P3.scale_64_gpus"].verdict is Verdict.NOT_MEASURED and "64 GPUs" in new["P3.scale_64_gpus"].reason
+    # A skip's reason is the message the benchmark's setup raised, as asv printed it.
+    coverage = new["QA.coverage"]
+    assert coverage.verdict is Verdict.NOT_MEASURED
+    assert coverage.reason.startswith("track_test_coverage: SKIPPED: no green test run recorded for this commit")
+    tests = new["P1.synthetic_tests"]
+    assert tests.verdict is Verdict.NOT_MEASURED and "no test run of the whole default suite recorded" in tests.reason
+    assert new["P0.dev_tools"].verdict is Verdict.FAIL                    # pip check found a problem
+    assert new["PX.tf_train_speed"].verdict is Verdict.FAIL               # 0.33 < 1
+    assert new["P0.env_conda_tf"].verdict is Verdict.NOT_DELIVERED
+    assert new["P0.env_cuda"].verdict is Verdict.NOT_MEASURED and "needs a GPU" in new["P0.env_cuda"].reason
+    assert new["P3.scale_64_gpus"].verdict is Verdict.NOT_DELIVERED and "issue 14" in new["P3.scale_64_gpus"].reason
     assert is_failing(new)
 
 
@@ -63,7 +101,8 @@ def test_unknown_benchmark_is_not_measured_never_pass(results_dir):
 def test_regressions_between_commits(history):
     regs = {(r.criterion_id, r.what) for r in regressions(history[0], history[1])}
     assert ("PX.tf_decode_speed", "verdict") in regs                                # PASS -> FAIL
-    assert ("P1.synthetic_tests", "verdict") in regs                                # PASS -> FAILED-TO-RUN
+    assert ("P0.synthetic_validation", "verdict") in regs                           # PASS -> FAILED-TO-RUN
+    assert ("P1.synthetic_tests", "verdict") in regs              # PASS -> NOT MEASURED (NaN: no test record)
     assert ("P2.moe_balance", "verdict") in regs                                    # PASS -> NOT MEASURED (NaN)
     assert not any(cid == "P4.data_throughput" for cid, _ in regs)                  # not run: stale, not lost
     assert ("PX.tf_prefill_speed", "track_tf_over_flax[phase=prefill]") in regs      # 1.3 -> 1.1, still passing
@@ -72,17 +111,31 @@ def test_regressions_between_commits(history):
     assert regressions(history[1], history[0]) == []                                 # improvements only
 
 
-def test_milestone_complete_only_when_all_measurable_pass(history):
+def test_milestone_complete_only_when_every_criterion_passes(history):
     old = {m.milestone_id: m for m in milestone_progress(history[0])}
     new = {m.milestone_id: m for m in milestone_progress(history[1])}
-    assert old["M1"].complete and not new["M1"].complete
-    assert old["M0"].complete and old["M0"].not_measured_by_design == 2             # shown, not counted
-    assert not old["M3"].complete and old["M3"].measurable == 0                      # nothing measurable
-    assert new["M4"].unmeasured == 0 and new["M4"].complete  # the data pipeline's stale value still PASSes
+    assert old["M1"].complete and old["M1"].status == "complete" and not new["M1"].complete
+    # M0: 3 PASS and P0.tf_gpu NOT MEASURED by design: only the measurable part is complete.
+    assert not old["M0"].complete and old["M0"].not_measured_by_design == 1
+    assert old["M0"].status == "measurable part complete (1 not measurable here)"
+    # The tracker milestone: P0.test_framework and P0.jupyter_workflow pass, but conda is NOT DELIVERED (not met).
+    tracker = old["milestone_phase_0"]
+    assert tracker.not_delivered == 1 and tracker.passed == 2 and tracker.status == "no"
+    assert not old["M3"].complete and old["M3"].measurable == 0 and old["M3"].not_delivered == 4
+    # M4 at b2b2b2b2: the data pipeline's stale value still PASSes, but P4.uptime is NOT MEASURED by design.
+    assert new["M4"].unmeasured == 0 and not new["M4"].complete
+    assert new["M4"].status == "measurable part complete (1 not measurable here)"
     phases = {p.phase_id: p for p in phase_progress(history[0])}
     assert phases["phase_1"].complete and not phases["phase_5"].complete
-    assert not phases["phase_0"].complete  # its tracker milestone has nothing measurable
-    assert phases["cross-phase"].measurable == 7
+    assert not phases["phase_0"].complete and phases["phase_0"].status == "no"
+    assert phases["cross-phase"].measurable == 13 and phases["cross-phase"].not_delivered == 2
+
+
+def test_skip_reason_reads_the_message_asv_printed():
+    out = "For parameters: 'e2e'\nasv: skipped: NotImplementedError('no test run (abc); run it') \n"
+    assert skip_reason(out) == "no test run (abc); run it"
+    assert skip_reason("asv: skipped: NotImplementedError(\"the README's command\")") == "the README's command"
+    assert skip_reason("Traceback ...\nValueError: x") == ""
 
 
 def test_a_new_benchmark_version_starts_a_new_series(history):

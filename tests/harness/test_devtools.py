@@ -1,0 +1,55 @@
+"""P0.dev_tools: pinned ranges checked against what is installed, and pip check's verdict."""
+
+import importlib.metadata as metadata
+import os
+import stat
+
+import pytest
+
+from harness.devtools import DevToolsError, check_pins, pip_check, pinned_requirements
+
+
+def _pyproject(tmp_path, *deps):
+    path = tmp_path / "pyproject.toml"
+    path.write_text("[project]\nname = 'x'\ndependencies = [" + ", ".join(repr(d) for d in deps) + "]\n")
+    return path
+
+
+def test_in_range_out_of_range_and_missing_tools(tmp_path):
+    installed = metadata.version("tabulate")
+    checks = check_pins(_pyproject(tmp_path, f"tabulate=={installed}", "tabulate<0.1", "no-such-dist-xyz>=1"))
+    ok, old, missing = checks
+    assert ok.ok and ok.module == "tabulate" and ok.installed == installed
+    assert not old.ok and "outside the pinned range <0.1" in old.problem
+    assert not missing.ok and "no-such-dist-xyz is not installed" in missing.problem
+
+
+def test_distribution_and_module_names_differ(tmp_path):
+    (check,) = check_pins(_pyproject(tmp_path, "pytest-cov>=1"), import_modules=False)
+    assert check.module == "pytest_cov" and check.ok
+
+
+def test_the_project_pins_are_all_read():
+    names = [r.name for r in pinned_requirements()]
+    assert {"tensorflow-cpu", "jax", "flax", "numpy", "asv", "pytest", "packaging"} <= set(names)
+
+
+def test_bad_pyproject_is_named(tmp_path):
+    with pytest.raises(DevToolsError, match="does not parse"):
+        check_pins(_pyproject(tmp_path, "tabulate>>1"))
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    with pytest.raises(DevToolsError, match="no \\[project\\] dependencies"):
+        pinned_requirements(tmp_path / "pyproject.toml")
+
+
+def test_pip_check_reports_each_problem(tmp_path):
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho 'foo 1.0 has requirement bar>=2, but you have bar 1.0.'\nexit 1\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    assert pip_check(str(fake)) == ["foo 1.0 has requirement bar>=2, but you have bar 1.0."]
+    clean = tmp_path / "clean"
+    clean.write_text("#!/bin/sh\necho 'No broken requirements found.'\nexit 0\n")
+    clean.chmod(clean.stat().st_mode | stat.S_IEXEC)
+    assert pip_check(str(clean)) == []
+    with pytest.raises(DevToolsError, match="could not run"):
+        pip_check(os.fspath(tmp_path / "missing-python"))
