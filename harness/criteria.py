@@ -133,10 +133,10 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {spec.name: spec for spec in (
         "step time / median TF step time.",
         ()),
     BenchmarkSpec(
-        "bench_throughput.TrainMemory.peakmem_train_step", "bytes",
+        "bench_throughput.TrainMemoryFull.peakmem_train_step", "bytes",
         "Peak RSS of a process that built the bench model and ran two TF training steps (the Trainer's default "
         "path) on B=2 x T=64 tokens. Not B=4 x T=128: there the second TF step is killed for memory on the "
-        "24 GB shared host today (issue 13).",
+        "24 GB shared host today (issue 13). Full tier (run with --full).",
         ()),
     BenchmarkSpec(
         "bench_throughput.Memory.peakmem_prefill", "bytes",
@@ -609,7 +609,7 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
               Check(_TRAIN_STEP, C.LE, 10.0, "seconds", E.MEASURED, (("framework", "tf-graph"),), gate=False,
                     note="context: absolute time of one TF training step (the Trainer's default); flax-jit and "
                          "tf-eager beside it in the asv HTML"),
-              Check("bench_throughput.TrainMemory.peakmem_train_step", C.LE, 8e9, "bytes", E.MEASURED, gate=False,
+              Check("bench_throughput.TrainMemoryFull.peakmem_train_step", C.LE, 8e9, "bytes", E.MEASURED, gate=False,
                     note="context: peak RSS of a process running TF training steps at B=2 x T=64")),
     _measured("PX.moe_sparsity",
               Check("bench_moe.MoE.track_time_ratio_64_vs_8_experts", C.LE, 1.5, "ratio", E.MEASURED,
