@@ -26,19 +26,15 @@ share of evidence-covered tasks whose hand-set status disagrees with the derived
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from tabulate import tabulate
 
+from harness import testrun
 from harness.progress import Status, Task
-
-NOT_PASSED = ("failed", "error")
-
-
-def selects(pattern: str, nodeid: str) -> bool:
-    """True when the test ``nodeid`` is named by ``pattern`` (a file, a test, a class or a parametrized test)."""
-    return nodeid == pattern or nodeid.startswith((pattern + "::", pattern + "["))
+from harness.testrun import NOT_PASSED, selects
 
 
 @dataclass(frozen=True)
@@ -141,7 +137,7 @@ def outcomes_from_junit(path: str) -> dict[str, str]:
     return outcomes
 
 
-def recorded_outcomes(commit: str, record_dir: str | None = None) -> tuple[dict[str, str] | None, str]:
+def recorded_outcomes(commit: str, record_dir: str | os.PathLike | None = None) -> tuple[dict[str, str] | None, str]:
     """The per-test outcomes of the latest recorded run of the whole default suite at ``commit``, and where from.
 
     The record is ``harness.testrun``'s (``.asv/tests/<sha>.json``, written by ``tests/conftest.py``).
@@ -152,11 +148,7 @@ def recorded_outcomes(commit: str, record_dir: str | None = None) -> tuple[dict[
         record_dir: the record folder; None for ``harness.testrun``'s default (``.asv/tests``).
     """
     try:
-        from harness import testrun
-    except ImportError:
-        return None, "this checkout records no per-commit test run (harness.testrun is absent)"
-    try:
-        run = testrun.latest_run(commit, *([record_dir] if record_dir else []))
+        run = testrun.latest_run(commit, record_dir or testrun.RECORD_DIR)
     except testrun.TestRunError as e:
         return None, str(e)
     if run is None:
@@ -164,7 +156,8 @@ def recorded_outcomes(commit: str, record_dir: str | None = None) -> tuple[dict[
     return dict(run.outcomes), f"test run of {commit[:8]} started {run.started}"
 
 
-def progress_disagreement_of(commit: str, tasks: Sequence[Task], record_dir: str | None = None) -> float | None:
+def progress_disagreement_of(commit: str, tasks: Sequence[Task],
+                             record_dir: str | os.PathLike | None = None) -> float | None:
     """QA.progress_accuracy's value at ``commit``: disagreeing / covered tasks, or None when nothing covers a task.
 
     Raises:

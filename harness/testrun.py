@@ -212,6 +212,19 @@ def latest_run(commit: str, record_dir: str | os.PathLike = RECORD_DIR) -> TestR
 
 
 # ------------------------------------------------------------------ named groups of tests
+def selects(pattern: str, nodeid: str) -> bool:
+    """True when the test ``nodeid`` is named by ``pattern`` (a file, a test, a class or a parametrized test).
+
+    Args:
+        pattern: a test file, ``path::name`` or a class, as a group or a task names it.
+        nodeid: a recorded pytest node id.
+
+    Returns:
+        True when ``nodeid`` equals ``pattern`` or starts with it followed by ``::`` or ``[``.
+    """
+    return nodeid == pattern or nodeid.startswith((pattern + "::", pattern + "["))
+
+
 @dataclass(frozen=True)
 class TestGroup:
     """Tests named by node id or prefix whose outcome in the recorded run backs a criterion.
@@ -228,7 +241,7 @@ class TestGroup:
 
     def selects(self, nodeid: str) -> bool:
         """True when ``nodeid`` is one of this group's tests."""
-        return any(nodeid == p or nodeid.startswith((p + "::", p + "[")) for p in self.tests)
+        return any(selects(p, nodeid) for p in self.tests)
 
 
 def load_groups(path: str | os.PathLike = GROUPS_PATH) -> dict[str, TestGroup]:
@@ -289,4 +302,4 @@ def unmatched_patterns(run: TestRun, groups: Sequence[TestGroup]) -> list[str]:
         ``"group: pattern"`` for each pattern that matches nothing, in group order.
     """
     return [f"{g.name}: {p}" for g in groups for p in g.tests
-            if not any(n == p or n.startswith((p + "::", p + "[")) for n in run.outcomes)]
+            if not any(selects(p, n) for n in run.outcomes)]

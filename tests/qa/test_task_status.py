@@ -122,6 +122,27 @@ def test_recorded_run_lookup_says_why_when_there_is_none(tmp_path):
         task_status.progress_disagreement_of("0" * 40, load_tasks(), str(tmp_path))
 
 
+def test_recorded_run_is_read_through_harness_testrun(tmp_path):
+    """The tracker reads the latest run that tests/conftest.py records (harness.testrun.append_run's file)."""
+    from harness import testrun
+
+    sha = "1" * 40
+    for outcome in ("failed", "passed"):  # two runs of the commit: the latest one counts
+        outcomes = {**RUN, "tests/tf_impl/test_moe.py::test_dispatch": outcome}
+        testrun.append_run(testrun.TestRun(
+            commit=sha, started=f"2025-01-0{1 + (outcome == 'passed')}T00:00:00+00:00", duration_s=1.0,
+            exitstatus=int(outcome == "failed"), coverage=False, python="3.11.9", pytest="9.2.0",
+            counts=testrun.count_outcomes(outcomes), outcomes=outcomes), tmp_path)
+    outcomes, source = task_status.recorded_outcomes(sha, tmp_path)
+    assert outcomes["tests/tf_impl/test_moe.py::test_dispatch"] == "passed"
+    assert source == "test run of 11111111 started 2025-01-02T00:00:00+00:00"
+    tasks = parse(task("moe", "in_progress", ["tests/tf_impl/test_moe.py"]), task("x", "todo"))
+    assert task_status.progress_disagreement_of(sha, tasks, tmp_path) == 1.0  # moe passes now: hand status wrong
+    (tmp_path / f"{sha}.json").write_text("{")
+    outcomes, reason = task_status.recorded_outcomes(sha, tmp_path)
+    assert outcomes is None and "is corrupt" in reason
+
+
 def test_junit_report_gives_pytest_node_ids(tmp_path):
     report = tmp_path / "junit.xml"
     report.write_text(
