@@ -19,12 +19,13 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
+
+from harness.data_files import read_toml
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
@@ -68,12 +69,7 @@ def pinned_requirements(pyproject: str | os.PathLike = PYPROJECT) -> list[Requir
         DevToolsError: the file is missing, not TOML, or a requirement does not parse.
     """
     path = Path(pyproject)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise DevToolsError(f"cannot read {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise DevToolsError(f"{path} is not valid TOML: {exc}") from None
+    data = read_toml(path, DevToolsError, "project file")
     deps = data.get("project", {}).get("dependencies")
     if not isinstance(deps, list) or not deps:
         raise DevToolsError(f"{path} has no [project] dependencies list to check")

@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+from harness.data_files import read_toml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECORD_DIR = REPO_ROOT / ".asv" / "tests"
@@ -257,12 +258,7 @@ def load_groups(path: str | os.PathLike = GROUPS_PATH) -> dict[str, TestGroup]:
         TestRunError: a missing file, bad TOML, or a group without a description or tests.
     """
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise TestRunError(f"cannot read test groups {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise TestRunError(f"test groups {path} is not valid TOML: {exc}") from None
+    data = read_toml(path, TestRunError, "test groups file")
     groups = {}
     for name, entry in data.items():
         tests = entry.get("tests") if isinstance(entry, dict) else None

@@ -40,6 +40,11 @@ def test_bad_pyproject_is_named(tmp_path):
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     with pytest.raises(DevToolsError, match="no \\[project\\] dependencies"):
         pinned_requirements(tmp_path / "pyproject.toml")
+    (tmp_path / "pyproject.toml").write_text("[project\n")
+    with pytest.raises(DevToolsError, match="project file .*pyproject.toml is not valid TOML"):
+        pinned_requirements(tmp_path / "pyproject.toml")
+    with pytest.raises(DevToolsError, match="does not exist"):
+        pinned_requirements(tmp_path / "none.toml")
 
 
 def test_pip_check_reports_each_problem(tmp_path):

@@ -72,6 +72,8 @@ def test_bad_group_file_is_named(tmp_path):
     bad.write_text("[e2e\n")
     with pytest.raises(testrun.TestRunError, match="not valid TOML"):
         testrun.load_groups(bad)
+    with pytest.raises(testrun.TestRunError, match="test groups file .*none.toml does not exist"):
+        testrun.load_groups(tmp_path / "none.toml")
 
 
 def test_every_named_test_exists_in_the_default_suite():
