@@ -10,14 +10,18 @@ belongs to the README's test command. A run of the whole default suite on a clea
 every test's outcome in ``.asv/tests/<commit>.json`` (``harness.testrun``, written by
 ``tests/conftest.py``) and, when green, pytest-cov's report in ``.asv/coverage/<commit>.json``. The
 benchmarks below read the record of the benchmarked commit and raise ``NotImplementedError`` in
-``setup`` when there is none, so asv records NaN (the criterion is NOT MEASURED) and prints the
-reason, which the harness keeps beside the results and shows in the report.
+``setup`` when there is none, so asv records NaN and prints the reason, which the harness keeps beside
+the results and shows in the report. That reason starts with ``harness.results.AWAITING``: the tests of
+the commit have not been recorded yet, so validation shows the latest earlier value, marked stale, and
+the criterion is NOT MEASURED only when no earlier commit has one.
 """
 
 from __future__ import annotations
 
 import importlib.resources
 import tomllib
+
+from harness.results import AWAITING
 
 from . import common
 
@@ -44,8 +48,8 @@ def _recorded_run():
     commit = common.benchmarked_commit()
     run = testrun.latest_run(commit, RECORD_DIR)
     if run is None:
-        raise NotImplementedError(f"{testrun.NO_RUN_REASON} ({commit[:8]}); run the README's test command on a "
-                                  f"clean checkout, then the benchmarks")
+        raise NotImplementedError(f"{AWAITING}{testrun.NO_RUN_REASON} ({commit[:8]}); run the README's test "
+                                  f"command on a clean checkout, then the benchmarks")
     return run
 
 
@@ -61,22 +65,24 @@ def _require_green_coverage() -> None:
         raise NotImplementedError(f"no green test run recorded for this commit ({commit[:8]}): the latest run has "
                                   f"{run.failed} failed and {run.counts.get('not run', 0)} not run of {run.total}")
     if run is not None and not run.coverage:
-        raise NotImplementedError(f"no green test run recorded for this commit ({commit[:8]}) under coverage: the "
-                                  f"recorded run used --no-cov")
-    raise NotImplementedError(f"no green test run recorded for this commit ({commit[:8]}); run the README's test "
-                              f"command on a clean checkout, then the benchmarks")
+        raise NotImplementedError(f"{AWAITING}no green test run recorded for this commit ({commit[:8]}) under "
+                                  f"coverage: the recorded run used --no-cov")
+    raise NotImplementedError(f"{AWAITING}no green test run recorded for this commit ({commit[:8]}); run the "
+                              f"README's test command on a clean checkout, then the benchmarks")
 
 
 def _progress_disagreement() -> float:
     """QA.progress_accuracy's value from the recorded run of the benchmarked commit, else NotImplementedError
     with the reason (raised in setup, so asv prints it and the report shows it)."""
+    from harness import testrun
     from harness.progress import load_tasks
     from harness.task_status import progress_disagreement_of
 
     try:
         value = progress_disagreement_of(common.benchmarked_commit(), load_tasks(), RECORD_DIR)
     except LookupError as e:
-        raise NotImplementedError(str(e)) from None
+        awaiting = AWAITING if str(e).startswith(testrun.NO_RUN_REASON) else ""
+        raise NotImplementedError(f"{awaiting}{e}") from None
     if value is None:
         raise NotImplementedError("no task's named tests are in the recorded test run of this commit")
     return value

@@ -27,6 +27,7 @@ How the verdicts count:
 from __future__ import annotations
 
 import ast
+import dataclasses
 import enum
 import re
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from typing import Mapping, Sequence
 
 from harness import roadmap
 from harness.criteria import BENCHMARKS, BINDINGS, SUCCESS_RATE, Binding, Check
-from harness.results import BenchmarkInfo, CommitResults, ResultsError, Status, Value, lookup
+from harness.results import AWAITING, BenchmarkInfo, CommitResults, ResultsError, Status, Value, lookup
 
 
 class Verdict(str, enum.Enum):
@@ -147,6 +148,10 @@ def evaluate_check(check: Check, commit: CommitResults, benchmarks: Mapping[str,
     if value.status is Status.FAILED:
         why = value.reason or "the benchmark raised or timed out (asv recorded null)"
         return CheckResult(check, Verdict.FAILED_TO_RUN, None, why + stale, value.stderr, **where)
+    if value.status is Status.SKIPPED and skip_reason(value.stderr).startswith(AWAITING) and earlier:
+        index = _latest_measured(check, benchmarks, earlier, value.version)
+        if index is not None:
+            return _stand_in(check, index, commit, benchmarks, earlier, skip_reason(value.stderr))
     if value.status is Status.SKIPPED:
         why = skip_reason(value.stderr) or "the benchmark raised NotImplementedError in setup (asv recorded NaN)"
         return CheckResult(check, Verdict.NOT_MEASURED, None, f"SKIPPED: {why}" + stale, **where)
@@ -163,6 +168,29 @@ def evaluate_check(check: Check, commit: CommitResults, benchmarks: Mapping[str,
     compared, compared_name = _compared(check, value, commit, benchmarks, earlier)
     return CheckResult(check, verdict, value.value, stale.strip(" ()"), compared=compared,
                        compared_name=compared_name, **where)
+
+
+def _latest_measured(check: Check, benchmarks: Mapping[str, BenchmarkInfo], earlier: Sequence[CommitResults],
+                     version: str | None) -> int | None:
+    """Index of the newest of ``earlier`` (oldest first) holding a value of ``check`` at benchmark ``version``."""
+    for i in range(len(earlier) - 1, -1, -1):
+        try:
+            old = lookup(earlier[i], dict(benchmarks), check.benchmark, dict(check.params))
+        except ResultsError:
+            return None
+        if old.status is Status.OK and old.version == version:
+            return i
+    return None
+
+
+def _stand_in(check: Check, index: int, commit: CommitResults, benchmarks: Mapping[str, BenchmarkInfo],
+              earlier: Sequence[CommitResults], why: str) -> CheckResult:
+    """``check`` evaluated at ``earlier[index]``, standing in as a stale value for ``commit``, whose benchmark
+    was skipped only because an input record of ``commit`` does not exist yet (``AWAITING``): the value is
+    not known at ``commit``, not lost there, so it is neither a verdict of ``commit`` nor a regression."""
+    res = evaluate_check(check, earlier[index], benchmarks, earlier[:index])
+    note = f"stale: measured at {earlier[index].commit_hash[:8]}; at {commit.commit_hash[:8]}: {why}"
+    return dataclasses.replace(res, reason=note, stale=True)
 
 
 def _compared(check: Check, value: Value, commit: CommitResults, benchmarks: Mapping[str, BenchmarkInfo],

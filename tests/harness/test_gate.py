@@ -119,6 +119,35 @@ def test_a_value_lost_at_the_new_commit_is_a_regression(tmp_results):
     assert (lost.before, lost.after) == ("PASS", "NOT MEASURED") and "NaN" in lost.detail
 
 
+def _skipped_with(results_dir, sha, name, message):
+    """The stderr capture the harness keeps beside ``sha``'s results file: asv's line for a skip in setup."""
+    from harness.results import stderr_path
+
+    path = stderr_path(results_dir, MACHINE, f"{sha[:8]}-existing-py_work_main_.venv_bin_python.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({name: f"asv: skipped: NotImplementedError({message!r})\n"}))
+
+
+def test_a_value_awaiting_its_input_record_is_stale_not_lost(tmp_results):
+    """A commit whose tests have not been recorded yet skips the ratio with an AWAITING reason: the earlier
+    value stands in, marked stale, and nothing is flagged; the same skip without AWAITING is a lost value."""
+    from harness.results import AWAITING
+
+    add_commit(tmp_results, SHA_C, 1700000300000, {RATIO: {"samples": [_noisy(1.25, seed=7), _noisy(1.15, seed=8)]}})
+    add_commit(tmp_results, SHA_D, 1700000400000, {RATIO: {"values": [float("nan"), float("nan")]}})
+    _skipped_with(tmp_results, SHA_D, RATIO, f"{AWAITING}no test run recorded for this commit (d4d4d4d4)")
+    c3, d4 = _history(tmp_results)[2:]
+    prefill = d4["PX.tf_prefill_speed"].checks[0]
+    assert prefill.verdict is Verdict.PASS and prefill.stale and prefill.measured_at.startswith("c3c3c3c3")
+    assert "awaiting" in prefill.reason and not caused_here(d4["PX.tf_prefill_speed"])
+    assert not [r for r in regressions(c3, d4) if r.criterion_id in ("PX.tf_prefill_speed", "PX.tf_decode_speed")]
+
+    _skipped_with(tmp_results, SHA_D, RATIO, "the benchmark cannot run here")
+    c3, d4 = _history(tmp_results)[2:]
+    assert d4["PX.tf_prefill_speed"].verdict is Verdict.NOT_MEASURED
+    assert ("PX.tf_prefill_speed", "verdict") in {(r.criterion_id, r.what) for r in regressions(c3, d4)}
+
+
 def test_noise_is_not_flagged_and_a_slowdown_is(tmp_results):
     add_commit(tmp_results, SHA_C, 1700000300000, {RATIO: {"samples": [_noisy(1.25, seed=7), _noisy(1.15, seed=8)]}})
     add_commit(tmp_results, SHA_D, 1700000400000, {RATIO: {"samples": [_noisy(1.25, seed=9), _noisy(1.15, seed=10)]}})
