@@ -4,6 +4,8 @@ Weights are quantised in 128x128 blocks and activations in 1x128 blocks along th
 block with one fp32 scale ``max(amax, 1e-4) / 448``. Values are clipped to +-448 *before* the cast:
 an e4m3fn cast of an out-of-range value gives NaN, not 448. A matmul sums the e4m3 products of one
 128-wide K block in fp32, scales that partial sum by both blocks' scales, and adds the blocks up.
+Both divisions are IEEE divisions rounded once (see ``_divide``), so the e4m3 codes are exactly those
+of ``harness.fp8_oracle`` (numpy and ml_dtypes' round-to-nearest-even), ties included.
 
 The master weights stay fp32; quantisation happens on the fly in every forward. Gradients use the
 straight-through estimator: the rounding to the e4m3 grid counts as identity, the scales count as
@@ -33,9 +35,21 @@ def _pad_last(x: jax.Array, axis: int) -> jax.Array:
     return jnp.pad(x, widths)
 
 
+def _divide(x: jax.Array, d: jax.Array) -> jax.Array:
+    """``x / d`` (``d`` broadcast to ``x``) rounded once, as IEEE-754 division and numpy round it.
+
+    XLA rewrites a division by a constant or by a broadcast operand into a multiplication by the
+    reciprocal: two roundings, up to an ulp off the true quotient, and an ulp moves a quotient that sits
+    on an e4m3 rounding midpoint to the next e4m3 code (that was the TF-vs-Flax difference of one e4m3
+    step at the bench config). The optimization barrier hides the divisor from the rewrite, at the cost
+    of materialising the broadcast divisor.
+    """
+    return x / jax.lax.optimization_barrier(jnp.broadcast_to(d, x.shape))
+
+
 def _block_scale(amax: jax.Array) -> jax.Array:
     """The fp32 scale that maps a block's largest magnitude onto e4m3's largest finite value."""
-    return jax.lax.stop_gradient(jnp.maximum(amax, MIN_AMAX) / E4M3_MAX)
+    return jax.lax.stop_gradient(_divide(jnp.maximum(amax, MIN_AMAX), jnp.float32(E4M3_MAX)))
 
 
 def _to_e4m3(v: jax.Array) -> jax.Array:
@@ -53,7 +67,7 @@ def _act_blocks(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     kb = -(-x.shape[-1] // BLOCK)
     blocks = _pad_last(x.astype(jnp.float32), -1).reshape(*x.shape[:-1], kb, BLOCK)  # (..., KB, 128)
     scale = _block_scale(jnp.max(jnp.abs(blocks), axis=-1))  # (..., KB)
-    return blocks / scale[..., None], scale
+    return _divide(blocks, scale[..., None]), scale
 
 
 def _weight_blocks(w: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -62,7 +76,7 @@ def _weight_blocks(w: jax.Array) -> tuple[jax.Array, jax.Array]:
     padded = _pad_last(_pad_last(w.astype(jnp.float32), 0), 1)
     blocks = padded.reshape(nb, BLOCK, kb, BLOCK)  # (NB, 128, KB, 128)
     scale = _block_scale(jnp.max(jnp.abs(blocks), axis=(1, 3)))  # (NB, KB)
-    return blocks / scale[:, None, :, None], scale
+    return _divide(blocks, scale[:, None, :, None]), scale
 
 
 def quantize_act(x: jax.Array) -> tuple[jax.Array, jax.Array]:

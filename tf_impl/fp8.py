@@ -4,6 +4,8 @@ Weights are quantised in 128x128 blocks and activations in 1x128 blocks along th
 block with one fp32 scale ``max(amax, 1e-4) / 448``. Values are clipped to +-448 *before* the cast
 (an e4m3fn cast of 500 gives NaN, not 448). ``fp8_matmul`` multiplies the e4m3 values, accumulates
 each 128-wide K block in fp32, applies the two block scales to that partial sum and adds the blocks up.
+The scale and ``x / scale`` are each rounded once, eagerly, as a graph and under XLA alike, so the e4m3
+codes are exactly those of ``harness.fp8_oracle`` (numpy and ml_dtypes' round-to-nearest-even).
 
 Gradients: the rounding to e4m3 has zero derivative almost everywhere, so ``fp8_matmul`` uses the
 straight-through estimator: the backward pass is that of the fp32 matmul ``x @ w.T`` with the
@@ -34,6 +36,19 @@ def _pad_to_block(x: tf.Tensor, axis: int) -> tf.Tensor:
     return tf.pad(x, pads)
 
 
+def _block_scale(amax: tf.Tensor) -> tf.Tensor:
+    """``max(amax, 1e-4) / 448`` rounded once to fp32.
+
+    Grappler and XLA turn a division by the constant 448 into a multiplication by fp32(1/448), an ulp
+    off for about half of all amax values, and an ulp in the scale moves quotients that sit on an e4m3
+    rounding midpoint to the next code. Dividing in float64 and rounding to fp32 once gives the correctly
+    rounded quotient even when the float64 division is rewritten the same way: its error (~2^-52) is far
+    below the distance (>~2^-28 relative) between any fp32 quotient a/448 and an fp32 rounding midpoint.
+    The scales are one value per block, so the float64 step costs nothing measurable.
+    """
+    return tf.cast(tf.cast(tf.maximum(amax, MIN_AMAX), tf.float64) / E4M3_MAX, tf.float32)
+
+
 def _to_e4m3(x: tf.Tensor) -> tf.Tensor:
     """Cast fp32 values already divided by their scale to e4m3, clipping first so nothing becomes NaN."""
     return tf.cast(tf.clip_by_value(x, -E4M3_MAX, E4M3_MAX), float8_e4m3fn)
@@ -51,7 +66,7 @@ def quantize_weight(w: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     ob, ib = wp.shape[-2] // BLOCK, wp.shape[-1] // BLOCK
     blocks = tf.reshape(wp, [*lead, ob, BLOCK, ib, BLOCK])             # [..., Ob, 128, Ib, 128]
     amax = tf.reduce_max(tf.abs(blocks), axis=[-3, -1])                # [..., Ob, Ib]
-    scale = tf.maximum(amax, MIN_AMAX) / E4M3_MAX                      # [..., Ob, Ib]
+    scale = _block_scale(amax)                                         # [..., Ob, Ib]
     q = _to_e4m3(blocks / scale[..., :, None, :, None])                # [..., Ob, 128, Ib, 128]
     q = tf.reshape(q, [*lead, ob * BLOCK, ib * BLOCK])[..., :o, :i]    # [..., O, I]
     return q, scale
@@ -75,7 +90,7 @@ def quantize_act(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     xp = _pad_to_block(x, -1)                                          # [..., I']
     kb = xp.shape[-1] // BLOCK
     blocks = tf.reshape(xp, [*lead, kb, BLOCK])                        # [..., K, 128]
-    scale = tf.maximum(tf.reduce_max(tf.abs(blocks), -1), MIN_AMAX) / E4M3_MAX  # [..., K]
+    scale = _block_scale(tf.reduce_max(tf.abs(blocks), -1))            # [..., K]
     q = _to_e4m3(blocks / scale[..., None])                            # [..., K, 128]
     return tf.reshape(q, [*lead, kb * BLOCK])[..., :i], scale
 
