@@ -169,6 +169,27 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {spec.name: spec for spec in (
         "Fraction of (token, layer) routing decisions whose top-k expert sets agree between TF and Flax.",
         _params(config=("tiny",))),
     BenchmarkSpec(
+        "bench_equivalence.EquivalenceBench.track_fraction_passed", "fraction",
+        "FP8 block checks passed / run at ModelConfig.bench() widths: e4m3 codes and block scales of TF eager, "
+        "TF XLA and Flax against the ml_dtypes oracle (tie cases, a weight of every FP8 shape, activations of every "
+        "FP8 width) and the blocked matmul TF vs Flax (harness.equivalence, checks=fp8_blocks).",
+        ()),
+    BenchmarkSpec(
+        "bench_equivalence.EquivalenceBench.track_worst_error_over_tolerance", "ratio",
+        "The largest |error| / (atol + rtol * |ref|) among those FP8 block checks; 1.0 is at the limit, 1e6 caps "
+        "an exact check that differs.",
+        ()),
+    BenchmarkSpec(
+        "bench_equivalence.EquivalenceBenchFull.track_fraction_passed", "fraction",
+        "Gating checks passed / run by `python -m harness equivalence --config bench` (every component, logits, "
+        "losses, gradients, an AdamW step, generation, FP8); full tier.",
+        ()),
+    BenchmarkSpec(
+        "bench_equivalence.EquivalenceBenchFull.track_worst_error_over_tolerance", "ratio",
+        "The largest |error| / tolerance of any gating check of that run; 1.0 is at the limit, 1e6 caps an exact "
+        "check that differs; full tier.",
+        ()),
+    BenchmarkSpec(
         "bench_moe.MoE.track_time_ratio_64_vs_8_experts", "ratio",
         "TF MoE layer wall time with 64 routed experts / with 8, same activated experts, tokens and widths.",
         ()),
@@ -374,6 +395,8 @@ DERIVED: dict[str, str] = {
 
 _EQ_ERR = "bench_equivalence.Equivalence.track_max_abs_logits_error"
 _EQ_ROUTE = "bench_equivalence.Equivalence.track_routing_agreement"
+_EQ_BENCH = "bench_equivalence.EquivalenceBench"
+_EQ_FULL = "bench_equivalence.EquivalenceBenchFull"
 _KV_MHA = "bench_kvcache.KVCache.track_reduction_vs_mha"
 _KV_GQA = "bench_kvcache.KVCache.track_reduction_vs_67b_gqa"
 _LOAD_CV = "bench_moe.MoE.track_load_cv"
@@ -433,7 +456,15 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
                     note="`python -m pip check` finds no broken requirement")),
     _measured("P0.synthetic_validation",
               Check(_EQ_ERR, C.LE, 1e-5, "abs", E.MEASURED, (("config", "tiny"),),
-                    note="the TF-vs-Flax equivalence harness on synthetic tokens")),
+                    note="the TF-vs-Flax equivalence harness on synthetic tokens"),
+              Check(f"{_EQ_BENCH}.track_fraction_passed", C.EQ, 1.0, "fraction", E.MEASURED,
+                    note="FP8 block checks at bench widths, against the ml_dtypes oracle"),
+              Check(f"{_EQ_BENCH}.track_worst_error_over_tolerance", C.LE, 1.0, "ratio", E.MEASURED,
+                    note="worst FP8 block error in units of its tolerance"),
+              Check(f"{_EQ_FULL}.track_fraction_passed", C.EQ, 1.0, "fraction", E.MEASURED,
+                    note="every equivalence check at bench (full tier: python -m harness run --full)"),
+              Check(f"{_EQ_FULL}.track_worst_error_over_tolerance", C.LE, 1.0, "ratio", E.MEASURED,
+                    note="worst error of the bench equivalence in units of its tolerance (full tier)")),
     _measured("P0.doc_standards", Check(_DOCS, C.GT, 0.90, "fraction", E.MEASURED,
                                         note="harness.docs_check scores the seed's code documentation standard: "
                                              "docstrings, Args/Returns, type hints, naming (D100-D107)")),

@@ -65,6 +65,31 @@ def quantize_act(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q.reshape(*x.shape[:-1], kb * BLOCK)[..., : x.shape[-1]], scale
 
 
+def code_mismatch(got: np.ndarray, want: np.ndarray, inputs: np.ndarray) -> str:
+    """'' when two e4m3 arrays hold the same 8-bit codes (so -0 and +0 count as different), else how many
+    codes differ and the first: its input and both values."""
+    got, want = np.asarray(got), np.asarray(want)
+    if got.shape != want.shape:
+        return f"shape {list(got.shape)}, expected {list(want.shape)}"
+    bad = np.flatnonzero(got.view(np.uint8).ravel() != want.view(np.uint8).ravel())
+    if not bad.size:
+        return ""
+    i = bad[0]
+    return (f"{bad.size} codes differ from ml_dtypes, e.g. input {np.asarray(inputs).ravel()[i]!r} -> "
+            f"{got.ravel()[i].astype(np.float32)} instead of {want.ravel()[i].astype(np.float32)}")
+
+
+def quantiser_mismatch(quantize, x: np.ndarray, kind: str) -> str:
+    """'' when ``quantize(x)`` (a framework's ``quantize_weight`` for ``kind="weight"``, ``quantize_act`` for
+    ``"act"``; any array-like results) gives the oracle's scales and e4m3 codes, else what differs."""
+    q, s = (np.asarray(v) for v in quantize(x))
+    q_ref, s_ref = (quantize_weight if kind == "weight" else quantize_act)(x)
+    if s.shape != s_ref.shape or not np.array_equal(s, s_ref):
+        n = "shape" if s.shape != s_ref.shape else int((s != s_ref).sum())
+        return f"block scales differ from max(amax, 1e-4)/448 rounded once ({n})"
+    return code_mismatch(q, q_ref, x)
+
+
 def e4m3_midpoints() -> np.ndarray:
     """The 126 positive fp32 values exactly halfway between adjacent non-negative finite e4m3 values
     (from 2^-10, between 0 and the smallest subnormal, up to 432, between 416 and 448)."""

@@ -154,11 +154,33 @@ def _optimizer(tc: TrainConfig) -> optax.GradientTransformation:
                        optax.add_decayed_weights(tc.weight_decay))
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def adamw_step(tc: TrainConfig, params: Any, optimizer_state: Any, grads: Any, lr) -> tuple[Any, Any]:
+    """One AdamW update ``p - lr * u`` of any pytree of fp32 arrays (clip, Adam moments, decoupled decay).
+
+    :func:`train_step` applies it to the model's parameters; the equivalence harness applies it to a
+    canonical state with given gradients, to compare the optimizer alone with tf_impl's.
+
+    Args:
+        tc: the optimizer settings (clip norm, betas, eps, weight decay).
+        params: the parameters, any pytree of fp32 arrays.
+        optimizer_state: the state from the previous step, or None for a fresh one (first step).
+        grads: the gradients, the same pytree as ``params``.
+        lr: this step's learning rate.
+
+    Returns:
+        ``(new params, new optimizer state)``.
+    """
+    if optimizer_state is None:
+        optimizer_state = _optimizer(tc).init(params)
+    updates, optimizer_state = _optimizer(tc).update(grads, optimizer_state, params)
+    return jax.tree.map(lambda p, u: p - lr * u, params, updates), optimizer_state
+
+
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _apply(cfg, tc, params, biases, opt_state, grads, load, lr):
     """AdamW update of ``params`` and the balancing update of every gate bias from ``load`` [n_moe_layers, E]."""
-    updates, opt_state = _optimizer(tc).update(grads, opt_state, params)
-    params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
+    params, opt_state = adamw_step(tc, params, opt_state, grads, lr)
     flat = dict(nnx.to_flat_state(biases))
     for layer, path in enumerate(moe_bias_paths(cfg)):
         flat[path] = flat[path].replace(bias_update(flat[path][...], load[layer], cfg.bias_update_speed))
