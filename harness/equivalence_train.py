@@ -1,7 +1,7 @@
 """The training rows of the equivalence suite: loss parts, gradients, and one AdamW step.
 
 The AdamW step is compared twice. First the optimizers alone, fed the same weights and the same gradients
-(``TOLERANCES["adamw"]``: a couple of ulps of the weight, from fp32 rounding of one update). Then each
+for three steps (``TOLERANCES["adamw"]``: a few ulps of the weight, from fp32 rounding of the updates). Then each
 framework's whole train step with its own gradients. AdamW's first update is ``lr*c*g/(c|g| + eps)``
 (``c`` the clip factor), about ``lr*sign(g)`` where ``c|g|`` is far above ``eps``, but steep near ``eps``:
 there a gradient difference ``d`` that the gradients row accepts moves the update by up to
@@ -76,9 +76,15 @@ def training_rows(p, state: Mapping[str, np.ndarray], checks: Sequence[str]) -> 
     return rows
 
 
+# Optimizer-alone steps. At the first step m_hat = g and v_hat = g^2 whatever b1 and b2 are, so later steps
+# feed the reference gradients times seeded per-element factors in [-2, 2] (a global factor would be undone
+# by the clipping): then the moments, their bias corrections and the cosine schedule count.
+ADAMW_STEPS = 3
+
+
 def _optimizer_row(state, grads, tc_t, tc_f) -> Row:
-    """One AdamW step (clip, moments, decoupled decay) of both optimizers on the same weights and the same
-    (reference) gradients: the optimizers alone, free of the gradients' own TF-vs-Flax difference."""
+    """``ADAMW_STEPS`` AdamW steps (clip, moments, decoupled decay, schedule) of both optimizers from the
+    same weights with the same gradients: the optimizers alone, free of the gradients' own TF-vs-Flax difference."""
     import jax.numpy as jnp
     import tensorflow as tf
 
@@ -87,14 +93,18 @@ def _optimizer_row(state, grads, tc_t, tc_f) -> Row:
 
     names = sorted(grads)
     variables = [tf.Variable(state[n]) for n in names]
-    clipped, _ = clip_by_global_norm([tf.constant(grads[n]) for n in names], tc_t.clip_norm)
-    AdamW(variables, tc_t).apply(clipped)
-    params, _ = adamw_step(tc_f, {n: jnp.asarray(state[n]) for n in names}, None,
-                           {n: jnp.asarray(grads[n]) for n in names}, learning_rate(0, tc_f))
+    opt_t = AdamW(variables, tc_t)
+    params, opt_f = {n: jnp.asarray(state[n]) for n in names}, None
+    rng = np.random.default_rng(0)
+    for step in range(ADAMW_STEPS):
+        g = {n: grads[n] if step == 0 else (grads[n] * rng.uniform(-2, 2, grads[n].shape)).astype(np.float32)
+             for n in names}
+        opt_t.apply(clip_by_global_norm([tf.constant(g[n]) for n in names], tc_t.clip_norm)[0])
+        params, opt_f = adamw_step(tc_f, params, opt_f, {n: jnp.asarray(g[n]) for n in names}, learning_rate(step, tc_f))
     per = [_row(n, v.numpy(), params[n], "adamw", note=n) for n, v in zip(names, variables)]
     worst = max(per, key=lambda r: r.error_over_tolerance)
     failed = [r.note for r in per if not r.passed]
-    return _merge(f"AdamW alone: same weights and gradients, {len(per)} tensors", per,
+    return _merge(f"AdamW alone: {ADAMW_STEPS} steps, same weights and gradients, {len(per)} tensors", per,
                   note=f"failed: {', '.join(failed[:5])}" if failed else f"worst {worst.note}")
 
 

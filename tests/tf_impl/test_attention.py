@@ -5,15 +5,28 @@ import pytest
 
 from harness.config import ModelConfig
 from tf_impl import cache_bytes_per_token
+from tf_impl.attention import KVCache
 
 
 def test_cache_bytes_per_token_formula():
     cfg = ModelConfig.v3_671b()
     assert cache_bytes_per_token(cfg, "absorb") == 61 * (512 + 64) * 4
     assert cache_bytes_per_token(cfg, "naive") == 61 * 128 * (192 + 128) * 4
-    assert 1 - 576 / (2 * 128 * 128) == pytest.approx(0.982, abs=1e-3)   # MLA vs MHA elements per token
     with pytest.raises(ValueError, match="cache mode"):
         cache_bytes_per_token(cfg, "paged")
+
+
+def test_caches_allocated_at_671b_attention_dims_give_the_mla_reduction():
+    """The tensors KVCache allocates at DeepSeek-V3's attention dims (one layer, 4 positions, so that the naive
+    cache fits): C + R = 576 elements per token for the absorbed layout, N * (H + R + H) = 40,960 for the naive
+    one, and 1 - 576 / (2 * 128 * 128) = 98.2% against a textbook MHA cache of 2 * N * 128 elements."""
+    cfg = ModelConfig.v3_671b(n_layers=1, n_dense_layers=1, max_seq_len=4)
+    naive, absorb = (KVCache(cfg, 1, mode) for mode in ("naive", "absorb"))
+    per_token = {c.mode: c.nbytes // (4 * cfg.max_seq_len) for c in (naive, absorb)}  # fp32 elements per token
+    assert per_token == {"absorb": 512 + 64, "naive": 128 * (128 + 64 + 128)}
+    assert [v.shape.as_list() for v in absorb.variables] == [[1, 4, 512], [1, 4, 64]]  # one rope key for all heads
+    assert 1 - absorb.nbytes / naive.nbytes == pytest.approx(1 - 576 / 40960)
+    assert 1 - per_token["absorb"] / (2 * cfg.n_heads * cfg.v_head_dim) == pytest.approx(0.982, abs=5e-4)
 
 
 @pytest.mark.parametrize("mode", ["naive", "absorb"])
