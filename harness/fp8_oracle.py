@@ -90,6 +90,12 @@ def quantiser_mismatch(quantize, x: np.ndarray, kind: str) -> str:
     return code_mismatch(q, q_ref, x)
 
 
+def tie_mismatch(kind: str, quantize) -> str:
+    """:func:`quantiser_mismatch` of a framework's ``quantize_weight`` (``kind="weight"``, on :func:`tie_weight`)
+    or ``quantize_act`` (``"act"``, on :func:`tie_activations`): '' when every tie case rounds as ml_dtypes."""
+    return quantiser_mismatch(quantize, tie_weight() if kind == "weight" else tie_activations(), kind)
+
+
 def e4m3_midpoints() -> np.ndarray:
     """The 126 positive fp32 values exactly halfway between adjacent non-negative finite e4m3 values
     (from 2^-10, between 0 and the smallest subnormal, up to 432, between 416 and 448)."""
