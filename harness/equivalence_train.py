@@ -84,14 +84,18 @@ ADAMW_STEPS = 3
 
 def _optimizer_row(state, grads, tc_t, tc_f) -> Row:
     """``ADAMW_STEPS`` AdamW steps (clip, moments, decoupled decay, schedule) of both optimizers from the
-    same weights with the same gradients: the optimizers alone, free of the gradients' own TF-vs-Flax difference."""
+    same weights with the same gradients: the optimizers alone, free of the gradients' own TF-vs-Flax difference.
+
+    The optimizer is elementwise but for the clipping norm, so routed experts after the first of each layer
+    are left out (they are most of a MoE model's weights: at bench that saves ~3 GB of peak memory); the
+    clipping still acts, on the norm of the tensors kept."""
     import jax.numpy as jnp
     import tensorflow as tf
 
     from reference.train import adamw_step, learning_rate
     from tf_impl.train import AdamW, clip_by_global_norm
 
-    names = sorted(grads)
+    names = [n for n in sorted(grads) if ".experts." not in n or ".experts.0." in n]
     variables = [tf.Variable(state[n]) for n in names]
     opt_t = AdamW(variables, tc_t)
     params, opt_f = {n: jnp.asarray(state[n]) for n in names}, None
@@ -104,7 +108,8 @@ def _optimizer_row(state, grads, tc_t, tc_f) -> Row:
     per = [_row(n, v.numpy(), params[n], "adamw", note=n) for n, v in zip(names, variables)]
     worst = max(per, key=lambda r: r.error_over_tolerance)
     failed = [r.note for r in per if not r.passed]
-    return _merge(f"AdamW alone: {ADAMW_STEPS} steps, same weights and gradients, {len(per)} tensors", per,
+    return _merge(f"AdamW alone: {ADAMW_STEPS} steps, same weights and gradients, {len(per)} of {len(grads)} "
+                  f"tensors", per,
                   note=f"failed: {', '.join(failed[:5])}" if failed else f"worst {worst.note}")
 
 
