@@ -459,11 +459,13 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
                     note="the TF-vs-Flax equivalence harness on synthetic tokens"),
               Check(f"{_EQ_BENCH}.track_fraction_passed", C.EQ, 1.0, "fraction", E.MEASURED,
                     note="FP8 block checks at bench widths, against the ml_dtypes oracle"),
-              Check(f"{_EQ_BENCH}.track_worst_error_over_tolerance", C.LE, 1.0, "ratio", E.MEASURED,
-                    note="worst FP8 block error in units of its tolerance"),
               Check(f"{_EQ_FULL}.track_fraction_passed", C.EQ, 1.0, "fraction", E.MEASURED,
                     note="every equivalence check at bench (full tier: python -m harness run --full)"),
-              Check(f"{_EQ_FULL}.track_worst_error_over_tolerance", C.LE, 1.0, "ratio", E.MEASURED,
+              # Context: a check over its tolerance already fails its run's fraction; the margin itself moves
+              # with any change of fp32 summation order, which is no regression while it stays under 1.
+              Check(f"{_EQ_BENCH}.track_worst_error_over_tolerance", C.LE, 1.0, "ratio", E.MEASURED, gate=False,
+                    note="worst FP8 block error in units of its tolerance"),
+              Check(f"{_EQ_FULL}.track_worst_error_over_tolerance", C.LE, 1.0, "ratio", E.MEASURED, gate=False,
                     note="worst error of the bench equivalence in units of its tolerance (full tier)")),
     _measured("P0.doc_standards", Check(_DOCS, C.GT, 0.90, "fraction", E.MEASURED,
                                         note="harness.docs_check scores the seed's code documentation standard: "
