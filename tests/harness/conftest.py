@@ -3,7 +3,8 @@
 ``fixtures/results/harness-host`` holds two commits. a1a1a1a1 (older): every bound benchmark has a
 passing value. b2b2b2b2 (newer): TF/Flax prefill ratio 1.3 -> 1.1 (passes, but regressed > 10%), decode
 ratio 1.2 -> 0.8 (FAIL), max-abs logits error null (failed; its stderr is in ``fixtures/stderr``),
-load CV without balancing NaN (skipped), the data-pipeline benchmark absent (missing).
+load CV without balancing NaN (skipped), the data-pipeline benchmark absent (missing). Both commits hold
+passing values of the bench equivalence benchmarks (default and full tier).
 """
 
 import shutil
