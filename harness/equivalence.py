@@ -81,12 +81,14 @@ TOLERANCES: dict[str, Tolerance] = {
     "step_floor": Tolerance(1.0, 1.0, "AdamW's first update is lr*c*g/(c|g| + eps), c = min(1, clip/||g||): a gradient "
                                       "difference d moves it by up to lr*eps'*d/(|g| - d + eps')^2 (eps' = eps/c), and "
                                       "by up to 2*lr where |g| <= d (the sign may flip); d = 10*max|g_tf - g_ref| per "
-                                      "tensor, the margin for the Trainer's own compiled gradient. Required: |dw_tf - "
-                                      "dw_ref| <= that bound + the step_weights tolerance (atol/rtol: multiples of it)"),
+                                      "tensor, the margin for the Trainer's own compiled gradient. Required: "
+                                      "|dw_tf - dw_ref| <= that bound + the step_weights tolerance "
+                                      "(atol/rtol: multiples of it)"),
     "gate_bias": Tolerance(0.0, 0.0, "bias += speed*sign(mean(load) - load): integer loads, identical when routing is"),
     "decode_logits": Tolerance(1e-5, 0.0, "as logits, at every greedy step; tokens must be identical"),
-    "fp8_values": Tolerance(0.0, 0.0, "e4m3 codes and fp32 block scales against harness.fp8_oracle: max(amax, 1e-4)/448 "
-                                      "and x/scale each rounded once, then round-to-nearest-even; one right answer"),
+    "fp8_values": Tolerance(0.0, 0.0, "e4m3 codes and fp32 block scales against harness.fp8_oracle: "
+                                      "max(amax, 1e-4)/448 and x/scale each rounded once, then round-to-nearest-even; "
+                                      "one right answer"),
     "fp8_matmul": Tolerance(1e-6, 1e-6, "e4m3 products summed per 128-block in fp32: the rounding error scales with "
                                         "sum|x*w|, not with the (cancelling) result, so per tensor", per="tensor"),
     "fp8_logits": Tolerance(1e-4, 0.0, "identical quantisation, but an fp32 1-ulp difference upstream can move an "
@@ -107,7 +109,7 @@ SUITE_CONFIGS: dict[str, Callable[[], ModelConfig]] = {
     "tiny-dense": lambda: ModelConfig.tiny(n_dense_layers=3),                    # 2 layers + 1 MTP block, all dense
     "tiny-yarn": lambda: ModelConfig.tiny(original_seq_len=32, max_seq_len=128),  # YaRN active (factor 4)
     "bench": ModelConfig.bench,
-    "bench-layer": lambda: ModelConfig.bench(n_layers=1, n_dense_layers=0, n_mtp_modules=0),  # one MoE block, bench widths
+    "bench-layer": lambda: ModelConfig.bench(n_layers=1, n_dense_layers=0, n_mtp_modules=0),  # 1 MoE block, bench dims
 }
 
 
@@ -184,8 +186,8 @@ def _row(component: str, a, b, key: str, routing: float | None = None, note: str
     tol = TOLERANCES[key]
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
-        return Row(component, math.inf, math.inf, tol, routing, False, f"shape TF {list(a.shape)} vs Flax {list(b.shape)}",
-                   math.inf)
+        return Row(component, math.inf, math.inf, tol, routing, False,
+                   f"shape TF {list(a.shape)} vs Flax {list(b.shape)}", math.inf)
     max_abs, max_rel, _ = _errors(a, b)
     ok = _within(a, b, tol) and (routing is None or routing >= REQUIRED_ROUTING_AGREEMENT)
     return Row(component, max_abs, max_rel, tol, routing, ok, note, _over_tolerance(a, b, tol))

@@ -81,7 +81,8 @@ class _Tally:
             self.first.setdefault(side, f"{what}: shape {q.shape} vs oracle {q_ref.shape}")
             return
         ref = q_ref.astype(np.float32)
-        diff = max(float(np.abs(q.astype(np.float32) - ref).max(initial=0.0)), float(np.abs(s - s_ref).max(initial=0.0)))
+        diff = max(float(np.abs(q.astype(np.float32) - ref).max(initial=0.0)),
+                   float(np.abs(s - s_ref).max(initial=0.0)))
         self.max_abs = max(self.max_abs, diff)
         self.max_rel = max(self.max_rel, diff / max(float(np.abs(ref).max(initial=0.0)), 1e-30))
         codes = oracle.code_mismatch(q, q_ref, inputs)

@@ -104,7 +104,8 @@ def _optimizer_row(state, grads, tc_t, tc_f) -> Row:
         g = {n: grads[n] if step == 0 else (grads[n] * rng.uniform(-2, 2, grads[n].shape)).astype(np.float32)
              for n in names}
         opt_t.apply(clip_by_global_norm([tf.constant(g[n]) for n in names], tc_t.clip_norm)[0])
-        params, opt_f = adamw_step(tc_f, params, opt_f, {n: jnp.asarray(g[n]) for n in names}, learning_rate(step, tc_f))
+        params, opt_f = adamw_step(tc_f, params, opt_f, {n: jnp.asarray(g[n]) for n in names},
+                                   learning_rate(step, tc_f))
     per = [_row(n, v.numpy(), params[n], "adamw", note=n) for n, v in zip(names, variables)]
     worst = max(per, key=lambda r: r.error_over_tolerance)
     failed = [r.note for r in per if not r.passed]
