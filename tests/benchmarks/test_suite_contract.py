@@ -108,6 +108,8 @@ def test_suite_benchmark_is_labelled(name):
 
 
 def test_parameter_combinations_are_few():
-    """Each combination is one asv process (a TF/JAX import): keep the suite inside its time budget."""
-    combos = sum(len(list(itertools.product(*(v for _, v in f.params)))) for f in SUITE.values())
+    """Each combination is one asv process (a TF/JAX import): keep the main job inside its time budget. The
+    full tier (classes named *Full) is left out of the main job, so it does not count here."""
+    main_job = [f for f in SUITE.values() if not f.name.split(".")[1].endswith("Full")]
+    combos = sum(len(list(itertools.product(*(v for _, v in f.params)))) for f in main_job)
     assert combos <= 60, f"{combos} benchmark processes; the suite must run in under 15 minutes"
