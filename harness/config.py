@@ -11,7 +11,9 @@ import dataclasses
 import enum
 import json
 import math
+import numbers
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -254,27 +256,58 @@ class ModelConfig:
         os.replace(tmp, path)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "ModelConfig":
-        """Build from a dict with ModelArgs keys; unknown keys are an error that lists them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+    def from_dict(cls, data: dict[str, Any], source: str = "config", strict: bool = False) -> "ModelConfig":
+        """Build from a dict with ModelArgs keys; unknown keys are an error that lists them.
+
+        A key that is absent takes its default, as in DeepSeek's own ``ModelArgs`` (its
+        ``config_671B.json`` has no RoPE/YaRN or MTP keys). That is never silent: a UserWarning names
+        every defaulted field and its value. ``strict=True`` refuses a dict with missing keys instead;
+        the harness reads the configs it wrote itself (``to_json``, checkpoint manifests) strictly.
+
+        Args:
+            data: ``{field name: value}``, enums as their string values.
+            source: how messages name the dict, e.g. the file it came from.
+            strict: refuse missing keys (ConfigError) instead of warning.
+
+        Returns:
+            the validated config.
+        """
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
         if unknown:
-            raise ConfigError(f"{source}: unknown config keys {unknown}; known keys are {sorted(known)}")
+            raise ConfigError(f"{source}: unknown config keys {unknown}; known keys are {sorted(fields)}")
+        missing = [name for name in fields if name not in data]
+        if missing and strict:
+            raise ConfigError(f"{source}: missing keys {missing}; strict mode needs every field of ModelConfig "
+                              "(write the file with ModelConfig.to_json, or load it with strict=False to take defaults)")
+        if missing:
+            defaults = ", ".join(f"{name}={getattr(fields[name].default, 'value', fields[name].default)!r}"
+                                 for name in missing)
+            warnings.warn(f"{source}: {len(missing)} field(s) not in the file take their defaults: {defaults}; "
+                          "add them to the file to make them explicit (strict=True refuses missing keys)",
+                          UserWarning, stacklevel=3)
         return cls(**data)
 
     @classmethod
-    def from_json(cls, path: str | os.PathLike) -> "ModelConfig":
-        """Read DeepSeek's own ``config_671B.json`` format (or our ``to_json`` output)."""
+    def from_json(cls, path: str | os.PathLike, strict: bool = False) -> "ModelConfig":
+        """Read DeepSeek's own ``config_671B.json`` format (or our ``to_json`` output).
+
+        Missing keys take defaults with a warning naming each one, or are an error with ``strict=True``
+        (see ``from_dict``). A missing, non-UTF-8 or non-JSON file is a ConfigError naming the file.
+        """
         if not os.path.exists(path):
             raise ConfigError(f"config file {path} does not exist")
         try:
-            with open(path) as f:
+            with open(path, encoding="utf-8") as f:
                 data = json.load(f)
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"config file {path} is not UTF-8 text ({e.reason} at byte {e.start}); "
+                              "is it a JSON config? Point to DeepSeek's config_671B.json or a to_json output") from None
         except json.JSONDecodeError as e:
             raise ConfigError(f"config file {path} is not valid JSON: {e}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} must hold a JSON object, got {type(data).__name__}")
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(data, source=str(path), strict=strict)
 
     @classmethod
     def named(cls, name_or_path: str, presets: Mapping[str, Callable[[], "ModelConfig"]] | None = None) -> "ModelConfig":
@@ -315,11 +348,21 @@ class TrainConfig:
     clip_norm: float = 1.0
 
     def __post_init__(self) -> None:
+        for name in ("total_steps", "warmup_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ConfigError(f"{name}={value!r} must be an integer number of steps")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name not in ("total_steps", "warmup_steps") and (
+                    isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)):
+                raise ConfigError(f"{f.name}={value!r} must be a finite number")
         if self.total_steps < 1 or self.warmup_steps < 0:
             raise ConfigError(f"total_steps={self.total_steps} must be >= 1 and warmup_steps={self.warmup_steps} >= 0")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"min_lr_ratio={self.min_lr_ratio} must lie in [0, 1]")
         if self.lr < 0 or self.weight_decay < 0 or self.clip_norm <= 0 or self.eps <= 0:
-            raise ConfigError("lr and weight_decay must be >= 0, clip_norm and eps > 0")
+            raise ConfigError(f"lr={self.lr} and weight_decay={self.weight_decay} must be >= 0, "
+                              f"clip_norm={self.clip_norm} and eps={self.eps} > 0")
         if not (0.0 <= self.b1 < 1.0 and 0.0 <= self.b2 < 1.0):
             raise ConfigError(f"b1={self.b1} and b2={self.b2} must lie in [0, 1)")
