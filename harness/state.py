@@ -95,3 +95,44 @@ def check_state(state: Mapping[str, object], cfg: ModelConfig, source: str = "st
     if problems:
         head = f"{source} does not match the config ({len(problems)} problem(s)):"
         raise StateError("\n  ".join([head, *problems]))
+
+
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_loadable(state: object, cfg: ModelConfig, source: str = "state", allow_non_finite: bool = False) -> None:
+    """What both frameworks' ``load_state_dict`` check before touching a weight; StateError lists every problem.
+
+    The state must be a mapping that fits ``cfg`` (``check_state``), of floating-point tensors whose
+    values survive the cast to float32: a NaN or Inf weight, or a float64 value beyond float32's range
+    (which the cast would silently turn into Inf), makes every later output NaN or zero without a word,
+    so it is refused with the tensor's name unless ``allow_non_finite`` says the caller means it.
+
+    Args:
+        state: ``{canonical name: array}``, as ``state_dict()`` or ``harness.io.load_safetensors`` give it.
+        cfg: the config the state must fit.
+        source: how the messages name the state, e.g. a checkpoint path.
+        allow_non_finite: accept NaN/Inf (and float32 overflow) on purpose, e.g. to reproduce a divergence.
+    """
+    if not isinstance(state, Mapping):
+        raise StateError(f"load_state_dict needs a {{tensor name: array}} mapping (model.state_dict() or "
+                         f"harness.io.load_safetensors(path)), got {type(state).__name__}: {state!r:.60}")
+    check_state(state, cfg, source)
+    arrays = {name: np.asarray(value) for name, value in state.items()}
+    not_float = sorted(n for n, a in arrays.items() if not np.issubdtype(a.dtype, np.floating))
+    if not_float:
+        raise StateError(f"{source}: tensors must be floating point; not so for {not_float} "
+                         f"(dtypes {sorted({str(arrays[n].dtype) for n in not_float})})")
+    if allow_non_finite:
+        return
+    problems = []
+    for name, a in arrays.items():
+        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        if bad:
+            problems.append(f"{name} holds {bad} non-finite value(s) (NaN or Inf) of {a.size}")
+        elif a.dtype.itemsize > 4 and a.size and float(np.abs(a).max()) > _F32_MAX:
+            problems.append(f"{name} holds {float(np.abs(a).max()):.3g} ({a.dtype}), which overflows float32 "
+                            f"(max {_F32_MAX:.3g}) to Inf")
+    if problems:
+        raise StateError("\n  ".join([f"{source} has {len(problems)} tensor(s) that would load as NaN/Inf:", *problems,
+                                      "fix the state, or pass allow_non_finite=True to load it anyway"]))

@@ -28,7 +28,7 @@ import numpy as np
 from flax import nnx
 
 from harness.config import Dtype, ModelConfig
-from harness.state import check_state, expected_shapes
+from harness.state import check_loadable, expected_shapes
 from reference.attention import MLA, CacheMode, empty_layer_cache
 from reference.fp8 import Linear, normal_param
 from reference.moe import MLP, GateBias, MoE, expert_load
@@ -241,6 +241,13 @@ def _from_canonical(state: nnx.State, canonical: dict[str, np.ndarray], n_expert
 
 # ---------------------------------------------------------------------------- public API
 
+@functools.lru_cache(maxsize=64)
+def _layer_cache_shapes(cfg: ModelConfig, batch_size: int, mode: CacheMode) -> dict[str, list[int]]:
+    """``{buffer name: shape}`` of one layer's cache, traced once per (config, batch, mode), never allocated."""
+    shapes = jax.eval_shape(lambda: empty_layer_cache(cfg, batch_size, mode))
+    return {k: list(v.shape) for k, v in shapes.items()}
+
+
 @dataclasses.dataclass
 class KVCache:
     """Per-layer cache buffers of fixed shape [B, max_seq_len, ...] and the next write position.
@@ -278,9 +285,14 @@ class Transformer:
         flat = {**to_canonical(self.params, e), **to_canonical(self.biases, e)}
         return {name: flat[name] for name in expected_shapes(self.cfg)}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Replace every weight from ``state``; raises StateError listing every missing/extra/misshapen tensor."""
-        check_state(state, self.cfg, source="state passed to load_state_dict")
+    def load_state_dict(self, state: dict[str, Any], source: str = "state passed to load_state_dict", *,
+                        allow_non_finite: bool = False) -> None:
+        """Replace every weight from ``state``; raises StateError listing every missing/extra/misshapen tensor.
+
+        ``harness.state.check_loadable`` runs first, so nothing changes unless the whole state is
+        floating point and finite in float32 (NaN/Inf only with ``allow_non_finite=True``).
+        """
+        check_loadable(state, self.cfg, source, allow_non_finite)
         canonical = {k: np.asarray(v) for k, v in state.items()}
         e = self.cfg.n_routed_experts
         self.params = _from_canonical(self.params, canonical, e)
@@ -358,7 +370,10 @@ class Transformer:
         """
         prompt = self._tokens(prompt, ndim=2)
         b, t = prompt.shape
-        if max_new_tokens < 0 or temperature < 0 or not 0 < top_p <= 1:
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.integer, np.floating)) \
+                or not temperature >= 0:
+            raise ValueError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
+        if max_new_tokens < 0 or not 0 < top_p <= 1:
             raise ValueError(f"need max_new_tokens >= 0, temperature >= 0 and 0 < top_p <= 1; got "
                              f"{max_new_tokens}, {temperature}, {top_p}")
         if t + max_new_tokens - 1 > self.cfg.max_seq_len:
@@ -377,7 +392,12 @@ class Transformer:
     # ------------------------------------------------------------------ input checks
     def _tokens(self, tokens, ndim: int) -> jax.Array:
         """Validate token ids (integer dtype, rank, non-empty, in vocab, not longer than max_seq_len) -> int32."""
-        arr = np.asarray(tokens)
+        try:
+            arr = np.asarray(tokens)
+        except ValueError:  # nested lists of unequal lengths
+            lengths = [len(row) if hasattr(row, "__len__") else 1 for row in tokens]
+            raise ValueError(f"tokens is ragged: its rows have lengths {lengths}; pad them to one length "
+                             "(batch sequences of equal length, or call the model once per sequence)") from None
         shape = "[B, T]" if ndim == 2 else "[B]"
         if arr.ndim != ndim:
             raise ValueError(f"tokens must have shape {shape}, got rank {arr.ndim} shape {list(arr.shape)}")
@@ -396,6 +416,13 @@ class Transformer:
     def _check_room(self, tokens: jax.Array, cache: KVCache) -> int:
         """Check the batch matches the cache and the cache has room for T more tokens; returns T."""
         b, t = tokens.shape
+        expected = _layer_cache_shapes(self.cfg, cache.batch_size, cache.mode)
+        got = [{k: list(v.shape) for k, v in layer.items()} for layer in cache.layers]
+        if len(got) != self.cfg.n_layers or any(shapes != expected for shapes in got):
+            raise ValueError(f"cache was built for another config: its {len(got)} layers hold buffers of shapes "
+                             f"{list(got[0].values()) if got else []}, this model needs {self.cfg.n_layers} layers "
+                             f"of {list(expected.values())} ({cache.mode.value} mode); build the cache with this "
+                             "model's new_cache()")
         if b != cache.batch_size:
             raise ValueError(f"batch of {b} sequences does not match the cache's batch_size={cache.batch_size}")
         if cache.pos + t > self.cfg.max_seq_len:

@@ -68,15 +68,19 @@ class KVCache:
         self.max_seq_len = cfg.max_seq_len
         self.length = 0
         self.batch: int | None = None
-        b, s, n = batch_size, cfg.max_seq_len, cfg.n_heads
-        if mode == "naive":
-            shapes = ([b, s, n, cfg.qk_head_dim], [b, s, n, cfg.v_head_dim])
-        else:
-            shapes = ([b, s, cfg.kv_lora_rank], [b, s, cfg.qk_rope_head_dim])
         self.layers = [
-            tuple(tf.Variable(tf.zeros(shape, tf.float32), trainable=False) for shape in shapes)
+            tuple(tf.Variable(tf.zeros(shape, tf.float32), trainable=False)
+                  for shape in self.buffer_shapes(cfg, batch_size, mode))
             for _ in range(cfg.n_layers)
         ]
+
+    @staticmethod
+    def buffer_shapes(cfg: ModelConfig, batch_size: int, mode: str) -> list[list[int]]:
+        """The two buffer shapes of one layer: naive [B, S, N, H+R] and [B, S, N, H]; absorb [B, S, C] and [B, S, R]."""
+        b, s, n = batch_size, cfg.max_seq_len, cfg.n_heads
+        if mode == "naive":
+            return [[b, s, n, cfg.qk_head_dim], [b, s, n, cfg.v_head_dim]]
+        return [[b, s, cfg.kv_lora_rank], [b, s, cfg.qk_rope_head_dim]]
 
     @property
     def variables(self) -> list[tf.Variable]:

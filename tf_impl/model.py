@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from harness.config import Dtype, ModelConfig
-from harness.state import check_state
+from harness.state import check_loadable
 from tf_impl.attention import CACHE_MODES, MLA, KVCache
 from tf_impl.linear import Linear
 from tf_impl.moe import MLP, MoE
@@ -63,7 +63,12 @@ class Block(tf.Module):
 
 def _to_tokens(tokens: Any, rank: int, what: str) -> np.ndarray:
     """Host-side check of a token array's type and rank; returns int32 numpy."""
-    arr = np.asarray(tokens.numpy() if isinstance(tokens, tf.Tensor) else tokens)
+    try:
+        arr = np.asarray(tokens.numpy() if isinstance(tokens, tf.Tensor) else tokens)
+    except ValueError:  # numpy refuses nested lists of unequal lengths
+        lengths = [len(row) if hasattr(row, "__len__") else 1 for row in tokens]
+        raise InputError(f"{what} is ragged: its rows have lengths {lengths}; pad them to one length "
+                         "(batch sequences of equal length, or call the model once per sequence)") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.bool_):
         raise InputError(f"{what} must hold integer token ids, got dtype {arr.dtype}")
     if arr.ndim != rank:
@@ -141,20 +146,20 @@ class Transformer(tf.Module):
             out[name] = np.array(arr if index is None else arr[index], dtype=np.float32, copy=True)
         return out
 
-    def load_state_dict(self, state, source: str = "state") -> None:
+    def load_state_dict(self, state, source: str = "state", *, allow_non_finite: bool = False) -> None:
         """Load a canonical state strictly: every missing, unexpected or wrong-shaped tensor is listed.
 
         All problems are reported in one error rather than the first, so a converted checkpoint can be
-        fixed in one pass. Per-expert tensors are stacked back into their [E, ...] variables.
+        fixed in one pass. Per-expert tensors are stacked back into their [E, ...] variables. Nothing is
+        assigned unless the whole state passes ``harness.state.check_loadable``: floating point, and
+        no NaN/Inf or float32 overflow unless ``allow_non_finite``.
 
         Args:
             state: ``{canonical name: float array}``, linear weights [out, in] (see ``state_dict``).
             source: how the error messages name the state, e.g. a checkpoint path.
+            allow_non_finite: load NaN/Inf weights on purpose (e.g. to reproduce a divergence).
         """
-        check_state(state, self.cfg, source)
-        bad = [n for n, v in state.items() if not np.issubdtype(np.asarray(v).dtype, np.floating)]
-        if bad:
-            raise InputError(f"{source}: tensors must be floating point; not so for {sorted(bad)}")
+        check_loadable(state, self.cfg, source, allow_non_finite)
         slices: dict[int, tuple[tf.Variable, dict]] = {}
         for name, (var, index) in self._params.items():
             slices.setdefault(id(var), (var, {}))[1][index] = np.asarray(state[name], np.float32)
@@ -278,8 +283,12 @@ class Transformer(tf.Module):
     def _check_cache(self, cache, batch: int, t: int, what: str) -> None:
         if not isinstance(cache, KVCache):
             raise InputError(f"cache must come from model.new_cache(...), got {type(cache).__name__}")
-        if cache.max_seq_len != self.cfg.max_seq_len or len(cache.layers) != self.cfg.n_layers:
-            raise InputError("cache was built for another config (max_seq_len or n_layers differ)")
+        expected = KVCache.buffer_shapes(self.cfg, cache.batch_size, cache.mode)
+        got = [[v.shape.as_list() for v in layer] for layer in cache.layers]
+        if len(got) != self.cfg.n_layers or any(shapes != expected for shapes in got):
+            raise InputError(f"cache was built for another config: its {len(got)} layers hold buffers of shapes "
+                             f"{got[0] if got else []}, this model needs {self.cfg.n_layers} layers of {expected} "
+                             f"({cache.mode} mode); build the cache with this model's new_cache()")
         if batch > cache.batch_size:
             raise InputError(f"{what} has batch {batch}, larger than the cache's batch_size={cache.batch_size}; "
                              "build the cache with model.new_cache(batch)")
@@ -337,8 +346,9 @@ class Transformer(tf.Module):
         arr = self._tokens(prompt, "prompt")
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
             raise InputError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
-        if not temperature >= 0.0:
-            raise InputError(f"temperature must be >= 0, got {temperature}")
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.integer, np.floating)) \
+                or not temperature >= 0.0:
+            raise InputError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
         if not 0.0 < top_p <= 1.0:
             raise InputError(f"top_p must be in (0, 1], got {top_p}")
         self._check_length(arr.shape[1] + max_new_tokens, "prompt + max_new_tokens")

@@ -139,7 +139,7 @@ def test_load_state_dict_lists_every_problem(tiny_cfg):
     assert "unexpected tensor layers.9.bogus.weight" in msg
     good = model.state_dict()
     good["norm.weight"] = good["norm.weight"].astype(np.int32)
-    with pytest.raises(InputError, match="floating point"):
+    with pytest.raises(StateError, match="floating point"):
         model.load_state_dict(good)
 
 
