@@ -12,7 +12,9 @@ FP8 model at bench size, see ``harness.equivalence_fp8``) is shown with verdict 
 
 ``python -m harness equivalence [--config tiny|tiny-dense|tiny-yarn|bench|bench-layer|PATH.json] [--state PATH]``
 prints the table and exits 1 when any check fails, 2 on bad input (unknown config, unreadable
-state, a state that does not fit the config: every mismatch is listed).
+state, a state that does not fit the config: every mismatch is listed; a state ``load_state_dict``
+refuses: integer tensors, NaN/Inf weights). A NaN or Inf in either framework's output fails its row,
+even where both sides agree on it.
 
 The TF side is always the first operand (``a``), the reference the second (``b``); relative errors
 are taken against the reference.
@@ -161,9 +163,10 @@ def _errors(a, b) -> tuple[float, float, float]:
 
 
 def _within(a, b, tol: Tolerance) -> bool:
+    """True when ``a`` is within ``tol`` of ``b``; a NaN or Inf anywhere is never within (equal NaNs included)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape or not (np.isfinite(a).all() and np.isfinite(b).all()):
-        return bool(a.shape == b.shape and np.array_equal(a, b, equal_nan=True))
+        return False
     if tol.per == "tensor":
         return bool(np.abs(a - b).max(initial=0.0) <= tol.atol + tol.rtol * np.abs(b).max(initial=0.0))
     return bool((np.abs(a - b) <= tol.atol + tol.rtol * np.abs(b)).all())
@@ -190,6 +193,9 @@ def _row(component: str, a, b, key: str, routing: float | None = None, note: str
                    f"shape TF {list(a.shape)} vs Flax {list(b.shape)}", math.inf)
     max_abs, max_rel, _ = _errors(a, b)
     ok = _within(a, b, tol) and (routing is None or routing >= REQUIRED_ROUTING_AGREEMENT)
+    bad_t, bad_f = (int(x.size - np.count_nonzero(np.isfinite(x))) for x in (a, b))
+    if bad_t or bad_f:
+        note = f"non-finite values: TF {bad_t}, Flax {bad_f}" + (f"; {note}" if note else "")
     return Row(component, max_abs, max_rel, tol, routing, ok, note, _over_tolerance(a, b, tol))
 
 
@@ -479,7 +485,7 @@ def compare(cfg: ModelConfig, state: Mapping[str, np.ndarray] | None = None, see
     from harness.equivalence_fp8 import fp8_block_rows, fp8_model_rows
     from harness.equivalence_train import training_rows
     from harness.interop import build_model
-    from harness.state import check_state
+    from harness.state import check_loadable
 
     unknown = sorted(set(checks) - set(CHECKS))
     if unknown:
@@ -489,7 +495,7 @@ def compare(cfg: ModelConfig, state: Mapping[str, np.ndarray] | None = None, see
     cfg = cfg.replace(dtype=Dtype.FLOAT32)
     needs_models = bool(set(checks) - {"fp8_blocks"})  # the block checks alone need no model
     if state is not None:
-        check_state(state, cfg, "state")
+        check_loadable(state, cfg, "state")  # what load_state_dict refuses, refused before any model is built
         state = {k: np.asarray(v, np.float32) for k, v in state.items()}
     elif needs_models:
         state = reference_state(cfg, seed)
@@ -560,7 +566,7 @@ def format_table(rows: Sequence[Row]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m harness equivalence``: exit 0 when every check passes, 1 when one fails, 2 on bad input."""
     from harness.io import CheckpointError, load_safetensors
-    from harness.state import StateError, check_state
+    from harness.state import StateError, check_loadable
 
     parser = argparse.ArgumentParser(prog="python -m harness equivalence", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="tiny", help=f"{'|'.join(SUITE_CONFIGS)}|PATH.json (default: tiny)")
@@ -580,7 +586,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         state = None
         if args.state:
             state = load_safetensors(args.state)
-            check_state(state, cfg, f"state {args.state}")
+            check_loadable(state, cfg, f"state {args.state}")
     except (ConfigError, CheckpointError, StateError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
