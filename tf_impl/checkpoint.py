@@ -12,9 +12,19 @@ directory is renamed into place and the parent is fsync'ed, so a crash leaves ei
 checkpoint or none of it. The manifest is written last, so a directory without one is partial.
 Loading re-hashes every file; a missing, truncated or altered file raises CorruptCheckpointError
 naming the file and the fix, and ``CheckpointManager.latest_good()`` falls back to the newest
-checkpoint that verifies. The manager keeps the last ``keep`` good checkpoints (2 by default, so the
-previous good one survives while the next is written) and never replaces an existing checkpoint
-unless asked with ``overwrite=True``.
+checkpoint that verifies.
+
+Nothing is lost to a crash or a bad run (``tf_impl.checkpoint_recovery`` has the crash half):
+
+- opening a ``CheckpointManager`` finishes or undoes an ``overwrite=True`` save that a crash
+  interrupted, and deletes the work folders of dead writers;
+- pruning happens only after the new checkpoint verifies, and counts only checkpoints whose files
+  verify and whose manifest does not mark them unhealthy (``meta["health"]["healthy"] is False``:
+  the trainer's verdict on the steps that produced them), so a run of corrupt or diverged saves can
+  never push out the last ``keep`` good ones; corrupt checkpoints are never deleted by pruning;
+- a save onto the step of a corrupt checkpoint sets the corrupt one aside as
+  ``step_<n>.corrupt-<k>`` instead of refusing or overwriting it; a good one is never replaced
+  unless asked with ``overwrite=True``.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ import numpy as np
 from harness.config import ModelConfig
 from harness.io import CheckpointError
 from harness.state import expected_shapes, num_params
+from tf_impl.checkpoint_recovery import _fsync_dir, pause_point, recover_and_warn, work_prefix
 
 FORMAT = "deepseek-v3-train-checkpoint"
 VERSION = 1
@@ -76,14 +87,6 @@ def _write_synced(path: str, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _to_bytes(arrays: Mapping[str, Any]) -> bytes:
     from safetensors.numpy import save
 
@@ -121,26 +124,30 @@ def save_checkpoint(
     path = os.path.abspath(os.fspath(path))
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it, or save to another path")
-    parent = os.path.dirname(path)
+    parent, name = os.path.split(path)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(path)}-", dir=parent)
+    tmp = tempfile.mkdtemp(prefix=work_prefix("tmp", name), dir=parent)
     try:
         manifest: dict[str, Any] = {
             "format": FORMAT, "version": VERSION, "step": int(step), "created_unix": time.time(),
             "meta": dict(meta or {}), "files": {},
         }
-        for name, arrays in ((MODEL_FILE, model_state), (OPTIMIZER_FILE, optimizer_state or {})):
+        for fname, arrays in ((MODEL_FILE, model_state), (OPTIMIZER_FILE, optimizer_state or {})):
             data = _to_bytes(arrays)
-            _write_synced(os.path.join(tmp, name), data)
+            _write_synced(os.path.join(tmp, fname), data)
+            pause_point("tmp-file-written")
             scalars = sorted(k for k, v in arrays.items() if np.ndim(v) == 0)  # safetensors stores them as [1]
-            manifest["files"][name] = {"bytes": len(data), "sha256": _sha256(data), "tensors": len(arrays), "scalars": scalars}
+            manifest["files"][fname] = {"bytes": len(data), "sha256": _sha256(data), "tensors": len(arrays), "scalars": scalars}
         manifest["manifest_sha256"] = _manifest_digest(manifest)
         _write_synced(os.path.join(tmp, MANIFEST_FILE), json.dumps(manifest, indent=1, sort_keys=True).encode())
         _fsync_dir(tmp)
+        pause_point("tmp-complete")
         if os.path.exists(path):
-            old = tempfile.mkdtemp(prefix=f".old-{os.path.basename(path)}-", dir=parent)
+            old = tempfile.mkdtemp(prefix=work_prefix("old", name), dir=parent)
             os.rename(path, os.path.join(old, "ckpt"))
+            pause_point("old-moved")
             os.rename(tmp, path)
+            pause_point("new-moved")
             shutil.rmtree(old)
         else:
             os.rename(tmp, path)
@@ -187,9 +194,8 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
-def _read_verified(path: str, name: str, entry: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    from safetensors.numpy import load
-
+def _read_verified(path: str, name: str, entry: Mapping[str, Any]) -> bytes:
+    """The bytes of file ``name`` of checkpoint ``path``, after checking its size and SHA-256 against ``entry``."""
     fpath = os.path.join(path, name)
     if not os.path.exists(fpath):
         raise CorruptCheckpointError(f"checkpoint {path} is missing {name}; resume from the previous good checkpoint")
@@ -201,25 +207,58 @@ def _read_verified(path: str, name: str, entry: Mapping[str, Any]) -> dict[str, 
         )
     if _sha256(data) != entry["sha256"]:
         raise CorruptCheckpointError(f"checkpoint {path}: {name} does not match its SHA-256 in the manifest (corrupt)")
-    arrays = dict(load(data))
-    for k in entry.get("scalars", []):
-        arrays[k] = arrays[k].reshape(())
-    return arrays
+    return data
+
+
+def _verified_manifest(path: str) -> dict[str, Any]:
+    manifest = read_manifest(path)
+    for name in (MODEL_FILE, OPTIMIZER_FILE):
+        if name not in manifest["files"]:
+            raise CorruptCheckpointError(f"checkpoint {path}: the manifest lists no {name}")
+    return manifest
+
+
+def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Check every file of the checkpoint at ``path`` against its manifest without parsing tensors.
+
+    Returns:
+        the manifest; any mismatch raises CorruptCheckpointError (CheckpointError if it does not exist).
+    """
+    path = os.fspath(path)
+    manifest = _verified_manifest(path)
+    for name, entry in manifest["files"].items():
+        _read_verified(path, name, entry)
+    return manifest
+
+
+def _verifies(path: str) -> bool:
+    try:
+        verify_checkpoint(path)
+        return True
+    except CheckpointError:
+        return False
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read and verify the checkpoint at ``path``; raises CorruptCheckpointError on any mismatch."""
+    from safetensors.numpy import load
+
     path = os.fspath(path)
-    manifest = read_manifest(path)
-    states = {name: _read_verified(path, name, entry) for name, entry in manifest["files"].items()}
-    for name in (MODEL_FILE, OPTIMIZER_FILE):
-        if name not in states:
-            raise CorruptCheckpointError(f"checkpoint {path}: the manifest lists no {name}")
+    manifest = _verified_manifest(path)
+    states = {}
+    for name, entry in manifest["files"].items():
+        arrays = dict(load(_read_verified(path, name, entry)))
+        for k in entry.get("scalars", []):
+            arrays[k] = arrays[k].reshape(())
+        states[name] = arrays
     return Checkpoint(path, int(manifest["step"]), states[MODEL_FILE], states[OPTIMIZER_FILE], manifest["meta"])
 
 
 class CheckpointManager:
-    """Numbered checkpoints under one directory, keeping the newest ``keep`` good ones."""
+    """Numbered checkpoints under one directory, keeping the newest ``keep`` good ones (see the module docstring).
+
+    Opening one recovers the directory from an interrupted save (``tf_impl.checkpoint_recovery``).
+    """
 
     def __init__(self, directory: str | os.PathLike, keep: int = 2):
         if keep < 1:
@@ -228,6 +267,8 @@ class CheckpointManager:
         if os.path.exists(self.directory) and not os.path.isdir(self.directory):
             raise CheckpointError(f"checkpoint directory {self.directory} is a file; choose a directory path")
         self.keep = keep
+        self._verified: dict[str, dict[str, Any]] = {}  # path -> manifest, for files already hashed unchanged
+        recover_and_warn(self.directory, _verifies)
 
     def path_for(self, step: int) -> str:
         """The directory of checkpoint ``step``: ``step_<8 digits>``, so names sort by step."""
@@ -248,39 +289,93 @@ class CheckpointManager:
         meta: Mapping[str, Any] | None = None,
         overwrite: bool = False,
     ) -> str:
-        """Write checkpoint ``step``, then delete good checkpoints older than the newest ``keep``.
+        """Write checkpoint ``step``, verify it, then prune (see ``_prune``).
 
-        Only checkpoints whose manifest verifies count towards ``keep``, so a run of bad saves can
-        never prune away the last good one.
+        A corrupt checkpoint already at ``step`` (one that ``latest_good`` skipped) is set aside as
+        ``step_<n>.corrupt-<k>``, with a warning, rather than refused or overwritten: a resumed run
+        must be able to continue past it, and its bytes stay for inspection. A good one is replaced
+        only with ``overwrite=True``.
 
         Args:
             step: the training step; names the directory (see ``path_for``).
             model_state: ``{canonical name: array}`` of the weights.
             optimizer_state: ``{name: array}`` of the optimizer slots, or None.
-            meta: JSON-serialisable extras for the manifest.
-            overwrite: replace an existing checkpoint of the same step.
+            meta: JSON-serialisable extras for the manifest; ``meta["health"]["healthy"] = False``
+                keeps this checkpoint from counting towards ``keep``.
+            overwrite: replace an existing good checkpoint of the same step.
 
         Returns:
             the path of the checkpoint written.
         """
-        path = save_checkpoint(self.path_for(step), model_state, optimizer_state, step=step, meta=meta, overwrite=overwrite)
+        path = self.path_for(step)
+        if os.path.exists(path) and not overwrite and not _verifies(path):
+            self._set_aside(path)
+        path = save_checkpoint(path, model_state, optimizer_state, step=step, meta=meta, overwrite=overwrite)
+        self._verified.pop(path, None)
+        if self._manifest_if_good(path) is None:
+            warnings.warn(f"checkpoint {path} does not verify right after it was written (disk error?); "
+                          "nothing was pruned", stacklevel=2)
+            return path
         self._prune()
         return path
 
-    def _prune(self) -> None:
-        good = [s for s in self.steps() if self._is_good(s, hash_files=False)]
-        for s in good[: -self.keep]:
-            shutil.rmtree(self.path_for(s))
+    def _set_aside(self, path: str) -> str:
+        k = 1
+        while os.path.exists(f"{path}.corrupt-{k}"):
+            k += 1
+        aside = f"{path}.corrupt-{k}"
+        os.rename(path, aside)
+        _fsync_dir(self.directory)
+        warnings.warn(f"checkpoint {path} is corrupt or partial; set aside as {os.path.basename(aside)} "
+                      "(kept for inspection, delete it when done) to save a new one at its step", stacklevel=3)
+        return aside
 
-    def _is_good(self, step: int, hash_files: bool = True) -> bool:
+    def _manifest_if_good(self, path: str) -> dict[str, Any] | None:
+        """The manifest of ``path`` if all its files verify (cached while they are unchanged), else None."""
         try:
-            if hash_files:
-                load_checkpoint(self.path_for(step))
-            else:
-                read_manifest(self.path_for(step))
-            return True
+            stamp = tuple((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in sorted(os.scandir(path), key=lambda e: e.name))
+        except OSError:
+            return None
+        cached = self._verified.get(path)
+        if cached is not None and cached["stamp"] == stamp:
+            return cached["manifest"]
+        try:
+            manifest = verify_checkpoint(path)
         except CheckpointError:
-            return False
+            return None
+        self._verified[path] = {"stamp": stamp, "manifest": manifest}
+        return manifest
+
+    def _prune(self) -> None:
+        """Delete verified checkpoints older than the newest ``keep`` verified and healthy ones.
+
+        Newest first, each checkpoint's files are hashed (cached while unchanged) until ``keep`` good
+        ones are found. Corrupt checkpoints are never counted and never deleted; checkpoints marked
+        unhealthy are not counted. A deletion renames the checkpoint to a ``.del-*`` work folder first,
+        so a crash mid-deletion never leaves a half-deleted checkpoint listed.
+        """
+        good, doomed, corrupt = 0, [], []
+        for step in reversed(self.steps()):
+            manifest = self._manifest_if_good(self.path_for(step))
+            if manifest is None:
+                corrupt.append(os.path.basename(self.path_for(step)))
+                continue
+            if good >= self.keep:
+                doomed.append(step)
+            elif manifest["meta"].get("health", {}).get("healthy", True) is not False:
+                good += 1
+        if corrupt:
+            warnings.warn(f"checkpoint(s) {', '.join(corrupt)} in {self.directory} do(es) not verify; not counted "
+                          f"towards keep={self.keep}, not deleted (inspect or delete them yourself)", stacklevel=3)
+        for step in doomed:
+            path = self.path_for(step)
+            trash = tempfile.mkdtemp(prefix=work_prefix("del", os.path.basename(path)), dir=self.directory)
+            os.rename(path, os.path.join(trash, "ckpt"))
+            self._verified.pop(path, None)
+            pause_point("prune-moved")
+            shutil.rmtree(trash)
+        if doomed:
+            _fsync_dir(self.directory)
 
     def load(self, step: int) -> Checkpoint:
         """Read and verify checkpoint ``step``; raises CheckpointError (or its Corrupt subclass) if it is bad."""
@@ -288,6 +383,7 @@ class CheckpointManager:
 
     def latest_good(self) -> Checkpoint | None:
         """The newest checkpoint that verifies, warning about each newer one that does not; None if none."""
+        recover_and_warn(self.directory, _verifies)
         for step in reversed(self.steps()):
             try:
                 return self.load(step)

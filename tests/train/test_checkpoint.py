@@ -116,3 +116,83 @@ def test_throughput_and_671b_extrapolation(tmp_path):
     assert ext["extrapolated_save_s"] == pytest.approx(12 * params / 1e9)
     assert ext["extrapolated_load_s"] == pytest.approx(6 * params / 1e9)
     assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------------------- pruning (issue 10, item 1)
+def _corrupt(path):
+    model_file = os.path.join(path, ckpt.MODEL_FILE)
+    data = bytearray(open(model_file, "rb").read())
+    data[-3] ^= 0xFF
+    open(model_file, "wb").write(bytes(data))
+
+
+def test_prune_never_deletes_a_fresh_good_save_when_newer_checkpoints_are_corrupt(tmp_path):
+    setup = CheckpointManager(tmp_path, keep=3)
+    for step in (10, 30, 40):
+        setup.save(step, state(step), slots(step))
+    mgr = CheckpointManager(tmp_path, keep=2)
+    _corrupt(mgr.path_for(30))
+    _corrupt(mgr.path_for(40))
+    with pytest.warns(UserWarning):
+        mgr.save(20, state(20), slots(20))
+        good = mgr.latest_good()
+    assert good is not None and good.step == 20
+    assert {10, 20} <= set(mgr.steps())  # keep=2 verified-good ones survive; the corrupt ones are not counted
+
+
+def test_prune_counts_only_checkpoints_whose_files_verify(tmp_path):
+    mgr = CheckpointManager(tmp_path, keep=2)
+    mgr.save(10, state(10), slots(10))
+    mgr.save(20, state(20), slots(20))
+    _corrupt(mgr.path_for(20))
+    with pytest.warns(UserWarning, match=r"step_00000020 .*do\(es\) not verify; not counted towards keep=2, not deleted"):
+        mgr.save(30, state(30), slots(30))
+    assert 10 in mgr.steps()  # the second verified-good checkpoint; 20 only looks good by its manifest
+
+
+def test_a_save_that_does_not_verify_prunes_nothing(tmp_path, monkeypatch):
+    mgr = CheckpointManager(tmp_path, keep=1)
+    mgr.save(1, state(1), slots(1))
+    real = ckpt._write_synced
+
+    def flip_a_byte_of_the_model_file(path, data):  # the disk returns other bytes than were hashed
+        if path.endswith(ckpt.MODEL_FILE):
+            data = data[:-3] + bytes([data[-3] ^ 0xFF]) + data[-2:]
+        real(path, data)
+
+    monkeypatch.setattr(ckpt, "_write_synced", flip_a_byte_of_the_model_file)
+    with pytest.warns(UserWarning, match="does not verify"):
+        mgr.save(2, state(2), slots(2))
+    monkeypatch.undo()
+    with pytest.warns(UserWarning, match="skipping bad checkpoint"):
+        assert mgr.latest_good().step == 1
+
+
+def test_unhealthy_checkpoints_never_push_healthy_ones_out(tmp_path):
+    mgr = CheckpointManager(tmp_path, keep=2)
+    for step in (1, 2):
+        mgr.save(step, state(step), slots(step), meta={"health": {"healthy": True}})
+    for step in (3, 4, 5):
+        mgr.save(step, state(step), slots(step), meta={"health": {"healthy": False, "problems": ["loss spike"]}})
+    assert mgr.steps() == [1, 2, 3, 4, 5]
+    mgr.save(6, state(6), slots(6), meta={"health": {"healthy": True}})
+    assert mgr.steps() == [2, 3, 4, 5, 6]  # 1 goes only once two healthy ones (2, 6) are newer or equal
+
+
+# ---------------------------------------------------------------------------------------- set aside (item 10)
+def test_saving_over_a_corrupt_checkpoint_sets_it_aside(tmp_path):
+    mgr = CheckpointManager(tmp_path, keep=3)
+    mgr.save(1, state(1), slots(1))
+    mgr.save(2, state(2), slots(2))
+    _corrupt(mgr.path_for(2))
+    corrupt_bytes = open(os.path.join(mgr.path_for(2), ckpt.MODEL_FILE), "rb").read()
+    with pytest.warns(UserWarning, match=r"set aside as step_00000002\.corrupt-1"):
+        mgr.save(2, state(22), slots(22))
+    assert mgr.load(2).step == 2 and np.array_equal(mgr.load(2).model_state["embed.weight"], state(22)["embed.weight"])
+    aside = tmp_path / "step_00000002.corrupt-1"
+    assert (aside / ckpt.MODEL_FILE).read_bytes() == corrupt_bytes  # kept byte for byte, not deleted
+    _corrupt(mgr.path_for(2))
+    with pytest.warns(UserWarning, match=r"corrupt-2"):
+        mgr.save(2, state(23), slots(23))
+    with pytest.raises(FileExistsError, match="overwrite=True"):  # a good checkpoint is still never replaced silently
+        mgr.save(2, state(24), slots(24))
