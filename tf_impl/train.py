@@ -24,6 +24,7 @@ weights.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -348,6 +349,8 @@ class Trainer:
         self._jit = jit_compile
         self._fn = None
         self._batches: Iterator | None = None
+        self._poisoned = ""  # why the in-memory weights are non-finite; empty while they are fine
+        self._last_save = (None, 0, self._max_abs_weight())  # (step, len(history), max |w|) at the last save/restore
 
     @property
     def step(self) -> int:
@@ -369,10 +372,11 @@ class Trainer:
             lr = self.opt.apply(grads)
             for i, bias in enumerate(self.biases):
                 bias.assign(bias_update(bias, load[i], self.cfg.bias_update_speed))
-            return lr
+            finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in self.variables + self.biases]))
+            return lr, finite
 
-        lr = tf.cond(ok, apply, lambda: tf.constant(0.0))
-        return {"loss": loss, **parts, "grad_norm": norm, "lr": lr}, load
+        lr, weights_finite = tf.cond(ok, apply, lambda: (tf.constant(0.0), tf.constant(True)))
+        return {"loss": loss, **parts, "grad_norm": norm, "lr": lr}, load, weights_finite
 
     def _compiled(self):
         if self._fn is None:
@@ -381,7 +385,10 @@ class Trainer:
 
     def train_step(self, tokens) -> dict[str, float]:
         """One update on ``tokens`` int32 [B, T]; returns the step's record (loss before the update)."""
-        parts, load = self._compiled()(tf.convert_to_tensor(tokens, tf.int32))
+        if self._poisoned:
+            raise TrainingDiverged(f"the weights in memory are non-finite since {self._poisoned}; "
+                                   "restore a checkpoint (Trainer.resume()) before training on")
+        parts, load, weights_finite = self._compiled()(tf.convert_to_tensor(tokens, tf.int32))
         record = {k: float(v) for k, v in parts.items()}
         self.last_expert_load = np.asarray(load)
         if not (math.isfinite(record["loss"]) and math.isfinite(record["grad_norm"])):
@@ -389,6 +396,15 @@ class Trainer:
                 f"training stopped at step {self.step}: loss={record['loss']} (ce={record['ce']}, "
                 f"mtp={record['mtp']}, balance={record['balance']}), grad_norm={record['grad_norm']}; "
                 f"the update was not applied. Diagnosis: {_diagnosis([*self.history, record])}"
+            )
+        if not bool(weights_finite):
+            bad = _non_finite_tensors(self.model.state_dict())
+            self._poisoned = f"the update of step {self.step - 1}"
+            raise TrainingDiverged(
+                f"training stopped at step {self.step}: the update of step {self.step - 1} (lr={record['lr']:.3g}, "
+                f"loss before it {record['loss']:.4g}, grad_norm {record['grad_norm']:.3g}) made the weights "
+                f"non-finite ({', '.join(bad[:3])}{'...' if len(bad) > 3 else ''}); nothing was saved. The model in "
+                "memory is unusable: resume from the last good checkpoint (Trainer.resume()) with a smaller lr"
             )
         self.history.append(record)
         return record
@@ -432,26 +448,89 @@ class Trainer:
         return records
 
     # ------------------------------------------------------------------ checkpoints
+    def _max_abs_weight(self) -> float:
+        return max(float(tf.reduce_max(tf.abs(v))) for v in self.variables + self.biases) if self.variables else 0.0
+
+    def _health(self, state: dict[str, np.ndarray]) -> dict:
+        """The verdict on the steps since the last save or restore, recorded in the new checkpoint's manifest.
+
+        Unhealthy when a step's loss was a spike (``loss_spike_count``, the project's one definition) or
+        when the largest weight grew more than ``_WEIGHT_BLOWUP`` times: the two signs of a divergence
+        that has not reached NaN yet (a too-large lr shows as the second; the loss can stay finite and
+        flat while weights run to 1e9). ``CheckpointManager`` never counts an unhealthy checkpoint
+        towards ``keep``, so such saves cannot push the last healthy ones out.
+        """
+        prev_step, prev_len, prev_max = self._last_save
+        losses = [r["loss"] for r in self.history]
+        problems = []
+        spikes = loss_spike_count(losses) - loss_spike_count(losses[:prev_len])
+        if spikes:
+            problems.append(f"{spikes} loss spike(s) since step {prev_step or 0}")
+        max_abs = max(float(np.abs(a).max()) for a in state.values() if a.size)
+        if prev_max > 0 and max_abs > _WEIGHT_BLOWUP * prev_max:
+            problems.append(f"max |w| grew from {prev_max:.3g} to {max_abs:.3g} since step {prev_step or 0}")
+        return {"healthy": not problems, "problems": problems, "since_step": prev_step, "max_abs_weight": max_abs}
+
     def save(self, overwrite: bool = False) -> str:
-        """Checkpoint the model state, optimizer slots, step and data position in ``checkpoint_dir``."""
+        """Checkpoint the model state, optimizer slots, step, data position and health in ``checkpoint_dir``.
+
+        Non-finite weights are never saved (TrainingDiverged names the tensors). ``meta["health"]``
+        records ``_health``'s verdict, which decides whether the checkpoint counts for pruning.
+        """
         if self.manager is None:
             raise ValueError("Trainer has no checkpoint_dir; pass checkpoint_dir=... to save checkpoints")
+        state = self.model.state_dict()
+        bad = _non_finite_tensors(state)
+        if bad:
+            raise TrainingDiverged(f"refusing to save non-finite weights at step {self.step}: {', '.join(bad[:5])}; "
+                                   "resume from the last good checkpoint (Trainer.resume())")
         meta = {
             "step": self.step, "data_batches": self.step, "model_config": self.cfg.to_dict(),
             "train_config": asdict(self.tc), "data_config": asdict(self.data) if self.data is not None else None,
-            "losses": [r["loss"] for r in self.history],
+            "losses": [r["loss"] for r in self.history], "health": self._health(state),
         }
-        return self.manager.save(self.step, self.model.state_dict(), self.opt.slots(), meta, overwrite=overwrite)
+        path = self.manager.save(self.step, state, self.opt.slots(), meta, overwrite=overwrite)
+        self._last_save = (self.step, len(self.history), meta["health"]["max_abs_weight"])
+        return path
+
+    def _check_config(self, checkpoint) -> None:
+        """Refuse a checkpoint written with another model or data config, naming every differing field."""
+        stored_cfg, stored_data = checkpoint.meta.get("model_config"), checkpoint.meta.get("data_config")
+        diffs = []
+        if stored_cfg is not None:
+            stored = ModelConfig.from_dict(stored_cfg, source=f"checkpoint {checkpoint.path}", strict=True).to_dict()
+            diffs += [f"{k}: checkpoint {stored[k]!r}, here {v!r}" for k, v in self.cfg.to_dict().items() if stored[k] != v]
+        if stored_data is not None and self.data is not None:
+            here = _comparable(asdict(self.data))
+            there = _comparable(stored_data)
+            diffs += [f"data.{k}: checkpoint {there.get(k)!r}, here {here.get(k)!r}"
+                      for k in sorted(set(here) | set(there)) if here.get(k) != there.get(k)]
+        if diffs:
+            raise ValueError(f"checkpoint {checkpoint.path} was written with another configuration; differing "
+                             f"fields: {'; '.join(diffs)}. Build the Trainer with the checkpoint's ModelConfig and "
+                             "DataConfig (its manifest has both), or train into a new checkpoint_dir")
 
     def restore(self, checkpoint) -> None:
-        """Load a ``tf_impl.checkpoint.Checkpoint``: weights, gate biases, optimizer slots, step, data position."""
-        self.model.load_state_dict(checkpoint.model_state)
+        """Load a ``tf_impl.checkpoint.Checkpoint``: weights, gate biases, optimizer slots, step, data position.
+
+        A checkpoint whose manifest records another ModelConfig or DataConfig is refused (ValueError
+        naming every differing field) before anything is loaded. The TrainConfig may differ: changing
+        the learning rate on resume is a legitimate choice.
+        """
+        self._check_config(checkpoint)
+        self.model.load_state_dict(checkpoint.model_state, source=f"checkpoint {checkpoint.path}")
         self.opt.load_slots(checkpoint.optimizer_state)
         self.history = [{"loss": x} for x in checkpoint.meta.get("losses", [])]
         self._batches = None
+        self._poisoned = ""
+        self._last_save = (checkpoint.step, len(self.history), self._max_abs_weight())
 
     def resume(self) -> bool:
-        """Restore the newest good checkpoint of ``checkpoint_dir``; False when there is none."""
+        """Restore the newest good checkpoint of ``checkpoint_dir``; False when there is none.
+
+        A newer checkpoint that is corrupt is skipped with a warning; the next save at its step sets it
+        aside (``CheckpointManager.save``), so ``fit`` continues past it.
+        """
         if self.manager is None:
             raise ValueError("Trainer has no checkpoint_dir to resume from")
         checkpoint = self.manager.latest_good()
@@ -459,6 +538,21 @@ class Trainer:
             return False
         self.restore(checkpoint)
         return True
+
+
+_WEIGHT_BLOWUP = 10.0  # max |w| growing this many times between two checkpoints is a divergence, not learning
+
+
+def _non_finite_tensors(state: dict[str, np.ndarray]) -> list[str]:
+    return [name for name, a in state.items() if not np.isfinite(a).all()]
+
+
+def _comparable(data_config: dict) -> dict:
+    """A DataConfig dict with its corpus path resolved, so the same corpus reached another way compares equal."""
+    out = dict(data_config)
+    if out.get("path"):
+        out["path"] = os.path.realpath(out["path"])
+    return out
 
 
 # ---------------------------------------------------------------------------------------- criteria

@@ -164,3 +164,80 @@ def test_loss_spike_count():
     assert loss_spike_count(losses) == 0
     losses[40] = 5.0
     assert loss_spike_count(losses) == 1
+
+
+# ---------------------------------------------------------------------------------------- issue 10: faults
+def _trainer(tmp_path, tc=TC, cfg=CFG, data=DATA, seed=0, every=1, keep=2):
+    return Trainer(Transformer(cfg, seed=seed, compiled=False), cfg, tc, data, progress=False,
+                   checkpoint_dir=str(tmp_path), checkpoint_every=every, keep=keep)
+
+
+def _all_finite(checkpoint):
+    return all(np.isfinite(v).all() for v in checkpoint.model_state.values())
+
+
+def test_an_update_that_makes_weights_non_finite_stops_training_and_is_never_saved(tmp_path):
+    trainer = _trainer(tmp_path, tc=TrainConfig(lr=1e39, warmup_steps=0, total_steps=10))  # lr overflows float32
+    with pytest.raises(TrainingDiverged, match=r"made the weights non-finite.*resume"):
+        trainer.fit(3)
+    assert trainer.manager.steps() == []  # nothing saved: the only update produced Inf/NaN
+    with pytest.raises(TrainingDiverged, match="refusing to save non-finite weights"):
+        trainer.save()
+
+
+def test_save_refuses_non_finite_weights_naming_the_tensor(tmp_path):
+    trainer = _trainer(tmp_path)
+    trainer.fit(1)
+    trainer.model.embed.assign(tf.fill(trainer.model.embed.shape, float("inf")))
+    with pytest.raises(TrainingDiverged, match=r"refusing to save non-finite weights.*embed\.weight"):
+        trainer.save(overwrite=True)
+    assert trainer.manager.steps() == [1] and _all_finite(trainer.manager.load(1))
+
+
+def test_checkpoints_after_a_divergence_never_push_the_healthy_ones_out(tmp_path):
+    _trainer(tmp_path).fit(4)  # healthy checkpoints at steps 3 and 4
+    healthy = {s: _trainer(tmp_path).manager.load(s) for s in (3, 4)}
+    resumed = _trainer(tmp_path, tc=TrainConfig(lr=1e4, warmup_steps=0, total_steps=10))
+    assert resumed.resume() and resumed.step == 4
+    with pytest.raises(TrainingDiverged):
+        resumed.fit(10)  # weights blow up, then the loss goes NaN
+    steps = resumed.manager.steps()
+    assert {3, 4} <= set(steps), steps
+    for s in (3, 4):
+        kept = resumed.manager.load(s)
+        assert _all_finite(kept) and all(np.array_equal(kept.model_state[n], healthy[s].model_state[n])
+                                         for n in kept.model_state)
+    for s in steps:
+        assert _all_finite(resumed.manager.load(s))
+    unhealthy = [s for s in steps if s > 4]
+    assert unhealthy and all(not resumed.manager.load(s).meta["health"]["healthy"] for s in unhealthy)
+
+
+@pytest.mark.parametrize("change, fields", [
+    (dict(cfg=CFG.replace(rope_theta=50000.0, score_func="softmax")), ["rope_theta", "score_func"]),
+    (dict(data=DataConfig(batch_size=3, seq_len=32, seed=1)), ["batch_size", "seed"]),
+])
+def test_resume_refuses_a_checkpoint_of_another_config_naming_the_fields(tmp_path, change, fields):
+    _trainer(tmp_path, every=2).fit(2)
+    other = _trainer(tmp_path, **change)
+    with pytest.raises(ValueError, match="was written with another") as err:
+        other.resume()
+    for name in fields:
+        assert name in str(err.value)
+    assert other.step == 0  # nothing was restored
+
+
+def test_fit_continues_after_resume_falls_back_past_a_corrupt_checkpoint(tmp_path):
+    straight = _trainer(tmp_path, every=2, keep=3)
+    straight.fit(4)
+    model_file = tmp_path / "step_00000004" / "model.safetensors"
+    model_file.write_bytes(model_file.read_bytes()[:-7])  # truncated
+    resumed = _trainer(tmp_path, seed=1, every=2, keep=3)
+    with pytest.warns(UserWarning, match="skipping bad checkpoint"):
+        assert resumed.resume() and resumed.step == 2
+    with pytest.warns(UserWarning, match=r"set aside as step_00000004\.corrupt-1"):
+        resumed.fit(2)  # before: FileExistsError ... pass overwrite=True at step 4
+    assert (tmp_path / "step_00000004.corrupt-1" / "model.safetensors").exists()
+    final, expected = resumed.model.state_dict(), straight.model.state_dict()
+    assert all(np.array_equal(final[n], expected[n]) for n in expected)
+    assert resumed.manager.latest_good().step == 4
