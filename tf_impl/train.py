@@ -28,7 +28,7 @@ import os
 import sys
 import time
 from dataclasses import asdict
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -417,7 +417,8 @@ class Trainer:
             self._batches = iter(make_dataset(self.data, vocab_size=self.cfg.vocab_size, skip_batches=self.step))
         return next(self._batches)
 
-    def fit(self, n_steps: int, batches: Iterable | None = None) -> list[dict[str, float]]:
+    def fit(self, n_steps: int, batches: Iterable | None = None,
+            on_step: Callable[[int, dict[str, float], float], None] | None = None) -> list[dict[str, float]]:
         """Run ``n_steps`` updates (from ``batches`` if given, else from the data pipeline).
 
         Checkpoints every ``checkpoint_every`` steps and once at the end (unless that step is already
@@ -426,6 +427,9 @@ class Trainer:
         Args:
             n_steps: the updates to run, counted from the current ``step``.
             batches: an iterable of int token batches of shape [B, T]; None uses the Trainer's ``data``.
+            on_step: called as ``on_step(step, record, seconds)`` after each update (and its checkpoint,
+                if one was due), with the step count, the step's record and the seconds the update took
+                (checkpointing excluded); a supervisor uses it to see progress and time the steps.
 
         Returns:
             the records of these steps (``loss, ce, mtp, balance, grad_norm, lr``), oldest first.
@@ -436,11 +440,15 @@ class Trainer:
         try:
             for i in range(n_steps):
                 batch = next(source) if source is not None else self._next_batch()
+                t0 = time.perf_counter()
                 records.append(self.train_step(batch))
+                seconds = time.perf_counter() - t0
                 tokens += int(np.prod(batch.shape))
                 bar.update(i + 1, records[-1], tokens / (time.perf_counter() - start))
                 if self.manager is not None and self.checkpoint_every and self.step % self.checkpoint_every == 0:
                     self.save()
+                if on_step is not None:
+                    on_step(self.step, records[-1], seconds)
         finally:
             bar.close()
         if self.manager is not None and records and self.step not in self.manager.steps():
