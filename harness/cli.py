@@ -34,6 +34,7 @@ from typing import Sequence
 
 from harness import asv_env, migrate, publish, report, report_html, roadmap
 from harness.criteria import BINDINGS, check_bindings
+from harness.io import write_output
 from harness.results import CommitResults, ResultsError, ResultsWarning, load_benchmarks, load_machine
 from harness.validate import evaluate_history, is_failing, measured_here
 
@@ -138,8 +139,13 @@ def nothing_measured(history: report.History, index: int = -1) -> str | None:
             f"--full) and see the FAILED-TO-RUN / NOT MEASURED reasons above")
 
 
-def _write_reports(paths: Paths, history: report.History, out: str | None) -> None:
-    md = report.write_markdown(history, Path(out) if out else paths.root / "report" / "roadmap.md")
+def _write_reports(paths: Paths, history: report.History, out: str | None, force: bool = False) -> None:
+    """The markdown report (report/roadmap.md, the harness's own file, or ``out``: the user's, kept unless
+    ``force``) and the HTML roadmap page."""
+    if out:
+        md = write_output(out, report.markdown(history), force=force)
+    else:
+        md = report.write_markdown(history, paths.root / "report" / "roadmap.md")
     page = report_html.write_html(history, paths.html_dir)
     linked = (paths.html_dir / "index.html").exists()
     print(f"wrote {md} and {page}" + ("" if linked else " (no asv index.html yet: run `asv publish` to link it)"))
@@ -342,7 +348,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """``report``: rewrite the markdown and HTML roadmap reports from the recorded results (runs nothing)."""
     paths = paths_for(args)
-    _write_reports(paths, load_history(paths, args.machine, args.commit), args.out)
+    try:
+        _write_reports(paths, load_history(paths, args.machine, args.commit), args.out, args.force)
+    except (FileExistsError, IsADirectoryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -442,6 +452,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write report/roadmap.md and the HTML roadmap page")
     common(p)
     p.add_argument("--out", help="markdown path (default: report/roadmap.md)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("publish", help="asv publish (offline) plus the roadmap and criterion pages")
     common(p, commit=False)

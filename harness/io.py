@@ -1,8 +1,9 @@
-"""Safetensors save/load of the canonical state, with errors that name the file and the problem."""
+"""Safetensors save/load of the canonical state, and user-named output files, with errors that name the file and the problem."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -44,3 +45,34 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     except (SafetensorError, OSError, ValueError, OverflowError) as e:
         size = os.path.getsize(path)
         raise CheckpointError(f"checkpoint {path} ({size} bytes) is truncated or corrupt: {e}") from None
+
+
+def write_output(path: str | os.PathLike, text: str, force: bool = False) -> Path:
+    """Write ``text`` to an output file the user named (a CLI's ``--out``), atomically.
+
+    An existing file is the user's until they say otherwise: it is replaced only with ``force``
+    (the CLIs' ``--force``), else FileExistsError names it and the fix. Missing parent directories
+    are created. Every CLI that writes a user-named file goes through here, so they all behave alike.
+
+    Args:
+        path: the file to write.
+        text: its new content.
+        force: replace an existing file.
+
+    Returns:
+        the path written.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; give a file path")
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists; pass --force to overwrite it, or choose another path")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path

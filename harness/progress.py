@@ -472,6 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tests", metavar="FILE", help="test outcomes: pytest's --junitxml report, or a JSON {test node "
                         "id: outcome}, instead of the recorded test run of the commit")
     parser.add_argument("--out", metavar="MD", help="also write the dashboard to this file")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     parser.add_argument("--config", default="asv.conf.json", help="asv config locating the results (default asv.conf.json)")
     parser.add_argument("--machine", default="harness-host", help="asv machine name (default harness-host)")
     args = parser.parse_args(argv)
@@ -495,9 +496,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     by_design = {cid for cid, b in BINDINGS.items() if b.not_measured is not None}
     text = dashboard(tasks, verdicts, by_design, source, derive_all(tasks, outcomes), evidence_source)
-    sys.stdout.write(text)
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            f.write(text)
+        from harness.io import write_output
+
+        try:
+            write_output(args.out, text, force=args.force)
+        except (FileExistsError, IsADirectoryError) as e:
+            print(f"progress: {e}", file=sys.stderr)
+            return 2
+    sys.stdout.write(text)
     return 0

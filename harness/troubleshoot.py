@@ -185,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=3, help="how many diagnoses to show (default 3)")
     parser.add_argument("--json", action="store_true", help="print the ranked diagnosis as JSON")
     parser.add_argument("--guide", nargs="?", const="-", metavar="PATH", help="write the markdown guide to PATH (default: print)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --guide PATH")
     parser.add_argument("--report-template", action="store_true", help="print an issue report with the environment filled in")
     parser.add_argument("--config", default="tiny", help="config for the report template (preset or JSON path)")
     args = parser.parse_args(argv)
@@ -194,8 +195,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.guide == "-":
             sys.stdout.write(text)
         else:
-            with open(args.guide, "w") as f:
-                f.write(text)
+            from harness.io import write_output
+
+            try:
+                write_output(args.guide, text, force=args.force)
+            except (FileExistsError, IsADirectoryError) as e:
+                print(f"diagnose: {e}", file=sys.stderr)
+                return 2
             print(f"wrote {args.guide} ({len(KNOWLEDGE_BASE)} issues)")
         if not (args.logfile or args.report_template):
             return 0
