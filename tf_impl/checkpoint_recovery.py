@@ -19,7 +19,8 @@ recovered by the next open.
 
 Fault injection for tests: with ``TF_IMPL_CHECKPOINT_PAUSE_AT=<point>`` in the environment, the writer
 prints ``paused at <point>`` to stdout and sleeps at that point, so a test can ``kill -9`` it there
-(points: ``tmp-file-written``, ``tmp-complete``, ``old-moved``, ``new-moved``, ``prune-moved``).
+(points: ``tmp-file-written``, ``tmp-complete``, ``old-moved``, ``new-moved``, ``prune-moved``, and
+``recover-swapped`` inside ``recover``).
 """
 
 from __future__ import annotations
@@ -135,6 +136,7 @@ def recover(directory: str, verifies: Callable[[str], bool]) -> list[str]:
             inner = os.path.join(old, "ckpt")
             if tmps:
                 os.rename(tmps[-1], target)
+                pause_point("recover-swapped")
                 actions.append(f"finished the interrupted overwrite of {name} (the new checkpoint was complete)")
             elif os.path.isdir(inner):
                 os.rename(inner, target)

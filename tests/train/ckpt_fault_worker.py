@@ -1,7 +1,7 @@
 """Subprocess for the kill -9 tests: one checkpoint operation, paused where TF_IMPL_CHECKPOINT_PAUSE_AT says.
 
 ``python ckpt_fault_worker.py DIR STEP KEEP [overwrite]`` saves checkpoint STEP (arrays filled with STEP)
-through a ``CheckpointManager(DIR, keep=KEEP)``. The ``tf_impl`` package is stubbed so that importing
+through a ``CheckpointManager(DIR, keep=KEEP)``; ``... resume`` opens DIR and loads its newest good checkpoint. The ``tf_impl`` package is stubbed so that importing
 ``tf_impl.checkpoint`` does not import TensorFlow: the worker starts in a fraction of a second.
 """
 
@@ -27,6 +27,9 @@ def arrays(step: int) -> tuple[dict, dict]:
 
 if __name__ == "__main__":
     directory, step, keep = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    if "resume" in sys.argv[4:]:  # what a restarted trainer does first: open the directory, load the newest good one
+        print("resumed", CheckpointManager(directory, keep=keep).latest_good().step, flush=True)
+        sys.exit(0)
     model, slots = arrays(step)
     CheckpointManager(directory, keep=keep).save(step, model, slots, overwrite="overwrite" in sys.argv[4:])
     print("saved", flush=True)

@@ -25,14 +25,15 @@ sys.path.insert(0, str(WORKER.parent))
 from ckpt_fault_worker import arrays  # noqa: E402
 
 
-def start(directory, step, keep=2, overwrite=False, pause_at=None):
+def start(directory, step, keep=2, overwrite=False, pause_at=None, mode=None):
     env = {**os.environ, PAUSE_ENV: pause_at or ""}
-    argv = [sys.executable, str(WORKER), str(directory), str(step), str(keep)] + (["overwrite"] if overwrite else [])
+    mode = mode or ("overwrite" if overwrite else "save")
+    argv = [sys.executable, str(WORKER), str(directory), str(step), str(keep), mode]
     return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def kill_at(directory, step, point, keep=2, overwrite=False):
-    proc = start(directory, step, keep, overwrite, pause_at=point)
+def kill_at(directory, step, point, keep=2, overwrite=False, mode=None):
+    proc = start(directory, step, keep, overwrite, pause_at=point, mode=mode)
     line = proc.stdout.readline()
     assert line.strip() == f"paused at {point}", (line, proc.stderr.read() if proc.poll() is not None else "")
     os.kill(proc.pid, signal.SIGKILL)
@@ -90,6 +91,17 @@ def test_kill_between_the_renames_with_an_incomplete_new_copy_restores_the_old_o
     mgr, messages = reopen(tmp_path)
     assert any("restored step_00000002" in m for m in messages)
     assert hidden(tmp_path) == [] and weights(mgr, 2) == 2.0
+
+
+def test_kill_during_the_recovery_of_a_resume_is_recovered_by_the_next_one(tmp_path):
+    save(tmp_path, 1)
+    save(tmp_path, 2)
+    kill_at(tmp_path, 2, "old-moved", overwrite=True)
+    kill_at(tmp_path, 0, "recover-swapped", mode="resume")  # the restarted trainer dies while recovering
+    proc = start(tmp_path, 0, mode="resume")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and out.strip() == "resumed 2", err
+    assert hidden(tmp_path) == [] and sorted(os.listdir(tmp_path)) == ["step_00000001", "step_00000002"]
 
 
 def test_kill_after_an_overwrite_swapped_deletes_the_old_copy(tmp_path):
