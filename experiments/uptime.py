@@ -211,7 +211,6 @@ def measure(run: Run, steps: int) -> dict[str, float]:
 
 def final_state(directory: str) -> dict[str, np.ndarray]:
     """The newest good checkpoint of ``directory``: weights and optimizer slots in one dict."""
-    sys.path.insert(0, str(ROOT))
     from tf_impl.checkpoint import CheckpointManager
 
     ckpt = CheckpointManager(directory).latest_good()

@@ -20,9 +20,9 @@ import pytest
 from tf_impl.checkpoint import CheckpointManager, save_checkpoint
 from tf_impl.checkpoint_recovery import PAUSE_ENV
 
+from tests.train.ckpt_fault_worker import arrays
+
 WORKER = Path(__file__).with_name("ckpt_fault_worker.py")
-sys.path.insert(0, str(WORKER.parent))
-from ckpt_fault_worker import arrays  # noqa: E402
 
 
 def start(directory, step, keep=2, overwrite=False, pause_at=None, mode=None):
