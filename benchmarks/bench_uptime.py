@@ -43,7 +43,8 @@ class UptimeFull:
     track_uptime.pretty_name = "Training uptime under kill -9, corrupt checkpoint and NaN faults"
 
     def track_weights_equal(self, numbers):
-        """P4.uptime: 1 when the faulted run's final weights and optimizer slots equal the fault-free run's bit for bit."""
+        """P4.uptime: 1 when the faulted run's final weights and optimizer slots equal the fault-free run's, bit for
+        bit."""
         return numbers["weights_equal"]
 
     track_weights_equal.unit = "bool"

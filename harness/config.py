@@ -279,7 +279,8 @@ class ModelConfig:
         missing = [name for name in fields if name not in data]
         if missing and strict:
             raise ConfigError(f"{source}: missing keys {missing}; strict mode needs every field of ModelConfig "
-                              "(write the file with ModelConfig.to_json, or load it with strict=False to take defaults)")
+                              "(write the file with ModelConfig.to_json, or load it with strict=False to take "
+                              "defaults)")
         if missing:
             defaults = ", ".join(f"{name}={getattr(fields[name].default, 'value', fields[name].default)!r}"
                                  for name in missing)

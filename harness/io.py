@@ -1,4 +1,4 @@
-"""Safetensors save/load of the canonical state, and user-named output files, with errors that name the file and the problem."""
+"""Safetensors save/load of the canonical state, and user-named output files; errors name the file and the problem."""
 
 from __future__ import annotations
 

@@ -137,7 +137,8 @@ def save_checkpoint(
             _write_synced(os.path.join(tmp, fname), data)
             pause_point("tmp-file-written")
             scalars = sorted(k for k, v in arrays.items() if np.ndim(v) == 0)  # safetensors stores them as [1]
-            manifest["files"][fname] = {"bytes": len(data), "sha256": _sha256(data), "tensors": len(arrays), "scalars": scalars}
+            manifest["files"][fname] = {"bytes": len(data), "sha256": _sha256(data), "tensors": len(arrays),
+                                        "scalars": scalars}
         manifest["manifest_sha256"] = _manifest_digest(manifest)
         _write_synced(os.path.join(tmp, MANIFEST_FILE), json.dumps(manifest, indent=1, sort_keys=True).encode())
         _fsync_dir(tmp)
@@ -333,7 +334,8 @@ class CheckpointManager:
     def _manifest_if_good(self, path: str) -> dict[str, Any] | None:
         """The manifest of ``path`` if all its files verify (cached while they are unchanged), else None."""
         try:
-            stamp = tuple((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in sorted(os.scandir(path), key=lambda e: e.name))
+            entries = sorted(os.scandir(path), key=lambda e: e.name)
+            stamp = tuple((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries)
         except OSError:
             return None
         cached = self._verified.get(path)

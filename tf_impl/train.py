@@ -372,7 +372,8 @@ class Trainer:
             lr = self.opt.apply(grads)
             for i, bias in enumerate(self.biases):
                 bias.assign(bias_update(bias, load[i], self.cfg.bias_update_speed))
-            finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in self.variables + self.biases]))
+            weights = self.variables + self.biases
+            finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in weights]))
             return lr, finite
 
         lr, weights_finite = tf.cond(ok, apply, lambda: (tf.constant(0.0), tf.constant(True)))
@@ -507,7 +508,8 @@ class Trainer:
         diffs = []
         if stored_cfg is not None:
             stored = ModelConfig.from_dict(stored_cfg, source=f"checkpoint {checkpoint.path}", strict=True).to_dict()
-            diffs += [f"{k}: checkpoint {stored[k]!r}, here {v!r}" for k, v in self.cfg.to_dict().items() if stored[k] != v]
+            diffs += [f"{k}: checkpoint {stored[k]!r}, here {v!r}"
+                      for k, v in self.cfg.to_dict().items() if stored[k] != v]
         if stored_data is not None and self.data is not None:
             here = _comparable(asdict(self.data))
             there = _comparable(stored_data)

@@ -145,7 +145,7 @@ def test_prune_counts_only_checkpoints_whose_files_verify(tmp_path):
     mgr.save(10, state(10), slots(10))
     mgr.save(20, state(20), slots(20))
     _corrupt(mgr.path_for(20))
-    with pytest.warns(UserWarning, match=r"step_00000020 .*do\(es\) not verify; not counted towards keep=2, not deleted"):
+    with pytest.warns(UserWarning, match=r"step_00000020 .*do\(es\) not verify; not counted towards keep=2, not del"):
         mgr.save(30, state(30), slots(30))
     assert 10 in mgr.steps()  # the second verified-good checkpoint; 20 only looks good by its manifest
 
