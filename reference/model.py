@@ -285,7 +285,7 @@ class Transformer:
         flat = {**to_canonical(self.params, e), **to_canonical(self.biases, e)}
         return {name: flat[name] for name in expected_shapes(self.cfg)}
 
-    def load_state_dict(self, state: dict[str, Any], source: str = "state passed to load_state_dict", *,
+    def load_state_dict(self, state: dict[str, Any], source: str = "state", *,
                         allow_non_finite: bool = False) -> None:
         """Replace every weight from ``state``; raises StateError listing every missing/extra/misshapen tensor.
 
