@@ -38,7 +38,12 @@ class Linear(tf.Module):
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         if self.fp8:
             return fp8_matmul(x, self.weight)
-        return tf.einsum("...i,oi->...o", x, self.weight)  # [..., in] -> [..., out]
+        # A 2-D matmul, not ``einsum("...i,oi->...o")``: TF differentiates the ellipsis einsum through a
+        # broadcast batch matmul, which made the weight gradient ~80x slower than this on CPU.
+        # Static sizes stay static (callers reshape by x.shape); unknown ones are read at run time.
+        lead = [d if d is not None else tf.shape(x)[i] for i, d in enumerate(x.shape[:-1])]
+        y = tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), self.weight, transpose_b=True)  # [M, in] -> [M, out]
+        return tf.reshape(y, [*lead, self.weight.shape[0]])                              # [..., out]
 
     def params(self, prefix: str) -> dict:
         """``{prefix + ".weight": (weight, None)}``: the weight is stored [out, in], as in the canonical state."""
