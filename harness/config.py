@@ -42,6 +42,22 @@ class Dtype(str, enum.Enum):
     FP8 = "fp8"
 
 
+class RopeScaling(str, enum.Enum):
+    """How RoPE reaches positions beyond ``original_seq_len`` (applies only when ``max_seq_len`` exceeds it).
+
+    YARN is DeepSeek-V3's rule and the default, so DeepSeek's configs (which have no such key) load
+    unchanged: frequencies blended between kept and divided by ``rope_factor`` along the ramp of
+    ``beta_fast``/``beta_slow``, and the softmax scale times mscale**2. PI is position interpolation
+    (Chen et al. 2023): every frequency divided by ``rope_factor``, softmax unchanged. NONE is plain
+    RoPE extrapolation: the tables are extended with the original frequencies. PI and NONE exist to
+    be compared against YaRN (the context-extension experiment), not because DeepSeek uses them.
+    """
+
+    YARN = "yarn"
+    PI = "pi"
+    NONE = "none"
+
+
 # DeepSeek's JSON spells dtypes differently; these are the accepted spellings.
 _DTYPE_ALIASES = {"float32": Dtype.FLOAT32, "fp32": Dtype.FLOAT32, "bf16": Dtype.FLOAT32, "fp8": Dtype.FP8}
 
@@ -59,7 +75,8 @@ _NON_NEGATIVE_FLOAT_FIELDS = ("mscale", "mtp_lambda", "balance_alpha", "bias_upd
 class ModelConfig:
     """Every hyper-parameter of a DeepSeek-V3 model, as in DeepSeek's ``ModelArgs``.
 
-    Extra fields beyond ``ModelArgs``: ``n_mtp_modules`` (Multi-Token Prediction depth D),
+    Extra fields beyond ``ModelArgs``: ``rope_scaling`` (YaRN as DeepSeek does, or position
+    interpolation / plain RoPE for comparison; see RopeScaling), ``n_mtp_modules`` (Multi-Token Prediction depth D),
     ``mtp_lambda`` (weight of the MTP loss), ``balance_alpha`` (weight of the sequence-wise balance
     loss; 0 disables it), ``bias_update_speed`` (gamma of aux-loss-free balancing) and ``rms_eps``.
 
@@ -98,6 +115,7 @@ class ModelConfig:
     beta_fast: int = 32
     beta_slow: int = 1
     mscale: float = 1.0
+    rope_scaling: RopeScaling = RopeScaling.YARN
     # Beyond ModelArgs
     n_mtp_modules: int = 0
     mtp_lambda: float = 0.3
@@ -116,6 +134,12 @@ class ModelConfig:
         except ValueError:
             raise ConfigError(
                 f"score_func={self.score_func!r} is unknown; use one of {[s.value for s in ScoreFunc]}"
+            ) from None
+        try:
+            object.__setattr__(self, "rope_scaling", RopeScaling(getattr(self.rope_scaling, "value", self.rope_scaling)))
+        except ValueError:
+            raise ConfigError(
+                f"rope_scaling={self.rope_scaling!r} is unknown; use one of {[s.value for s in RopeScaling]}"
             ) from None
         for name in _POSITIVE_INT_FIELDS + _NON_NEGATIVE_INT_FIELDS:
             value = getattr(self, name)
@@ -178,9 +202,14 @@ class ModelConfig:
         return self.qk_nope_head_dim + self.qk_rope_head_dim
 
     @property
+    def rope_extended(self) -> bool:
+        """True when the context exceeds the trained one and ``rope_scaling`` rescales RoPE for it."""
+        return self.max_seq_len > self.original_seq_len and self.rope_scaling is not RopeScaling.NONE
+
+    @property
     def yarn_active(self) -> bool:
         """YaRN rescales RoPE and the softmax only when the context exceeds the trained one."""
-        return self.max_seq_len > self.original_seq_len
+        return self.rope_extended and self.rope_scaling is RopeScaling.YARN
 
     @property
     def softmax_scale(self) -> float:

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from harness.config import ModelConfig
+from harness.config import ModelConfig, RopeScaling
 
 
 def yarn_correction_range(rope_dim: int, theta: float, original_seq_len: int, beta_fast: float,
@@ -46,11 +46,17 @@ def yarn_correction_range(rope_dim: int, theta: float, original_seq_len: int, be
 
 
 def rope_freqs(cfg: ModelConfig) -> np.ndarray:
-    """Per-pair angular frequencies of shape [R/2] (float64), YaRN-adjusted when the context is extended."""
+    """Per-pair angular frequencies of shape [R/2] (float64), rescaled when the context is extended.
+
+    ``cfg.rope_scaling`` says how: YaRN (DeepSeek's ramp blend), PI (all divided by ``rope_factor``)
+    or NONE (unchanged: plain extrapolation).
+    """
     d = cfg.qk_rope_head_dim
     freqs = 1.0 / cfg.rope_theta ** (np.arange(0, d, 2, dtype=np.float64) / d)
-    if not cfg.yarn_active:
+    if cfg.max_seq_len <= cfg.original_seq_len or cfg.rope_scaling is RopeScaling.NONE:
         return freqs
+    if cfg.rope_scaling is RopeScaling.PI:
+        return freqs / cfg.rope_factor
     low, high = yarn_correction_range(d, cfg.rope_theta, cfg.original_seq_len, cfg.beta_fast, cfg.beta_slow)
     if low == high:
         high += 0.001  # avoid a zero-width ramp

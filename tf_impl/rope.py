@@ -2,7 +2,8 @@
 
 Pairs are (x[0], x[1]), (x[2], x[3]), ...; pair i is the complex number ``x[2i] + 1j*x[2i+1]``, turned
 by ``exp(1j * t * freqs[i])`` at position t. The tables are pure numpy functions of the config; the
-softmax side of YaRN (mscale**2) lives in ``cfg.softmax_scale``.
+softmax side of YaRN (mscale**2) lives in ``cfg.softmax_scale``. Beyond ``original_seq_len``,
+``cfg.rope_scaling`` picks YaRN (DeepSeek's rule, the default), position interpolation or plain RoPE.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from harness.config import ModelConfig
+from harness.config import ModelConfig, RopeScaling
 
 
 def yarn_correction_range(
@@ -33,15 +34,19 @@ def yarn_correction_range(
 
 
 def rope_freqs(cfg: ModelConfig) -> np.ndarray:
-    """Per-pair angular frequencies of shape [R/2] (float64), YaRN-blended when ``cfg.yarn_active``.
+    """Per-pair angular frequencies of shape [R/2] (float64), rescaled when ``cfg.rope_extended``.
 
+    YaRN blends each frequency between kept and divided by ``rope_factor`` along its ramp; position
+    interpolation (``RopeScaling.PI``) divides all of them; ``RopeScaling.NONE`` keeps them.
     Kept in float64 until the cos/sin tables are built: a float32 angle ``t * f`` is off by up to
     ulp(t)/2, which at t = 16k is already 1e-3 rad, far above the float32 equivalence tolerance.
     """
     dim = cfg.qk_rope_head_dim
     freqs = 1.0 / (cfg.rope_theta ** (np.arange(0, dim, 2, dtype=np.float64) / dim))
-    if not cfg.yarn_active:
+    if not cfg.rope_extended:
         return freqs
+    if cfg.rope_scaling is RopeScaling.PI:
+        return freqs / cfg.rope_factor
     low, high = yarn_correction_range(cfg.beta_fast, cfg.beta_slow, dim, cfg.rope_theta, cfg.original_seq_len)
     if low == high:
         high += 0.001  # avoid a zero-width ramp

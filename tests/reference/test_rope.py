@@ -57,3 +57,19 @@ def test_apply_rope_rotates_interleaved_pairs(heads):
     out = np.asarray(apply_rope(jnp.asarray(x), jnp.cos(a), jnp.sin(a))).reshape(4)
     z0, z1 = (1 + 2j) * np.exp(1j * 0.3), (3 + 4j) * np.exp(-1.1j)
     np.testing.assert_allclose(out, [z0.real, z0.imag, z1.real, z1.imag], rtol=1e-6)
+
+
+def test_freqs_with_position_interpolation_hand_computed():
+    # d=8, theta=100, factor 4: every pair divided by 4, unlike YaRN which keeps pair 0 (test above).
+    cfg = ModelConfig.tiny(qk_rope_head_dim=8, rope_theta=100.0, original_seq_len=16, max_seq_len=64,
+                           rope_factor=4.0, rope_scaling="pi")
+    np.testing.assert_allclose(rope_freqs(cfg), [100 ** (-i / 8) / 4 for i in (0, 2, 4, 6)], rtol=1e-12)
+    cos, _ = rope_tables(cfg)
+    np.testing.assert_allclose(cos[40], np.cos(40 * np.array([100 ** (-i / 8) / 4 for i in (0, 2, 4, 6)])), atol=1e-7)
+
+
+def test_freqs_without_scaling_extrapolate():
+    cfg = ModelConfig.tiny(qk_rope_head_dim=8, rope_theta=100.0, original_seq_len=16, max_seq_len=64,
+                           rope_factor=4.0, rope_scaling="none")
+    np.testing.assert_allclose(rope_freqs(cfg), [100 ** (-i / 8) for i in (0, 2, 4, 6)], rtol=1e-12)
+    assert rope_tables(cfg)[0].shape == (64, 4)

@@ -63,3 +63,24 @@ def test_apply_rope_rotates_interleaved_pairs():
     out = apply_rope(x, tf.constant(np.cos(angles), tf.float32), tf.constant(np.sin(angles), tf.float32)).numpy()
     # (1 + 0j) * i = (0 + 1j);  (2 + 3j) * -1 = (-2 - 3j)
     np.testing.assert_allclose(out, [[0.0, 1.0, -2.0, -3.0]], atol=1e-6)
+
+
+def test_position_interpolation_divides_every_frequency():
+    # R=8, theta=1e4, factor 4, 128 > 64: PI is base / 4 for all four pairs, the high frequency included.
+    cfg = ModelConfig.tiny(max_seq_len=128, original_seq_len=64, rope_factor=4.0, rope_scaling="pi")
+    np.testing.assert_allclose(rope_freqs(cfg), [0.25, 10000 ** -0.25 / 4, 10000 ** -0.5 / 4, 10000 ** -0.75 / 4],
+                               rtol=1e-12)
+    np.testing.assert_allclose(rope_angles(cfg)[100], 100 * rope_freqs(cfg), rtol=1e-12)
+
+
+def test_plain_rope_extends_the_tables_with_the_original_frequencies():
+    cfg = ModelConfig.tiny(max_seq_len=256, original_seq_len=64, rope_factor=4.0, rope_scaling="none")
+    np.testing.assert_allclose(rope_freqs(cfg), [1.0, 10000 ** -0.25, 10000 ** -0.5, 10000 ** -0.75], rtol=1e-12)
+    assert rope_angles(cfg).shape == (256, 4)
+    assert rope_angles(cfg)[200, 0] == pytest.approx(200.0)
+
+
+@pytest.mark.parametrize("scaling", ["yarn", "pi", "none"])
+def test_no_scaling_within_the_original_length(scaling):
+    cfg = ModelConfig.tiny(max_seq_len=64, original_seq_len=64, rope_scaling=scaling)
+    np.testing.assert_allclose(rope_freqs(cfg), [1.0, 10000 ** -0.25, 10000 ** -0.5, 10000 ** -0.75], rtol=1e-12)
