@@ -97,6 +97,11 @@ def _params(**kw: tuple[Any, ...]) -> tuple[tuple[str, tuple[Any, ...]], ...]:
 
 
 _FRAMEWORKS = ("tf-eager", "tf-xla", "flax-jit")
+# Full-tier experiments (run by ``python -m harness run --full``; see benchmarks/bench_fp8.py, bench_context.py).
+_FP8 = "bench_fp8.FP8StabilityFull."
+_CTX = "bench_context.ContextExtensionFull."
+_ROPES = ("yarn", "pi", "none")
+_STAGES = ("finetuned", "zero-shot")
 TEST_GROUPS = tuple(testrun.load_groups())
 
 # The contract for benchmarks/. Parameter values are Python values; asv stores them as repr() strings.
@@ -201,14 +206,31 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {spec.name: spec for spec in (
         "~100x shorter), none: off.",
         _params(balancing=("bias", "none"))),
     BenchmarkSpec(
-        "bench_fp8.FP8.track_logits_rel_error", "fraction",
-        "||logits_fp8 - logits_fp32|| / ||logits_fp32|| (Frobenius), same weights, ModelConfig.tiny().",
-        ()),
+        _FP8 + "track_loss_gap_upper95", "fraction",
+        "Full tier. Upper 95% bound |mean gap| + t(0.975, n-1) * sem of the paired relative final-loss gap "
+        "(L_fp8 - L_fp32) / L_fp32 over seeds 0, 1, 2: ModelConfig.tiny widened to D=128 (one dense + one MoE "
+        "layer, no MTP), 800 AdamW steps of 16 x 64 tokens of the shipped corpus per run, fp32 (the BF16 stand-in) "
+        "and FP8 from the same init and data order; loss = validation CE of each model in its own mode "
+        "(experiments.fp8_stability)."),
     BenchmarkSpec(
-        "bench_fp8.FP8.track_training_loss_gap", "fraction",
-        "|final loss fp8 - final loss fp32| / final loss fp32 after the same 40-step training run of "
-        "ModelConfig.tiny(dim=128), same seed (tf_impl.train.fp8_criterion).",
-        ()),
+        _FP8 + "track_loss_gap_mean", "fraction",
+        "Full tier. Mean over the seeds of the signed paired relative final-loss gap (same runs as track_loss_gap_upper95)."),
+    BenchmarkSpec(
+        _FP8 + "track_loss_gap_std", "fraction",
+        "Full tier. Standard deviation over the seeds of the paired relative final-loss gap: its run-to-run spread."),
+    BenchmarkSpec(
+        _FP8 + "track_fp32_seed_spread", "fraction",
+        "Full tier. std / mean over the seeds of the fp32 run's final validation loss: one run's noise floor."),
+    BenchmarkSpec(
+        _FP8 + "track_logits_rel_error", "fraction",
+        "Full tier. ||centred logits FP8 - fp32||_F / ||centred logits fp32||_F (logits minus their mean over the "
+        "vocabulary) of the seed-0 trained fp32 weights loaded in both modes, 16 held-out 16 x 64 batches."),
+    BenchmarkSpec(
+        _FP8 + "track_top1_agreement", "fraction",
+        "Full tier. Share of held-out positions where the FP8 and fp32 models (same trained weights) pick the same next token."),
+    BenchmarkSpec(
+        _FP8 + "track_logits_kl", "nats",
+        "Full tier. Mean KL(p_fp32 || p_fp8) per held-out position, same trained weights."),
     BenchmarkSpec(
         "bench_mtp.MTP.track_acceptance_rate", "fraction",
         "Fraction of MTP draft tokens accepted under greedy speculative decoding, ModelConfig.tiny() (one MTP "
@@ -267,10 +289,26 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {spec.name: spec for spec in (
         "The uptime share of the same job without faults: what checkpointing alone costs. Full tier.",
         ()),
     BenchmarkSpec(
-        "bench_context.ContextExtension.track_ppl_ratio", "ratio",
-        "Perplexity at 4x original_seq_len / perplexity at original_seq_len, ModelConfig.tiny() trained 80 "
-        "steps at 64 tokens and evaluated at 256; yarn: YaRN rope scaling on, none: plain RoPE.",
-        _params(rope=("yarn", "none"))),
+        _CTX + "track_passkey_retention", "ratio",
+        "Full tier. Passkey exact-match accuracy at 4x the pretraining context (256 tokens, needles at depths 0, "
+        "1/4, 1/2, 3/4: all beyond any trained distance) / the pretrained model's accuracy at 1x (64 tokens, same "
+        "depths). Model: ModelConfig.tiny with a 32-wide rope key, 2 dense layers, no MTP, pretrained 4,000 steps of "
+        "16 x 64 tokens on passkey samples and cast documents; rope: the RoPE scaling its weights are loaded with at "
+        "256 tokens (yarn = DeepSeek's YaRN, pi = position interpolation, none = plain extrapolation); stage: "
+        "zero-shot, or after a 40-step fine-tune at 256 tokens (experiments.context_extension). Raises when the "
+        "1x accuracy is below 0.5 (the task was never learned).",
+        _params(rope=_ROPES, stage=_STAGES)),
+    BenchmarkSpec(
+        _CTX + "track_passkey_accuracy", "fraction",
+        "Full tier. Passkey exact-match accuracy at 4x context, mean over the four depths (same runs as "
+        "track_passkey_retention).",
+        _params(rope=_ROPES, stage=_STAGES)),
+    BenchmarkSpec(
+        _CTX + "track_ppl_ratio", "ratio",
+        "Full tier. exp(mean CE read in one 256-token window by the extended model - mean CE of the same target "
+        "tokens read in four 64-token windows by the pretrained model), 16 cast documents whose names recur "
+        "(experiments.context_tasks): below 1 the longer context helps, above 1 the extension hurts.",
+        _params(rope=_ROPES, stage=_STAGES)),
     BenchmarkSpec(
         "bench_training.Training.track_loss_spike_rate", "fraction",
         "Fraction of training steps that are loss spikes per harness.troubleshoot.loss_spike_count (above the "
@@ -526,12 +564,26 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
               Check("bench_moe.MoE.track_time_ratio_64_vs_8_experts", C.LE, 1.5, "ratio", E.MEASURED,
                     note="a functional sparse MoE only runs the activated experts (bench widths, 8 x 256 tokens)")),
     _measured("P1.fp8_stable",
-              Check("bench_fp8.FP8.track_training_loss_gap", C.LT, 0.0025, "fraction", E.PROXY,
-                    note="V3 report: < 0.25% relative loss error vs BF16; here 40 steps of a tiny model "
-                         "(dim 128), FP8 vs fp32"),
-              Check("bench_fp8.FP8.track_logits_rel_error", C.LE, 0.1, "fraction", E.MEASURED, gate=False,
-                    note="context: tiny config, same weights; no published bound; > 0.1 points at a broken "
-                         "quantiser")),
+              Check(_FP8 + "track_loss_gap_upper95", C.LT, 0.0025, "fraction", E.PROXY,
+                    note="V3 report: < 0.25% relative loss error vs BF16. Here (full tier, --full): paired fp32 "
+                         "(BF16 stand-in) and FP8 runs of a D=128 tiny MoE, 800 steps x 16 x 64 tokens, seeds 0-2; "
+                         "the value is the upper 95% bound on |mean gap|, so PASS means the runs show the gap "
+                         "below 0.25%, FAIL a larger or an unresolved gap (see the spread rows). Backward GEMMs "
+                         "stay fp32 here (DeepSeek runs them in FP8 too)"),
+              Check(_FP8 + "track_loss_gap_mean", C.WITHIN, 0.0, "fraction", E.PROXY, tolerance=0.0025, gate=False,
+                    note="context: the point estimate of the gap (signed), same runs"),
+              Check(_FP8 + "track_loss_gap_std", C.LT, 0.0025, "fraction", E.PROXY, gate=False,
+                    note="context: run-to-run spread of the gap; at or above 0.25% three seeds cannot resolve "
+                         "the threshold"),
+              Check(_FP8 + "track_fp32_seed_spread", C.LT, 0.0025, "fraction", E.PROXY, gate=False,
+                    note="context: seed-to-seed spread of the fp32 loss itself, a single run's noise floor"),
+              Check(_FP8 + "track_logits_rel_error", C.LE, 0.1, "fraction", E.PROXY, gate=False,
+                    note="context: trained weights, centred logits; no published bound, > 0.1 points at a broken "
+                         "quantiser"),
+              Check(_FP8 + "track_top1_agreement", C.GE, 0.95, "fraction", E.PROXY, gate=False,
+                    note="context: no published bound; a sanity level"),
+              Check(_FP8 + "track_logits_kl", C.LE, 0.01, "nats", E.PROXY, gate=False,
+                    note="context: no published bound; a sanity level")),
     _measured("P1.synthetic_tests",
               Check(_PASSED, C.EQ, 1.0, "fraction", E.MEASURED,
                     note=f"every selected test passed (none failed, errored, skipped or left unrun): {_RECORD}"),
@@ -593,10 +645,34 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
               Check("bench_checkpoint.Checkpoint.track_save_load_seconds_671b", C.LT, 600, "s", E.EXTRAPOLATION,
                     note="linear in bytes from the bench model's measured save+load, single host")),
     _measured("P4.context_extension",
-              Check("bench_context.ContextExtension.track_ppl_ratio", C.LE, 1.10, "ratio", E.PROXY,
-                    (("rope", "yarn"),), note="tiny model trained 80 steps at 64 tokens, perplexity at 256"),
-              Check("bench_context.ContextExtension.track_ppl_ratio", C.GT, 1.10, "ratio", E.PROXY,
-                    (("rope", "none"),), gate=False, note="context: plain RoPE is expected to degrade")),
+              Check(_CTX + "track_passkey_retention", C.GE, 0.9, "ratio", E.PROXY, (("rope", "yarn"), ("stage", "zero-shot")),
+                    note="full tier (--full): a tiny MLA model pretrained at 64 tokens, YaRN to 256 with no "
+                         "fine-tune: passkey accuracy at 4x over that at 1x (needles beyond any trained distance)"),
+              Check(_CTX + "track_ppl_ratio", C.LE, 1.10, "ratio", E.PROXY, (("rope", "yarn"), ("stage", "zero-shot")),
+                    note="same model, YaRN zero-shot: long-document perplexity over 4x windows / 1x windows, "
+                         "same target tokens"),
+              Check(_CTX + "track_passkey_retention", C.GE, 0.9, "ratio", E.PROXY, (("rope", "yarn"), ("stage", "finetuned")),
+                    note="YaRN after a 40-step fine-tune at 256 tokens (1% of pretraining), DeepSeek's procedure"),
+              Check(_CTX + "track_ppl_ratio", C.LE, 1.10, "ratio", E.PROXY, (("rope", "yarn"), ("stage", "finetuned")),
+                    note="YaRN after the fine-tune: long-document perplexity ratio"),
+              Check(_CTX + "track_passkey_accuracy", C.GE, 0.9, "fraction", E.PROXY, (("rope", "yarn"), ("stage", "zero-shot")), gate=False,
+                    note="context: the absolute passkey accuracy at 4x behind the YaRN zero-shot retention"),
+              Check(_CTX + "track_passkey_retention", C.GE, 0.9, "ratio", E.PROXY,
+                    (("rope", "none"), ("stage", "zero-shot")), gate=False,
+                    note="context: plain RoPE extrapolation, expected to fail (else the task needs no extension)"),
+              Check(_CTX + "track_ppl_ratio", C.LE, 1.10, "ratio", E.PROXY, (("rope", "none"), ("stage", "zero-shot")),
+                    gate=False, note="context: plain RoPE extrapolation, expected to fail"),
+              Check(_CTX + "track_passkey_retention", C.GE, 0.9, "ratio", E.PROXY,
+                    (("rope", "pi"), ("stage", "zero-shot")), gate=False,
+                    note="context: position interpolation, no fine-tune"),
+              Check(_CTX + "track_ppl_ratio", C.LE, 1.10, "ratio", E.PROXY, (("rope", "pi"), ("stage", "zero-shot")),
+                    gate=False, note="context: position interpolation, no fine-tune"),
+              Check(_CTX + "track_passkey_retention", C.GE, 0.9, "ratio", E.PROXY,
+                    (("rope", "pi"), ("stage", "finetuned")), gate=False,
+                    note="context: position interpolation after the same fine-tune"),
+              Check(_CTX + "track_passkey_retention", C.GE, 0.9, "ratio", E.PROXY,
+                    (("rope", "none"), ("stage", "finetuned")), gate=False,
+                    note="context: plain RoPE after the same fine-tune")),
     # ---- Phase 5 (issue 15 plans them on verifiable tasks)
     _not_delivered("P5.instruction_following", "supervised fine-tuning is not implemented (issue 15), and there "
                                                "is no instruction-tuned model or evaluation set"),

@@ -33,7 +33,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
-from harness.config import Dtype, ModelConfig, TrainConfig
+from harness.config import ModelConfig, TrainConfig
 from harness.signals import diagnose_training_records, loss_spike_count
 from tf_impl.checkpoint import CheckpointManager
 from tf_impl.data import ByteTokenizer, DataConfig, make_dataset
@@ -688,57 +688,3 @@ def loss_spike_criterion(steps: int = 150, seed: int = 0, window: int = 20, thre
     spikes = loss_spike_count(losses, window, threshold)
     return {"spikes": float(spikes), "steps": float(steps), "spikes_per_1k_steps": 1000.0 * spikes / steps,
             "final_loss": float(np.mean(losses[-10:]))}
-
-
-def fp8_criterion(steps: int = 80, seed: int = 0, dim: int = 128) -> dict[str, float]:
-    """Final-loss gap of FP8 training against fp32: same tiny model (``dim`` wide, so FP8 blocks are full),
-    same seed, data and steps. Loss = validation cross-entropy, each model in its own mode.
-
-    Args:
-        steps: training steps of each run.
-        seed: seed of the model init and data order, shared by both runs.
-        dim: D (also the expert hidden F, and half the dense hidden); 128 fills the 128-wide FP8 blocks along D.
-
-    Returns:
-        ``{"loss_fp32", "loss_fp8", "relative_gap"}`` with ``relative_gap = |fp8 - fp32| / fp32``.
-    """
-    base = ModelConfig.tiny(dim=dim, inter_dim=2 * dim, moe_inter_dim=dim)
-    out = {}
-    for name, dtype in (("fp32", Dtype.FLOAT32), ("fp8", Dtype.FP8)):
-        model, _, _ = train_model(base.replace(dtype=dtype), steps, seed=seed)
-        out[f"loss_{name}"] = eval_loss(model, _criterion_data())
-    out["relative_gap"] = abs(out["loss_fp8"] - out["loss_fp32"]) / out["loss_fp32"]
-    return out
-
-
-def context_extension_criterion(train_len: int = 64, factor: int = 4, steps: int = 150, seed: int = 0) -> dict[str, float]:
-    """Perplexity at ``factor`` x the training length, with and without YaRN, relative to in-length perplexity.
-
-    Train ``ModelConfig.tiny`` at ``max_seq_len = original_seq_len = train_len``; then load the same
-    weights into (a) YaRN: ``max_seq_len = factor * train_len``, ``original_seq_len = train_len``,
-    ``rope_factor = factor``, and (b) plain RoPE: ``max_seq_len = original_seq_len = factor * train_len``,
-    and measure validation perplexity on windows of ``factor * train_len`` tokens.
-
-    Args:
-        train_len: the training (and original) context length.
-        factor: how many times longer the evaluation windows are.
-        steps: training steps at ``train_len``.
-        seed: seed of the model init and data order.
-
-    Returns:
-        ``{"ppl_in_length", "ppl_extended_yarn", "ppl_extended_plain", "ratio_yarn", "ratio_plain"}``;
-        a ratio is the extended perplexity over the in-length one (near 1 means the extension works).
-    """
-    cfg = ModelConfig.tiny(max_seq_len=train_len, original_seq_len=train_len, rope_factor=float(factor))
-    model, _, _ = train_model(cfg, steps, data=_criterion_data(seq_len=train_len), seed=seed)
-    state = model.state_dict()
-    long = factor * train_len
-    ppl_in = math.exp(eval_loss(model, _criterion_data(batch_size=2, seq_len=train_len), n_batches=8))
-    out = {"ppl_in_length": ppl_in}
-    variants = {"yarn": cfg.replace(max_seq_len=long), "plain": cfg.replace(max_seq_len=long, original_seq_len=long)}
-    for name, variant in variants.items():
-        extended = Transformer(variant, seed=seed)
-        extended.load_state_dict(state)
-        out[f"ppl_extended_{name}"] = math.exp(eval_loss(extended, _criterion_data(batch_size=2, seq_len=long), n_batches=2))
-        out[f"ratio_{name}"] = out[f"ppl_extended_{name}"] / ppl_in
-    return out

@@ -83,7 +83,8 @@ def test_failing_context_check_does_not_decide(results_dir):
     bindings = dict(BINDINGS)
     bindings["P1.fp8_stable"] = Binding("P1.fp8_stable", checks=(
         BINDINGS["P1.fp8_stable"].checks[0],
-        Check("bench_fp8.FP8.track_logits_rel_error", Comparator.LE, 0.001, "fraction", Evidence.MEASURED, gate=False),
+        Check("bench_fp8.FP8StabilityFull.track_logits_rel_error", Comparator.LE, 0.001, "fraction", Evidence.PROXY,
+              gate=False),
     ))
     res = evaluate(commit, load_benchmarks(results_dir), bindings)["P1.fp8_stable"]
     assert res.checks[1].verdict is Verdict.FAIL and res.verdict is Verdict.PASS

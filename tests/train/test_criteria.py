@@ -1,4 +1,10 @@
-"""The roadmap criterion functions (slow: each trains a tiny model for a minute or more)."""
+"""The roadmap criterion functions that still live beside the model (slow: each trains a tiny model).
+
+These test the mechanics of each function: that its numbers are computed from its own run and are
+consistent with each other, not that a criterion passes (that is the benchmark's verdict, recorded by
+asv). The FP8 and context-extension experiments moved to ``experiments/`` and are tested in
+``tests/experiments``.
+"""
 
 import math
 
@@ -6,9 +12,11 @@ import pytest
 
 from tf_impl.checkpoint import checkpoint_criterion
 from tf_impl.speculative import mtp_criterion
-from tf_impl.train import context_extension_criterion, expert_balance_criterion, fp8_criterion, loss_spike_criterion
+from tf_impl.train import expert_balance_criterion, loss_spike_criterion
 
 pytestmark = pytest.mark.slow
+
+UNIFORM_BYTE_LOSS = math.log(256)  # cross-entropy of a model that has learned nothing
 
 
 def test_bias_balancing_lowers_load_cv():
@@ -21,17 +29,19 @@ def test_mtp_drafts_are_accepted_and_output_is_greedy():
     assert r["identical"] == 1.0 and r["acceptance_rate"] > 0.5
 
 
-def test_fp8_training_tracks_fp32():
-    r = fp8_criterion()
-    assert r["relative_gap"] < 0.05
+def test_loss_spike_numbers_come_from_a_run_that_trained():
+    steps = 60
+    r = loss_spike_criterion(steps=steps)
+    assert r["spikes"] == int(r["spikes"]) and 0 <= r["spikes"] <= steps
+    assert r["spikes_per_1k_steps"] == pytest.approx(1000 * r["spikes"] / steps)
+    # the loss the spikes were counted on went down from the untrained value: the run really trained
+    assert math.isfinite(r["final_loss"]) and r["final_loss"] < UNIFORM_BYTE_LOSS - 1.0
 
 
-def test_context_extension_numbers_are_finite():
-    r = context_extension_criterion()
-    assert all(math.isfinite(v) and v > 0 for v in r.values())
-
-
-def test_loss_spikes_and_checkpoint_numbers():
-    assert loss_spike_criterion()["steps"] == 150
+def test_checkpoint_extrapolation_is_linear_in_bytes():
     r = checkpoint_criterion(repeats=1)
-    assert r["save_gb_s"] > 0 and r["extrapolated_671b_save_s"] > r["save_s"]
+    assert r["save_gb_s"] == pytest.approx(r["bytes"] / r["save_s"] / 1e9)
+    assert r["load_gb_s"] == pytest.approx(r["bytes"] / r["load_s"] / 1e9)
+    assert r["extrapolated_671b_save_s"] == pytest.approx(r["bytes_671b"] / (r["save_gb_s"] * 1e9))
+    assert r["extrapolated_671b_load_s"] == pytest.approx(r["bytes_671b"] / (r["load_gb_s"] * 1e9))
+    assert r["bytes_671b"] > 1000 * r["bytes"]                    # 671B is far larger than the bench model
