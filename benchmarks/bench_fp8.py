@@ -7,8 +7,9 @@ for BF16 on this CPU host) and in FP8 from the same init and data order, for see
 It reports the seed mean/std of the paired relative gap of the final validation loss and its upper
 95% bound (the gate), the fp32 loss's own seed-to-seed spread, and the FP8-vs-fp32 logits of the
 trained fp32 weights (centred-logits relative error, KL, top-1 agreement).
-Wall time on the 2-core shared host: about 8-12 minutes (an upper bound). A run of a few dozen steps
-cannot resolve 0.25%: its seed-to-seed spread alone is larger.
+Wall time: 655 s measured on the 2-core host while shared with other jobs (load average ~10), so an
+upper bound. A run of a few dozen steps cannot resolve 0.25%: along these runs the paired gap swings
+by several percent up to step 300 and still by about +-0.4% between steps 600 and 800.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class FP8StabilityFull:
 
         return fp8_stability(FP8Setup(), verbose=True)
 
-    setup_cache.timeout = 1800
+    setup_cache.timeout = 3600
 
     def track_loss_gap_upper95(self, result):
         """P1.fp8_stable: |mean relative final-loss gap FP8 vs fp32| + t * sem over seeds (upper 95% bound)."""
