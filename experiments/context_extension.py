@@ -122,9 +122,9 @@ def passkey_accuracy(model, setup: ContextSetup, length: int) -> list[float]:
 
 def _token_losses(forward, tokens: np.ndarray) -> np.ndarray:
     """Cross-entropy of each next token: [B, T] tokens -> [B, T-1] nats."""
-    logits = forward(tokens).numpy().astype(np.float64)[:, :-1]                       # [B, T-1, V]
-    top = logits.max(-1, keepdims=True)
-    logp = logits - top - np.log(np.exp(logits - top).sum(-1, keepdims=True))
+    from scipy.special import log_softmax
+
+    logp = log_softmax(forward(tokens).numpy().astype(np.float64)[:, :-1], axis=-1)  # [B, T-1, V]
     return -np.take_along_axis(logp, tokens[:, 1:, None], -1)[..., 0]                  # [B, T-1]
 
 

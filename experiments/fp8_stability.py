@@ -138,20 +138,17 @@ def compare_logits(ref: np.ndarray, other: np.ndarray) -> dict[str, float]:
     ignores, counts as no error) over that of the centred ``ref``; the mean KL(p_ref || p_other) in
     nats per position; the share of positions whose argmax agrees.
     """
+    from scipy.special import log_softmax
+
     ref, other = np.asarray(ref, np.float64), np.asarray(other, np.float64)
     if ref.shape != other.shape:
         raise ValueError(f"logits of shapes {list(ref.shape)} and {list(other.shape)} cannot be compared")
     centred = [x - x.mean(-1, keepdims=True) for x in (ref, other)]
-    logp = [_log_softmax(x) for x in (ref, other)]                                      # [..., V] each
+    logp = [log_softmax(x, axis=-1) for x in (ref, other)]                                      # [..., V] each
     kl = np.sum(np.exp(logp[0]) * (logp[0] - logp[1]), -1)                               # [...]
     return {"logits_rel_error": float(np.linalg.norm(centred[1] - centred[0]) / np.linalg.norm(centred[0])),
             "logits_kl": float(kl.mean()),
             "top1_agreement": float(np.mean(ref.argmax(-1) == other.argmax(-1)))}
-
-
-def _log_softmax(x: np.ndarray) -> np.ndarray:
-    top = x.max(-1, keepdims=True)
-    return x - top - np.log(np.exp(x - top).sum(-1, keepdims=True))
 
 
 def gap_statistics(loss_fp32: np.ndarray, loss_fp8: np.ndarray) -> dict[str, float]:

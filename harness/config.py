@@ -129,18 +129,8 @@ class ModelConfig:
             object.__setattr__(self, "dtype", _DTYPE_ALIASES[str(getattr(self.dtype, "value", self.dtype))])
         except KeyError:
             raise ConfigError(f"dtype={self.dtype!r} is unknown; use one of {sorted(_DTYPE_ALIASES)}") from None
-        try:
-            object.__setattr__(self, "score_func", ScoreFunc(getattr(self.score_func, "value", self.score_func)))
-        except ValueError:
-            raise ConfigError(
-                f"score_func={self.score_func!r} is unknown; use one of {[s.value for s in ScoreFunc]}"
-            ) from None
-        try:
-            object.__setattr__(self, "rope_scaling", RopeScaling(getattr(self.rope_scaling, "value", self.rope_scaling)))
-        except ValueError:
-            raise ConfigError(
-                f"rope_scaling={self.rope_scaling!r} is unknown; use one of {[s.value for s in RopeScaling]}"
-            ) from None
+        self._coerce_enum("score_func", ScoreFunc)
+        self._coerce_enum("rope_scaling", RopeScaling)
         for name in _POSITIVE_INT_FIELDS + _NON_NEGATIVE_INT_FIELDS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -156,6 +146,14 @@ class ModelConfig:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 0")
         self._check_rules()
+
+    def _coerce_enum(self, name: str, kind: type[enum.Enum]) -> None:
+        """Replace field ``name`` (an enum member or its string value) by the member of ``kind``."""
+        value = getattr(self, name)
+        try:
+            object.__setattr__(self, name, kind(getattr(value, "value", value)))
+        except ValueError:
+            raise ConfigError(f"{name}={value!r} is unknown; use one of {[k.value for k in kind]}") from None
 
     def _check_rules(self) -> None:
         """Cross-field rules; each failure names the fields and the rule broken."""
