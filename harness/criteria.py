@@ -649,12 +649,13 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
                     note="full tier (--full): a tiny MLA model pretrained at 64 tokens, YaRN to 256 with no "
                          "fine-tune: passkey accuracy at 4x over that at 1x (needles beyond any trained distance)"),
               Check(_CTX + "track_ppl_ratio", C.LE, 1.10, "ratio", E.PROXY, (("rope", "yarn"), ("stage", "zero-shot")),
-                    note="same model, YaRN zero-shot: long-document perplexity over 4x windows / 1x windows, "
-                         "same target tokens"),
+                    note="the same tiny model, YaRN zero-shot: long-document perplexity over 4x windows / 1x "
+                         "windows, same target tokens"),
               Check(_CTX + "track_passkey_retention", C.GE, 0.9, "ratio", E.PROXY, (("rope", "yarn"), ("stage", "finetuned")),
-                    note="YaRN after a 40-step fine-tune at 256 tokens (1% of pretraining), DeepSeek's procedure"),
+                    note="the same tiny model, YaRN after a 40-step fine-tune at 256 tokens (1% of pretraining), "
+                         "DeepSeek's procedure"),
               Check(_CTX + "track_ppl_ratio", C.LE, 1.10, "ratio", E.PROXY, (("rope", "yarn"), ("stage", "finetuned")),
-                    note="YaRN after the fine-tune: long-document perplexity ratio"),
+                    note="the same tiny model, YaRN after the fine-tune: long-document perplexity ratio"),
               Check(_CTX + "track_passkey_accuracy", C.GE, 0.9, "fraction", E.PROXY, (("rope", "yarn"), ("stage", "zero-shot")), gate=False,
                     note="context: the absolute passkey accuracy at 4x behind the YaRN zero-shot retention"),
               Check(_CTX + "track_passkey_retention", C.GE, 0.9, "ratio", E.PROXY,
