@@ -7,8 +7,8 @@ for BF16 on this CPU host) and in FP8 from the same init and data order, for see
 It reports the seed mean/std of the paired relative gap of the final validation loss and its upper
 95% bound (the gate), the fp32 loss's own seed-to-seed spread, and the FP8-vs-fp32 logits of the
 trained fp32 weights (centred-logits relative error, KL, top-1 agreement).
-Wall time: 655 s measured on the 2-core host while shared with other jobs (load average ~10), so an
-upper bound. A run of a few dozen steps cannot resolve 0.25%: along these runs the paired gap swings
+Wall time on the 2-core host shared with other jobs: 655 s at load average ~10, 348 s at load ~3;
+upper bounds. A run of a few dozen steps cannot resolve 0.25%: along these runs the paired gap swings
 by several percent up to step 300 and still by about +-0.4% between steps 600 and 800.
 """
 
