@@ -73,8 +73,8 @@ def test_smoke_run_pairs_the_runs_of_each_seed():
 
 @pytest.mark.slow
 def test_real_run_trains_both_modes_and_reports_consistent_statistics():
-    # The full-tier run (~11 min on 2 shared cores). Only mechanics and a broken-quantiser guard are
-    # asserted: whether the gap is below 0.25% is the criterion's verdict, not a test's.
+    # The full-tier run (ten trainings, ~10-20 min on 2 shared cores). Only mechanics and a broken-quantiser
+    # guard are asserted: whether the gap is below 0.25% is the criterion's verdict, not a test's.
     r = fx.fp8_stability(fx.FP8Setup())
     for mode in ("fp32", "fp8"):
         for curve in r["curves"][mode]:
