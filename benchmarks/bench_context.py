@@ -6,8 +6,8 @@ for 4,000 steps of 16 x 64 tokens on passkey samples and cast documents, then lo
 256 tokens with YaRN, position interpolation (pi) and plain RoPE (none), evaluates each zero-shot
 and after a 40-step fine-tune at 256 tokens (1% of pretraining, same tokens per step), on passkey
 retrieval at depths 0-3/4 (every needle beyond the trained distance) and on long-document perplexity.
-Wall time on the 2-core host shared with other jobs: 205 s at load average ~10 (170 s of it
-pretraining), 150 s at load ~3; upper bounds. A shorter run cannot show the claim: the tiny model retrieves
+Wall time on the 2-core host shared with other jobs: 95 s at load average ~1, 150 s at ~3, 205 s at
+~10 (most of it pretraining); upper bounds. Too long for the main job's budget beside everything else. A shorter run cannot show the claim: the tiny model retrieves
 the passkey within its own window only after ~2,500-3,000 steps (exact match 0.0 at 2,000 steps,
 1.0 at 3,000), and without that the 4x numbers compare chance with chance.
 """

@@ -11,7 +11,7 @@ makes the 95% bound of three seeds +-0.25% wide, too wide to resolve the thresho
 It reports the seed mean/std of the paired relative gap of the final validation loss and its upper
 95% bound (the gate), the fp32 loss's own seed-to-seed spread, and the FP8-vs-fp32 logits of the
 trained fp32 weights (centred-logits relative error, KL, top-1 agreement).
-Wall time on the 2-core host shared with other jobs: 481 s for the ten runs at load average ~2-3
+Wall time on the 2-core host shared with other jobs: 445-481 s for the ten runs at load average ~1-3
 (three seeds took 655 s at load ~10); upper bounds. A run of a few dozen steps cannot resolve 0.25%: along these runs the paired gap swings
 by several percent up to step 300 and still by about +-0.4% between steps 600 and 800.
 """
