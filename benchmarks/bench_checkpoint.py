@@ -2,9 +2,9 @@
 
 Criterion: P4.checkpoint_time ("< 10 min"); the evidence is EXTRAPOLATION. Each repeat saves and
 loads (hashing and fsync included) a checkpoint of the bench model's weights with
-``tf_impl.checkpoint.measure_checkpoint_io``, and scales the throughputs linearly in bytes to the 671B
+``experiments.checkpoint_io.measure_checkpoint_io`` (``tf_impl.checkpoint``'s own save and load), and scales the throughputs linearly in bytes to the 671B
 model's FP8 checkpoint (1 byte per parameter plus one fp32 scale per 128x128 block) with
-``tf_impl.checkpoint.extrapolate_checkpoint_time``.
+``experiments.checkpoint_io.extrapolate_checkpoint_time``.
 
 Disk and CPU speed on a shared host move that time by 30% between two runs of one commit (5,081 s vs
 6,689 s were recorded), so each repeat is followed by a raw hashed write+fsync+read of the same bytes in
@@ -29,7 +29,7 @@ class Checkpoint:
         import tempfile
 
         from harness.config import ModelConfig
-        from tf_impl.checkpoint import extrapolate_checkpoint_time, measure_checkpoint_io
+        from experiments.checkpoint_io import extrapolate_checkpoint_time, measure_checkpoint_io
 
         state = common.canonical_state(common.config("bench"))  # fp32 weights, ~0.36 GB
         seconds_671b, over_raw = [], []

@@ -45,8 +45,8 @@ class DataPipeline:
 
     def track_tokens_per_second(self):
         """P4.data_throughput: tokens/s one worker delivers with byte ids over the shipped synthetic corpus
-        (``tf_impl.data.pipeline_window_rates``), the median of the windows."""
-        from tf_impl.data import pipeline_window_rates
+        (``experiments.data_throughput.pipeline_window_rates``), the median of the windows."""
+        from experiments.data_throughput import pipeline_window_rates
 
         return common.sampled(pipeline_window_rates(seconds=WINDOW_SECONDS, windows=WINDOWS))
 
@@ -57,7 +57,7 @@ class DataPipeline:
     def track_bpe_tokens_per_second(self):
         """P4.data_throughput: tokens/s one worker delivers with a trained byte-level BPE tokenizer over the
         Python Language Reference text shipped in CPython's pydoc_data, the median of the windows."""
-        from tf_impl.data import pipeline_window_rates
+        from experiments.data_throughput import pipeline_window_rates
 
         return common.sampled(pipeline_window_rates(self.corpus, seconds=BPE_WINDOW_SECONDS, windows=WINDOWS,
                                                     tokenizer=self.tokenizer))

@@ -40,7 +40,7 @@ class MoE:
     """MoE layer cost against expert count, and expert-load balance with and without bias updates."""
 
     def setup_cache(self):
-        from tf_impl.train import expert_balance_criterion
+        from experiments.balance import expert_balance_criterion
 
         balance = expert_balance_criterion(steps=BALANCE_STEPS)
         return {"time_ratio": _moe_time_ratios(),
@@ -63,7 +63,7 @@ class MoE:
     def track_load_cv(self, numbers, balancing):
         """P1.moe_functional, P2.moe_balance: CV of per-expert token counts after training on a skewed router.
 
-        ``tf_impl.train.expert_balance_criterion``: tiny MoE, router skewed at init towards two
+        ``experiments.balance.expert_balance_criterion``: tiny MoE, router skewed at init towards two
         experts, bias updates on (bias) or off (none), CV over the last quarter of the steps.
         """
         return numbers["cv"][balancing]

@@ -1,7 +1,7 @@
 """Multi-Token Prediction as a speculative-decoding drafter: acceptance and speed-up.
 
 Criterion: P2.mtp_speedup ("MTP speculative decoding > 1.5x"; acceptance is context). Both numbers
-come from one run of ``tf_impl.speculative.mtp_criterion()`` (train a model with its MTP
+come from one run of ``experiments.mtp_speedup.mtp_criterion()`` (train a model with its MTP
 module, then greedy vs self-speculative decoding on the same prompts, outputs checked identical),
 done once in ``setup_cache``.
 """
@@ -18,7 +18,7 @@ class MTP:
     """Greedy self-speculative decoding with MTP module 0 as the drafter, against plain greedy decoding."""
 
     def setup_cache(self):
-        from tf_impl.speculative import mtp_criterion
+        from experiments.mtp_speedup import mtp_criterion
 
         numbers = mtp_criterion(steps=TRAIN_STEPS, n_prompts=PROMPTS, repeats=REPEATS)
         if numbers["identical"] != 1.0:

@@ -1,10 +1,10 @@
 """Training stability under load balancing. Criterion: P2.balance_stability (no loss spikes).
 
-Two short runs of the tiny MoE model (``tf_impl.train.train_model``, same seed, data and
+Two short runs of the tiny MoE model (``experiments.balance.train_model``, same seed, data and
 ``balance_alpha = 1e-4``), with aux-loss-free bias updates (balancing=bias) and without
-(balancing=none), done once in ``setup_cache``. A spike is what ``harness.troubleshoot.loss_spike_count``
+(balancing=none), done once in ``setup_cache``. A spike is what ``harness.signals.loss_spike_count``
 says it is (a loss above the median of the previous 20 steps by more than 6 robust standard
-deviations, or a non-finite loss): the one definition the training loop's diagnosis uses too.
+deviations, or a non-finite loss): the one definition the diagnosis and the checkpoint-health rule use too.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ class Training:
     param_names = ["balancing"]
 
     def setup_cache(self):
+        from experiments.balance import train_model
         from harness.config import ModelConfig
-        from harness.troubleshoot import loss_spike_count
-        from tf_impl.train import train_model
+        from harness.signals import loss_spike_count
 
         cfg = ModelConfig.tiny(balance_alpha=1e-4)
         rates = {}

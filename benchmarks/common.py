@@ -99,18 +99,17 @@ def check_framework(framework: str) -> None:
 
 
 def build_model(framework: str, cfg: ModelConfig):
-    """``tf_impl.Transformer`` or ``reference.Transformer`` holding ``canonical_state(cfg)``."""
+    """``tf_impl.Transformer`` or ``reference.Transformer`` holding ``canonical_state(cfg)``.
+
+    The one model builder is ``harness.interop.build_model``; a benchmark framework names a model
+    framework plus how it runs (``tf-xla``: ``compiled=True``).
+    """
+    from harness.interop import build_model as build
+
     check_framework(framework)
     if framework.startswith("tf-"):
-        from tf_impl.model import Transformer
-
-        model = Transformer(cfg, seed=SEED, compiled=framework == "tf-xla")
-    else:
-        from reference.model import Transformer
-
-        model = Transformer(cfg, seed=SEED)
-    model.load_state_dict(dict(canonical_state(cfg)))
-    return model
+        return build("tf", cfg, canonical_state(cfg), seed=SEED, compiled=framework == "tf-xla")
+    return build("flax", cfg, canonical_state(cfg), seed=SEED)
 
 
 def sync(framework: str, value) -> None:
@@ -124,18 +123,14 @@ def sync(framework: str, value) -> None:
 def prefill_call(framework: str, model, batch: int, length: int, mode: str = "absorb") -> Callable[[], None]:
     """A no-argument call that prefills ``length`` tokens into an empty cache and waits for the logits.
 
-    The cache is allocated once; each call starts again from position 0 (TF: ``cache.length = 0``;
-    Flax: the same empty, immutable cache), so no call pays for allocating cache memory.
+    The cache is allocated once; each call starts again from position 0 (``cache.reset()``: TF empties
+    it in place, Flax returns the same buffers at length 0), so no call pays for allocating cache memory.
     """
     toks = tokens(batch, length, model.cfg.vocab_size)
     cache = model.new_cache(batch, mode)
-    if framework.startswith("tf-"):
-        def call():
-            cache.length, cache.batch = 0, None
-            sync(framework, model.prefill(toks, cache)[0])
-    else:
-        def call():
-            sync(framework, model.prefill(toks, cache)[0])
+
+    def call():
+        sync(framework, model.prefill(toks, cache.reset())[0])
     return call
 
 
@@ -143,25 +138,21 @@ def decode_call(framework: str, model, batch: int, prompt_len: int, mode: str) -
     """A no-argument call that decodes one token per sequence after a ``prompt_len``-token cache.
 
     The cache is filled once (TF: eagerly, so no prefill program is compiled just for this); each
-    call then decodes at position ``prompt_len`` again (TF: ``cache.length`` is reset; Flax: the
-    filled cache is immutable), so every call does the same work.
+    call then decodes at position ``prompt_len`` again (``cache.truncate(prompt_len)``: TF cuts it back
+    in place, Flax returns the filled buffers at that length), so every call does the same work.
     """
     prompt = tokens(batch, prompt_len, model.cfg.vocab_size)
     nxt = tokens(batch, 0, model.cfg.vocab_size, seed=SEED + 1)
     cache = model.new_cache(batch, mode)
     if framework.startswith("tf-"):
         compiled, model.compiled = model.compiled, False
-        model.prefill(prompt, cache)
+        _, filled = model.prefill(prompt, cache)
         model.compiled = compiled
-
-        def call():
-            cache.length = prompt_len
-            sync(framework, model.decode_step(nxt, cache)[0])
     else:
         _, filled = model.prefill(prompt, cache)
 
-        def call():
-            sync(framework, model.decode_step(nxt, filled)[0])
+    def call():
+        sync(framework, model.decode_step(nxt, filled.truncate(prompt_len))[0])
     return call
 
 

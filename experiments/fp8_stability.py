@@ -81,7 +81,7 @@ def validation_loss_fn(model, setup: FP8Setup):
     import tensorflow as tf
 
     from tf_impl.data import make_dataset
-    from tf_impl.train import cross_entropy
+    from tf_impl.losses import cross_entropy
 
     batches = [b for b in make_dataset(_data(setup, seed=0), split="val").take(setup.eval_batches)]
     loss = tf.function(lambda tokens: cross_entropy(model.forward_aux(tokens)[0][:, :-1], tokens[:, 1:]))

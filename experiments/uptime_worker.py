@@ -29,6 +29,7 @@ def main(argv: list[str]) -> int:
 
     from experiments.uptime import UptimeJob
     from harness.config import ModelConfig, TrainConfig
+    from harness.signals import loss_spike_problems
     from tf_impl import Transformer
     from tf_impl.data import DataConfig
     from tf_impl.train import Trainer, TrainingDiverged
@@ -39,7 +40,8 @@ def main(argv: list[str]) -> int:
     trainer = Trainer(Transformer(cfg, seed=job.seed, compiled=False), cfg,
                       TrainConfig(lr=job.lr, warmup_steps=2, total_steps=job.steps),
                       DataConfig(batch_size=job.batch_size, seq_len=job.seq_len, seed=job.seed),
-                      checkpoint_dir=job.directory, checkpoint_every=job.every, keep=job.keep, progress=False)
+                      checkpoint_dir=job.directory, checkpoint_every=job.every, keep=job.keep, progress=False,
+                      health=loss_spike_problems)
     warnings.simplefilter("always")  # every fallback and recovery goes to stderr, which the supervisor keeps
 
     def poison_if_due(step: int) -> None:

@@ -281,8 +281,8 @@ def _check_rope(p: _Pair) -> list[Row]:
     from tf_impl import rope as tr
 
     cfg = p.cfg
-    ranges = (tr.yarn_correction_range(cfg.beta_fast, cfg.beta_slow, cfg.qk_rope_head_dim, cfg.rope_theta,
-                                       cfg.original_seq_len),
+    ranges = (tr.yarn_correction_range(cfg.qk_rope_head_dim, cfg.rope_theta, cfg.original_seq_len, cfg.beta_fast,
+                                       cfg.beta_slow),
               fr.yarn_correction_range(cfg.qk_rope_head_dim, cfg.rope_theta, cfg.original_seq_len, cfg.beta_fast,
                                        cfg.beta_slow))
     tc, ts = (t.numpy() for t in tr.rope_tables(cfg))
@@ -315,8 +315,7 @@ def _check_mla(p: _Pair) -> list[Row]:
     import jax.numpy as jnp
     import tensorflow as tf
 
-    from reference.attention import CacheMode, empty_layer_cache
-    from reference.model import _mask
+    from reference.attention import CacheMode, causal_mask, empty_layer_cache
 
     cfg, (b, t) = p.cfg, p.tokens.shape
     (tc, ts), (fc, fs) = _rope_inputs(p, t)
@@ -330,8 +329,8 @@ def _check_mla(p: _Pair) -> list[Row]:
             shapes = ([b, cfg.max_seq_len, cfg.n_heads, cfg.qk_head_dim], [b, cfg.max_seq_len, cfg.n_heads, cfg.v_head_dim]) \
                 if mode == "naive" else ([b, cfg.max_seq_len, cfg.kv_lora_rank], [b, cfg.max_seq_len, cfg.qk_rope_head_dim])
             cache = tuple(tf.Variable(tf.zeros(s)) for s in shapes)
-            out_tf = tf_attn(tf.constant(x), tc, ts, cache, mode, 0)
-            out_fx, _ = flax_attn(jnp.asarray(x), fc, fs, _mask(0, t, t),
+            out_tf = tf_attn(tf.constant(x), tc, ts, cache, 0, mode)
+            out_fx, _ = flax_attn(jnp.asarray(x), fc, fs, causal_mask(0, t, t),
                                   empty_layer_cache(cfg, b, CacheMode(mode)), 0, CacheMode(mode))
             per_layer.append(_row(f"layer {i}", out_tf, out_fx, "mla"))
         rows.append(_merge(f"MLA {mode} cache (prefill, {cfg.n_layers} layers)", per_layer))
@@ -342,8 +341,8 @@ def _check_gate_and_moe(p: _Pair) -> list[Row]:
     import jax.numpy as jnp
     import tensorflow as tf
 
-    from reference.moe import route
-    from tf_impl.moe import gate_route
+    from reference.moe import route as flax_route
+    from tf_impl.moe import route as tf_route
 
     cfg = p.cfg
     layers = _moe_layer_ids(cfg)
@@ -355,10 +354,9 @@ def _check_gate_and_moe(p: _Pair) -> list[Row]:
     for layer_id in layers:
         tf_moe, flax_moe = _tf_block(p.tf, layer_id).ffn, _flax_block(module, layer_id).ffn
         x = p.rng.standard_normal((m, cfg.dim)).astype(np.float32)
-        wt, it, st = gate_route(x, tf_moe.gate_weight, tf_moe.gate_bias, **tf_moe.route)
-        wf, i_f, sf = route(jnp.asarray(x), flax_moe.gate.weight[...], flax_moe.gate.bias[...], topk=cfg.n_activated_experts,
-                            n_groups=cfg.n_expert_groups, n_limited_groups=cfg.n_limited_groups,
-                            score_func=cfg.score_func, route_scale=cfg.route_scale)
+        wt, it, st = tf_route(x, tf_moe.gate_weight, tf_moe.gate_bias, **tf_moe.route_args)
+        wf, i_f, sf = flax_route(jnp.asarray(x), flax_moe.gate.weight[...], flax_moe.gate.bias[...],
+                                 **tf_moe.route_args)
         agree = expert_set_agreement(it, i_f)
         scores.append(_row(f"layer {layer_id}", st, sf, "gate_scores"))
         same = np.all(np.sort(it.numpy(), -1) == np.sort(np.asarray(i_f), -1), -1)
@@ -386,7 +384,7 @@ def _check_gate_and_moe(p: _Pair) -> list[Row]:
 def _check_mtp(p: _Pair) -> list[Row]:
     import jax.numpy as jnp
 
-    from reference.model import _mask
+    from reference.attention import causal_mask
 
     cfg = p.cfg
     if not cfg.n_mtp_modules:
@@ -398,7 +396,7 @@ def _check_mtp(p: _Pair) -> list[Row]:
     for k in range(cfg.n_mtp_modules):
         emb, h = (p.rng.standard_normal((b, t, cfg.dim)).astype(np.float32) for _ in range(2))
         out_t, info_t = p.tf.mtp[k](emb, h, tc, ts)
-        out_f, route_f = module.mtp[k](jnp.asarray(emb), jnp.asarray(h), fc, fs, _mask(0, t, t))
+        out_f, route_f = module.mtp[k](jnp.asarray(emb), jnp.asarray(h), fc, fs, causal_mask(0, t, t))
         agree = None if info_t is None else expert_set_agreement(info_t[1], route_f[1])
         rows.append(_row(f"MTP module {k}", out_t, out_f, "mtp", routing=agree))
     return [_merge(f"MTP module output h^k ({cfg.n_mtp_modules} module(s))", rows)]

@@ -92,8 +92,8 @@ def _optimizer_row(state, grads, tc_t, tc_f) -> Row:
     import jax.numpy as jnp
     import tensorflow as tf
 
-    from reference.train import adamw_step, learning_rate
-    from tf_impl.train import AdamW, clip_by_global_norm
+    from reference.optim import adamw_step, learning_rate
+    from tf_impl.optim import AdamW
 
     names = [n for n in sorted(grads) if ".experts." not in n or ".experts.0." in n]
     variables = [tf.Variable(state[n]) for n in names]
@@ -103,7 +103,7 @@ def _optimizer_row(state, grads, tc_t, tc_f) -> Row:
     for step in range(ADAMW_STEPS):
         g = {n: grads[n] if step == 0 else (grads[n] * rng.uniform(-2, 2, grads[n].shape)).astype(np.float32)
              for n in names}
-        opt_t.apply(clip_by_global_norm([tf.constant(g[n]) for n in names], tc_t.clip_norm)[0])
+        opt_t.apply(tf.clip_by_global_norm([tf.constant(g[n]) for n in names], tc_t.clip_norm)[0])
         params, opt_f = adamw_step(tc_f, params, opt_f, {n: jnp.asarray(g[n]) for n in names},
                                    learning_rate(step, tc_f))
     per = [_row(n, v.numpy(), params[n], "adamw", note=n) for n, v in zip(names, variables)]

@@ -103,7 +103,7 @@ def tf_loss_and_gradients(model, tokens, with_gradients: bool = True
     """
     import tensorflow as tf
 
-    from tf_impl.train import compute_loss
+    from tf_impl.losses import compute_loss
 
     named = {n: (v, i) for n, (v, i) in tf_named_variables(model).items() if v.trainable}
     variables = list({id(v): v for v, _ in named.values()}.values())

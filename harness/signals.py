@@ -9,7 +9,9 @@ vectors out of a log and runs the checks on them.
 - ``diagnose_expert_load``: per-expert token counts (routing collapse, imbalance beyond sampling noise).
 - ``diagnose_loss_history`` / ``loss_spike_count``: non-finite losses, spikes, divergence.
 - ``diagnose_training_records``: the per-step records of a trainer (loss, gradient norm, learning
-  rate): a gradient norm that overflows to inf/NaN, or collapses to 0, right after a large update.
+  rate): a gradient norm that overflows to inf/NaN, or collapses to 0, right after a large update;
+  ``explain_divergence`` applies it to the records a ``TrainingDiverged`` carries.
+- ``loss_spike_problems``: the loss-spike rule the Trainer's checkpoint-health verdict takes.
 - ``diagnose_fp8_range``: values a cast to float8 e4m3 would turn into NaN or zero.
 - ``diagnose_input_pipeline``: the share of step time spent waiting for data.
 """
@@ -231,6 +233,43 @@ def diagnose_loss_history(
                 0.7, {"first_median": first, "last_median": last},
             ))
     return findings
+
+
+def loss_spike_problems(losses: Sequence[float], since: int) -> list[str]:
+    """The checkpoint-health rule on a loss history: the spikes among ``losses[since:]``, as one phrase.
+
+    ``tf_impl.train.Trainer(health=loss_spike_problems)`` records the verdict in each checkpoint's
+    manifest, so a checkpoint saved during a spiking (diverging) stretch is not counted as a good one.
+    Spikes are ``loss_spike_count``'s, each judged against the losses before it (the earlier history
+    included), so the phrase counts only the spikes that happened since ``since``.
+
+    Args:
+        losses: the loss per step of the whole run, oldest first.
+        since: the index of the first step since the last checkpoint.
+
+    Returns:
+        ``["N loss spike(s)"]``, or [] when there was none.
+    """
+    spikes = loss_spike_count(losses) - loss_spike_count(losses[:since])
+    return [f"{spikes} loss spike(s)"] if spikes else []
+
+
+def explain_divergence(error: BaseException) -> str:
+    """The message of a ``tf_impl.train.TrainingDiverged`` followed by the diagnosis of the records it carries.
+
+    The Trainer only says where it stopped and carries the per-step records (``error.records``: loss,
+    gradient norm, learning rate); ``diagnose_training_records`` names the pathology, e.g. an lr too
+    high for AdamW.
+
+    Args:
+        error: the exception; one without ``records`` gets the loss-free verdict.
+
+    Returns:
+        ``"<message> Diagnosis: <findings>"``, one line.
+    """
+    findings = diagnose_training_records(list(getattr(error, "records", None) or []))
+    diagnosis = "; ".join(f.message for f in findings) or "no known loss or gradient-norm pathology matched"
+    return f"{error} Diagnosis: {diagnosis}"
 
 
 # Learning-rate divergence. AdamW moves every weight by about ``lr`` per step whatever the gradient's

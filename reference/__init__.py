@@ -3,6 +3,7 @@
 Public entry point: ``Transformer(cfg, seed=0)`` (same API as ``tf_impl.Transformer``).
 """
 
-from reference.model import KVCache, Transformer
+from reference.attention import KVCache, cache_bytes_per_token
+from reference.model import InputError, Transformer
 
-__all__ = ["KVCache", "Transformer"]
+__all__ = ["Transformer", "KVCache", "InputError", "cache_bytes_per_token"]

@@ -5,13 +5,16 @@ shared by all heads. The naive cache expands the latent into per-head keys and v
 cache keeps only the latent and the shared key and folds ``wkv_b`` into the query and the output,
 which is why MLA's cache is ``C + R`` numbers per token and layer.
 
-Axis letters: B batch, T query length, S key length, D model width, N heads, H head dim
-(nope, qk or v, as the einsum says), R rope dim, C kv latent.
+Axis letters (the repository's one alphabet, docs/internals.md): B batch, T query length, S key
+length, D model width, N heads, H head dim (nope, qk or v, as the einsum says), R rope dim, C kv
+latent, Q q latent.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +22,7 @@ import numpy as np
 from flax import nnx
 
 from harness.config import ModelConfig
-from reference.fp8 import Linear
+from reference.linear import Linear
 from reference.norm import RMSNorm
 from reference.rope import apply_rope
 
@@ -67,19 +70,77 @@ def empty_layer_cache(cfg: ModelConfig, batch_size: int, mode: CacheMode) -> dic
     b, s = batch_size, cfg.max_seq_len
     if mode is CacheMode.NAIVE:
         return {
-            "k": jnp.zeros((b, s, cfg.n_heads, cfg.qk_head_dim), jnp.float32),  # (B, S, N, nope+rope)
-            "v": jnp.zeros((b, s, cfg.n_heads, cfg.v_head_dim), jnp.float32),  # (B, S, N, v)
+            "k": jnp.zeros((b, s, cfg.n_heads, cfg.qk_head_dim), jnp.float32),  # [B, S, N, H+R]
+            "v": jnp.zeros((b, s, cfg.n_heads, cfg.v_head_dim), jnp.float32),  # [B, S, N, H]
         }
     return {
-        "kv": jnp.zeros((b, s, cfg.kv_lora_rank), jnp.float32),  # (B, S, C)
-        "pe": jnp.zeros((b, s, cfg.qk_rope_head_dim), jnp.float32),  # (B, S, R)
+        "kv": jnp.zeros((b, s, cfg.kv_lora_rank), jnp.float32),  # [B, S, C]
+        "pe": jnp.zeros((b, s, cfg.qk_rope_head_dim), jnp.float32),  # [B, S, R]
     }
 
 
+@dataclasses.dataclass
+class KVCache:
+    """Per-layer cache buffers of fixed shape [B, max_seq_len, ...] and the number of positions written.
+
+    Functional, as JAX arrays are: ``prefill``/``decode_step``/``reset``/``truncate`` return a new
+    cache, and the one passed in stays valid at its own length. ``length`` is a Python int passed to the jitted step as a traced
+    scalar, so decoding compiles once.
+    """
+
+    mode: CacheMode
+    layers: list[dict[str, jax.Array]]
+    length: int = 0
+
+    @property
+    def batch_size(self) -> int:
+        """B, read from the first buffer of layer 0 (every buffer has the same leading axis)."""
+        return next(iter(self.layers[0].values())).shape[0]
+
+    @staticmethod
+    @functools.lru_cache(maxsize=64)
+    def buffer_shapes(cfg: ModelConfig, batch_size: int, mode: CacheMode) -> dict[str, list[int]]:
+        """``{buffer name: shape}`` of one layer's cache, traced once per (config, batch, mode), never allocated."""
+        shapes = jax.eval_shape(lambda: empty_layer_cache(cfg, batch_size, mode))
+        return {k: list(v.shape) for k, v in shapes.items()}
+
+    def reset(self) -> "KVCache":
+        """The cache emptied (length 0, the buffers reused; stale entries are masked, then overwritten)."""
+        return self.truncate(0)
+
+    def truncate(self, length: int) -> "KVCache":
+        """The cache cut back to its first ``length`` positions (e.g. to drop rejected speculative tokens).
+
+        Args:
+            length: the positions to keep, in 0..``self.length``.
+
+        Returns:
+            a cache of that length sharing these buffers (later positions are masked until overwritten).
+        """
+        if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or not 0 <= length <= self.length:
+            raise ValueError(f"truncate({length!r}): the length must be an integer in 0..{self.length} "
+                             "(the positions this cache holds)")
+        return dataclasses.replace(self, length=int(length))
+
+
 def _write(buffer: jax.Array, new: jax.Array, start: jax.Array) -> jax.Array:
-    """Write ``new`` [B, T, ...] into ``buffer`` [B, S_max, ...] at sequence offset ``start`` (traced)."""
+    """Write ``new`` [B, T, ...] into ``buffer`` [B, max_seq_len, ...] at sequence offset ``start`` (traced)."""
     index = (0, start) + (0,) * (buffer.ndim - 2)
     return jax.lax.dynamic_update_slice(buffer, new.astype(buffer.dtype), index)
+
+
+def causal_mask(start, t: int, s: int) -> jax.Array:
+    """[T, S] True where key position s may be seen by the query at position ``start + t``.
+
+    Args:
+        start: the position of the first query (a Python int or a traced scalar).
+        t: T, the number of queries.
+        s: S, the number of key positions (the T queries' own keys, or a cache's first S slots).
+
+    Returns:
+        a bool array of shape [T, S]: ``s <= start + t``.
+    """
+    return jnp.arange(s)[None, :] <= (start + jnp.arange(t))[:, None]
 
 
 class MLA(nnx.Module):
@@ -88,9 +149,7 @@ class MLA(nnx.Module):
     def __init__(self, dim: int, n_heads: int, q_lora_rank: int, kv_lora_rank: int, qk_nope_head_dim: int,
                  qk_rope_head_dim: int, v_head_dim: int, softmax_scale: float, *, eps: float, fp8: bool,
                  rng: np.random.Generator):
-        self.n_heads = n_heads
-        self.q_lora_rank = q_lora_rank
-        self.kv_lora_rank = kv_lora_rank
+        self.n_heads, self.q_lora_rank, self.kv_lora_rank = n_heads, q_lora_rank, kv_lora_rank
         self.nope_dim, self.rope_dim, self.v_dim = qk_nope_head_dim, qk_rope_head_dim, v_head_dim
         self.softmax_scale = softmax_scale
         qk_dim = qk_nope_head_dim + qk_rope_head_dim
@@ -117,37 +176,40 @@ class MLA(nnx.Module):
         """
         b, t, _ = x.shape
         n = self.n_heads
-        q = self.wq(x) if self.q_lora_rank == 0 else self.wq_b(self.q_norm(self.wq_a(x)))  # (B, T, N*(nope+rope))
-        q = q.reshape(b, t, n, self.nope_dim + self.rope_dim)  # (B, T, N, nope+rope)
-        q_nope, q_pe = q[..., : self.nope_dim], apply_rope(q[..., self.nope_dim:], cos, sin)  # (B,T,N,nope), (B,T,N,R)
-        kv_pe = self.wkv_a(x)  # (B, T, C+R)
-        kv = self.kv_norm(kv_pe[..., : self.kv_lora_rank])  # (B, T, C)
-        k_pe = apply_rope(kv_pe[..., self.kv_lora_rank:], cos, sin)  # (B, T, R): one key for all heads
+        q = self.wq(x) if self.q_lora_rank == 0 else self.wq_b(self.q_norm(self.wq_a(x)))  # [B, T, N*(H+R)]
+        q = q.reshape(b, t, n, self.nope_dim + self.rope_dim)  # [B, T, N, H+R]
+        q_nope, q_pe = q[..., : self.nope_dim], apply_rope(q[..., self.nope_dim:], cos, sin)  # [B,T,N,H], [B,T,N,R]
+        kv_pe = self.wkv_a(x)  # [B, T, C+R]
+        kv = self.kv_norm(kv_pe[..., : self.kv_lora_rank])  # [B, T, C]
+        k_pe = apply_rope(kv_pe[..., self.kv_lora_rank:], cos, sin)  # [B, T, R]: one key for all heads
 
         if cache is None or mode is CacheMode.NAIVE:
-            kv_b = self.wkv_b(kv).reshape(b, t, n, self.nope_dim + self.v_dim)  # (B, T, N, nope+v)
-            k_nope, v = kv_b[..., : self.nope_dim], kv_b[..., self.nope_dim:]  # (B,T,N,nope), (B,T,N,v)
-            k = jnp.concatenate([k_nope, jnp.broadcast_to(k_pe[:, :, None, :], (b, t, n, self.rope_dim))], axis=-1)
+            kv_b = self.wkv_b(kv).reshape(b, t, n, self.nope_dim + self.v_dim)  # [B, T, N, H+H]
+            k_nope, v = kv_b[..., : self.nope_dim], kv_b[..., self.nope_dim:]  # [B, T, N, H] each
+            k = jnp.concatenate([k_nope, jnp.broadcast_to(k_pe[:, :, None, :], (b, t, n, self.rope_dim))],
+                                axis=-1)  # [B, T, N, H+R]
             if cache is not None:
                 s = mask.shape[1]
-                cache = {"k": _write(cache["k"], k, start), "v": _write(cache["v"], v, start)}  # (B, S_max, N, H)
-                k, v = cache["k"][:, :s], cache["v"][:, :s]  # (B, S, N, nope+rope), (B, S, N, v)
-            q_full = jnp.concatenate([q_nope, q_pe], axis=-1)  # (B, T, N, nope+rope)
-            scores = jnp.einsum("BTNH,BSNH->BNTS", q_full, k) * self.softmax_scale
-            probs = self._softmax(scores, mask)  # (B, N, T, S)
-            out = jnp.einsum("BNTS,BSNH->BTNH", probs, v)  # (B, T, N, v)
+                cache = {"k": _write(cache["k"], k, start), "v": _write(cache["v"], v, start)}  # [B, max_seq_len, N, .]
+                k, v = cache["k"][:, :s], cache["v"][:, :s]  # [B, S, N, H+R], [B, S, N, H]
+            q_full = jnp.concatenate([q_nope, q_pe], axis=-1)  # [B, T, N, H+R]
+            scores = jnp.einsum("BTNH,BSNH->BNTS", q_full, k) * self.softmax_scale  # [B, N, T, S]
+            probs = self._softmax(scores, mask)  # [B, N, T, S]
+            out = jnp.einsum("BNTS,BSNH->BTNH", probs, v)  # [B, T, N, H]
         else:
             s = mask.shape[1]
-            cache = {"kv": _write(cache["kv"], kv, start), "pe": _write(cache["pe"], k_pe, start)}  # (B, S_max, C|R)
-            kv_all, pe_all = cache["kv"][:, :s], cache["pe"][:, :s]  # (B, S, C), (B, S, R)
-            wkv_b = self.wkv_b.effective_weight().reshape(n, self.nope_dim + self.v_dim, self.kv_lora_rank)  # (N, nope+v, C)
-            q_lat = jnp.einsum("BTNH,NHC->BTNC", q_nope, wkv_b[:, : self.nope_dim])  # (B, T, N, C): key up-projection folded into q
+            cache = {"kv": _write(cache["kv"], kv, start),
+                     "pe": _write(cache["pe"], k_pe, start)}  # [B, max_seq_len, C], [B, max_seq_len, R]
+            kv_all, pe_all = cache["kv"][:, :s], cache["pe"][:, :s]  # [B, S, C], [B, S, R]
+            wkv_b = self.wkv_b.effective_weight().reshape(
+                n, self.nope_dim + self.v_dim, self.kv_lora_rank)  # [N, H+H, C]
+            q_lat = jnp.einsum("BTNH,NHC->BTNC", q_nope, wkv_b[:, : self.nope_dim])  # [B, T, N, C]: key up-projection folded into q
             scores = (jnp.einsum("BTNC,BSC->BNTS", q_lat, kv_all)
-                      + jnp.einsum("BTNR,BSR->BNTS", q_pe, pe_all)) * self.softmax_scale
-            probs = self._softmax(scores, mask)  # (B, N, T, S)
-            out_lat = jnp.einsum("BNTS,BSC->BTNC", probs, kv_all)  # (B, T, N, C)
-            out = jnp.einsum("BTNC,NHC->BTNH", out_lat, wkv_b[:, self.nope_dim:])  # (B, T, N, v): value up-projection
-        return self.wo(out.reshape(b, t, n * self.v_dim)), cache  # (B, T, D)
+                      + jnp.einsum("BTNR,BSR->BNTS", q_pe, pe_all)) * self.softmax_scale  # [B, N, T, S]
+            probs = self._softmax(scores, mask)  # [B, N, T, S]
+            out_lat = jnp.einsum("BNTS,BSC->BTNC", probs, kv_all)  # [B, T, N, C]
+            out = jnp.einsum("BTNC,NHC->BTNH", out_lat, wkv_b[:, self.nope_dim:])  # [B, T, N, H]: value up-projection
+        return self.wo(out.reshape(b, t, n * self.v_dim)), cache  # [B, T, N*H] -> [B, T, D]
 
     @staticmethod
     def _softmax(scores: jax.Array, mask: jax.Array) -> jax.Array:

@@ -13,12 +13,12 @@ Causal masking: DeepSeek masks only when more than one token is processed. Here 
 ``key position <= query position``, which is the same thing for multi-token calls, a no-op for a
 single new token, and also hides the not-yet-written tail of the fixed-size cache.
 
-Axis letters: B batch, T query length, S key length, D model width, V vocab, E experts, K activated.
+Axis letters (the repository's one alphabet, docs/internals.md): B batch, T query length, S key
+length, D model width, R rope dim, V vocab, E routed experts, K experts activated per token.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Any
 
@@ -29,40 +29,36 @@ from flax import nnx
 
 from harness.config import Dtype, ModelConfig
 from harness.state import check_loadable, expected_shapes
-from reference.attention import MLA, CacheMode, empty_layer_cache
-from reference.fp8 import Linear, normal_param
+from reference.attention import MLA, CacheMode, KVCache, causal_mask, empty_layer_cache
+from reference.linear import Linear, init_weight
 from reference.moe import MLP, GateBias, MoE, expert_load
 from reference.mtp import MTPModule
 from reference.norm import RMSNorm
-from reference.rope import rope_tables
+from reference.rope import rope_at
+
+
+class InputError(ValueError):
+    """Bad input to the model (token ids, lengths, batch sizes, cache misuse). The message says which."""
 
 
 class Embedding(nnx.Module):
     """Token embedding table [V, D]."""
 
     def __init__(self, vocab_size: int, dim: int, *, rng: np.random.Generator):
-        self.weight = normal_param(rng, (vocab_size, dim), 1.0)
+        self.weight = init_weight(rng, (vocab_size, dim), 1)
 
     def __call__(self, tokens: jax.Array) -> jax.Array:
-        return jnp.take(self.weight[...], tokens, axis=0)  # (B, T, D)
+        return jnp.take(self.weight[...], tokens, axis=0)  # [B, T, D]
 
 
 class Block(nnx.Module):
     """``h = x + attn(attn_norm(x)); out = h + ffn(ffn_norm(h))`` with a dense or MoE FFN."""
 
-    def __init__(self, cfg: ModelConfig, layer_id: int, *, rng: np.random.Generator):
-        fp8 = cfg.dtype is Dtype.FP8
-        self.attn_norm = RMSNorm(cfg.dim, eps=cfg.rms_eps)
-        self.attn = MLA(cfg.dim, cfg.n_heads, cfg.q_lora_rank, cfg.kv_lora_rank, cfg.qk_nope_head_dim,
-                        cfg.qk_rope_head_dim, cfg.v_head_dim, cfg.softmax_scale, eps=cfg.rms_eps, fp8=fp8, rng=rng)
-        self.ffn_norm = RMSNorm(cfg.dim, eps=cfg.rms_eps)
-        if cfg.is_moe_layer(layer_id):
-            self.ffn = MoE(cfg.dim, cfg.moe_inter_dim, cfg.n_routed_experts, cfg.n_shared_experts,
-                           topk=cfg.n_activated_experts, n_groups=cfg.n_expert_groups,
-                           n_limited_groups=cfg.n_limited_groups, score_func=cfg.score_func,
-                           route_scale=cfg.route_scale, fp8=fp8, rng=rng)
-        else:
-            self.ffn = MLP(cfg.dim, cfg.inter_dim, fp8=fp8, rng=rng)
+    def __init__(self, dim: int, attn: MLA, ffn: MLP | MoE, *, eps: float):
+        self.attn_norm = RMSNorm(dim, eps=eps)
+        self.attn = attn
+        self.ffn_norm = RMSNorm(dim, eps=eps)
+        self.ffn = ffn
 
     def __call__(self, x, cos, sin, mask, cache=None, start=0, mode=CacheMode.NAIVE):
         """``x`` [B, T, D] -> (out [B, T, D], updated cache, (scores, indices) for a MoE FFN else None)."""
@@ -74,32 +70,34 @@ class Block(nnx.Module):
         return h + self.ffn(self.ffn_norm(h)), cache, None
 
 
-def _mask(start, t: int, s: int) -> jax.Array:
-    """[T, S] True where key position s may be seen by query position ``start + t``."""
-    return jnp.arange(s)[None, :] <= (start + jnp.arange(t))[:, None]
-
-
 class DeepSeekV3(nnx.Module):
     """The module tree. Attribute paths spell the canonical state names (see ``_canonical_names``)."""
 
     def __init__(self, cfg: ModelConfig, *, rng: np.random.Generator):
         self.cfg = cfg
         self.embed = Embedding(cfg.vocab_size, cfg.dim, rng=rng)
-        self.layers = nnx.List([Block(cfg, i, rng=rng) for i in range(cfg.n_layers)])
+        fp8 = cfg.dtype is Dtype.FP8
+        self.layers = nnx.List([self._block(i, rng, fp8) for i in range(cfg.n_layers)])
         self.norm = RMSNorm(cfg.dim, eps=cfg.rms_eps)
         self.head = Linear(cfg.dim, cfg.vocab_size, fp8=False, rng=rng)  # the head stays fp32 in FP8 mode
-        self.mtp = nnx.List([
-            MTPModule(cfg.dim, Block(cfg, cfg.n_layers + k, rng=rng), eps=cfg.rms_eps,
-                      fp8=cfg.dtype is Dtype.FP8, rng=rng)
-            for k in range(cfg.n_mtp_modules)
-        ])
+        self.mtp = nnx.List([MTPModule(cfg.dim, self._block(cfg.n_layers + k, rng, fp8), eps=cfg.rms_eps, fp8=fp8,
+                                       rng=rng)
+                             for k in range(cfg.n_mtp_modules)])
 
-    def _rope(self, start, t: int) -> tuple[jax.Array, jax.Array]:
-        """cos/sin [T, R/2] for positions ``start .. start+T-1`` (``start`` may be traced)."""
-        cos, sin = (jnp.asarray(table) for table in rope_tables(self.cfg))  # (max_seq_len, R/2)
-        half = cos.shape[1]
-        return (jax.lax.dynamic_slice(cos, (start, 0), (t, half)),
-                jax.lax.dynamic_slice(sin, (start, 0), (t, half)))
+    def _block(self, layer_id: int, rng: np.random.Generator, fp8: bool) -> Block:
+        """Block ``layer_id`` (main layers, then MTP blocks at ``n_layers + k``): MoE FFN where the config says so."""
+        cfg = self.cfg
+        attn = MLA(dim=cfg.dim, n_heads=cfg.n_heads, q_lora_rank=cfg.q_lora_rank, kv_lora_rank=cfg.kv_lora_rank,
+                   qk_nope_head_dim=cfg.qk_nope_head_dim, qk_rope_head_dim=cfg.qk_rope_head_dim,
+                   v_head_dim=cfg.v_head_dim, softmax_scale=cfg.softmax_scale, eps=cfg.rms_eps, fp8=fp8, rng=rng)
+        if cfg.is_moe_layer(layer_id):
+            ffn = MoE(dim=cfg.dim, moe_inter_dim=cfg.moe_inter_dim, n_routed_experts=cfg.n_routed_experts,
+                      n_shared_experts=cfg.n_shared_experts, n_activated_experts=cfg.n_activated_experts,
+                      n_expert_groups=cfg.n_expert_groups, n_limited_groups=cfg.n_limited_groups,
+                      score_func=cfg.score_func, route_scale=cfg.route_scale, fp8=fp8, rng=rng)
+        else:
+            ffn = MLP(cfg.dim, cfg.inter_dim, fp8=fp8, rng=rng)
+        return Block(cfg.dim, attn, ffn, eps=cfg.rms_eps)
 
     def trunk(self, tokens, caches=None, start=0, key_len=None, mode=CacheMode.NAIVE):
         """Embedding and main blocks: ``tokens`` [B, T] -> (h [B, T, D] before the final norm,
@@ -109,9 +107,9 @@ class DeepSeekV3(nnx.Module):
         positions ``start..start+T-1`` and attend to the first ``key_len`` cache slots.
         """
         t = tokens.shape[1]
-        cos, sin = self._rope(start, t)
-        mask = _mask(start, t, t if caches is None else key_len)  # (T, S)
-        h = self.embed(tokens)  # (B, T, D)
+        cos, sin = rope_at(self.cfg, start, t)  # [T, R/2] each
+        mask = causal_mask(start, t, t if caches is None else key_len)  # [T, S]
+        h = self.embed(tokens)  # [B, T, D]
         new_caches, routing = [], []
         for i, layer in enumerate(self.layers):
             h, cache, route = layer(h, cos, sin, mask, None if caches is None else caches[i], start, mode)
@@ -135,16 +133,16 @@ class DeepSeekV3(nnx.Module):
         mtp_logits = []
         for k, module in enumerate(self.mtp):
             tk = t - k - 1  # module k+1 predicts tokens[:, i+k+2] from position i; tk positions have an input token
-            cos, sin = self._rope(0, tk)
-            emb = self.embed(tokens[:, k + 1:])  # (B, T-k-1, D)
-            h, route = module(emb, h[:, :tk], cos, sin, _mask(0, tk, tk))  # (B, T-k-1, D)
+            cos, sin = rope_at(self.cfg, 0, tk)  # [T-k-1, R/2] each
+            emb = self.embed(tokens[:, k + 1:])  # [B, T-k-1, D]
+            h, route = module(emb, h[:, :tk], cos, sin, causal_mask(0, tk, tk))  # [B, T-k-1, D]
             if route is not None:
                 routing.append(route)
             mtp_logits.append(self.logits_mtp(module, h))
         scores = [s for s, _ in routing]
         indices = [i for _, i in routing]
         load = jnp.stack([expert_load(i, self.cfg.n_routed_experts) for i in indices]) if indices else \
-            jnp.zeros((0, self.cfg.n_routed_experts), jnp.float32)  # (n_moe_layers, E)
+            jnp.zeros((0, self.cfg.n_routed_experts), jnp.float32)  # [n_moe_layers, E]
         return logits, {"mtp_logits": mtp_logits, "expert_load": load, "router_scores": scores,
                         "router_indices": indices}
 
@@ -163,9 +161,12 @@ class DeepSeekV3(nnx.Module):
 
 # ---------------------------------------------------------------------------- jitted entry points
 
-@functools.partial(jax.jit, static_argnums=0)
-def _forward(graphdef, params, biases, tokens):
-    return nnx.merge(graphdef, params, biases)(tokens)
+@functools.partial(jax.jit, static_argnums=0, static_argnames=("head",))
+def _forward(graphdef, params, biases, tokens, *, head=True):
+    """Logits [B, T, V] of ``tokens`` [B, T] (or, with ``head=False``, the hidden states [B, T, D])."""
+    model = nnx.merge(graphdef, params, biases)
+    h = model.trunk(tokens)[0]
+    return model.logits(h) if head else h
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -173,12 +174,18 @@ def _forward_aux(graphdef, params, biases, tokens):
     return nnx.merge(graphdef, params, biases).forward_aux(tokens)
 
 
-@functools.partial(jax.jit, static_argnums=0, static_argnames=("key_len", "mode"))
-def _cached_forward(graphdef, params, biases, caches, tokens, start, *, key_len, mode):
-    """Logits [B, T, V] of ``tokens`` at positions ``start..`` and the caches with them written in."""
+@functools.partial(jax.jit, static_argnums=0, static_argnames=("key_len", "mode", "head"))
+def _cached_forward(graphdef, params, biases, caches, tokens, start, *, key_len, mode, head=True):
+    """Logits [B, T, V] (or, with ``head=False``, hidden states [B, T, D]) of ``tokens`` at positions
+    ``start..`` and the caches with them written in."""
     model = nnx.merge(graphdef, params, biases)
     h, caches, _ = model.trunk(tokens, caches, start, key_len, mode)
-    return model.logits(h), caches
+    return (model.logits(h) if head else h), caches
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _logits(graphdef, params, biases, h):
+    return nnx.merge(graphdef, params, biases).logits(h)
 
 
 @functools.partial(jax.jit, static_argnames=("temperature", "top_p"))
@@ -188,7 +195,7 @@ def _sample(logits, key, *, temperature, top_p):
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
     logits = logits / temperature
     probs = jax.nn.softmax(logits, axis=-1)
-    order = jnp.argsort(-probs, axis=-1)  # (B, V): most likely first
+    order = jnp.argsort(-probs, axis=-1)  # [B, V]: most likely first
     sorted_probs = jnp.take_along_axis(probs, order, axis=-1)
     keep_sorted = jnp.cumsum(sorted_probs, axis=-1) - sorted_probs < top_p  # mass before a token < top_p
     keep = jnp.zeros_like(keep_sorted).at[jnp.arange(logits.shape[0])[:, None], order].set(keep_sorted)
@@ -241,30 +248,6 @@ def _from_canonical(state: nnx.State, canonical: dict[str, np.ndarray], n_expert
 
 # ---------------------------------------------------------------------------- public API
 
-@functools.lru_cache(maxsize=64)
-def _layer_cache_shapes(cfg: ModelConfig, batch_size: int, mode: CacheMode) -> dict[str, list[int]]:
-    """``{buffer name: shape}`` of one layer's cache, traced once per (config, batch, mode), never allocated."""
-    shapes = jax.eval_shape(lambda: empty_layer_cache(cfg, batch_size, mode))
-    return {k: list(v.shape) for k, v in shapes.items()}
-
-
-@dataclasses.dataclass
-class KVCache:
-    """Per-layer cache buffers of fixed shape [B, max_seq_len, ...] and the next write position.
-
-    ``pos`` is a Python int passed to the jitted step as a traced scalar, so decoding compiles once.
-    """
-
-    mode: CacheMode
-    layers: list[dict[str, jax.Array]]
-    pos: int = 0
-
-    @property
-    def batch_size(self) -> int:
-        """B, read from the first buffer of layer 0 (every buffer has the same leading axis)."""
-        return next(iter(self.layers[0].values())).shape[0]
-
-
 class Transformer:
     """DeepSeek-V3 with the project's public API (see ARCHITECTURE.md); the Flax twin of ``tf_impl.Transformer``."""
 
@@ -305,18 +288,57 @@ class Transformer:
     # ------------------------------------------------------------------ forward
     def __call__(self, tokens) -> jax.Array:
         """``tokens`` int [B, T] -> fp32 logits [B, T, V] at every position (MTP modules not run)."""
-        return _forward(self.graphdef, self.params, self.biases, self._tokens(tokens, ndim=2))
+        return _forward(self.graphdef, self.params, self.biases, self.check_tokens(tokens))
 
     def forward_aux(self, tokens) -> tuple[jax.Array, dict[str, Any]]:
         """``(logits [B, T, V], aux)`` with aux = {"mtp_logits": [[B, T-k, V] for k=1..D],
         "expert_load": [n_moe_layers, E], "router_scores": [[B, T_l, E] per MoE layer],
         "router_indices": [[B, T_l, K] per MoE layer]}; MoE layers in order, main then MTP blocks, where
         T_l is T for main layers and T-k for MTP module k. Needs T > n_mtp_modules."""
-        tokens = self._tokens(tokens, ndim=2)
+        tokens = self.check_tokens(tokens)
         if tokens.shape[1] <= self.cfg.n_mtp_modules:
-            raise ValueError(f"forward_aux needs more than n_mtp_modules={self.cfg.n_mtp_modules} tokens per "
+            raise InputError(f"forward_aux needs more than n_mtp_modules={self.cfg.n_mtp_modules} tokens per "
                              f"sequence so every MTP module has an input; got T={tokens.shape[1]}")
         return _forward_aux(self.graphdef, self.params, self.biases, tokens)
+
+    def hidden_states(self, tokens, cache: KVCache | None = None, start: int | None = None
+                      ) -> tuple[jax.Array, KVCache | None]:
+        """The main blocks' output before the final norm, ``(h [B, T, D], cache)``; ``logits(h)`` finishes it.
+
+        Without a cache the T tokens sit at positions 0..T-1 and attend causally to each other (what
+        ``__call__`` runs). With one they sit at ``start..start+T-1`` (``start`` defaults to
+        ``cache.length``; a smaller one rewrites those positions, as a rejected speculative draft
+        needs), attend to every position before them, and the returned cache holds them: its length
+        is ``start + T``.
+
+        Args:
+            tokens: int token ids of shape [B, T].
+            cache: a KVCache from ``new_cache``, or None.
+            start: the position of ``tokens[:, 0]`` in the cache, in 0..``cache.length``.
+
+        Returns:
+            ``(h, cache)``: h fp32 [B, T, D], and the extended cache (None without one).
+        """
+        tokens = self.check_tokens(tokens)
+        if cache is None:
+            if start not in (None, 0):
+                raise InputError(f"start={start} needs a cache: without one the tokens sit at positions 0..T-1")
+            return _forward(self.graphdef, self.params, self.biases, tokens, head=False), None
+        t = self._check_room(tokens, cache, start)
+        start = cache.length if start is None else int(start)
+        h, layers = _cached_forward(self.graphdef, self.params, self.biases, cache.layers, tokens, start,
+                                    key_len=start + t, mode=cache.mode, head=False)
+        return h, KVCache(cache.mode, layers, start + t)
+
+    def logits(self, h) -> jax.Array:
+        """The final norm and the output head: hidden states [..., D] -> fp32 logits [..., V]."""
+        return _logits(self.graphdef, self.params, self.biases, jnp.asarray(h, jnp.float32))
+
+    def rope_at(self, start: int, t: int) -> tuple[jax.Array, jax.Array]:
+        """RoPE ``(cos, sin)``, each fp32 [T, R/2], for positions ``start..start+T-1`` (YaRN included)."""
+        if not 0 <= start <= start + t <= self.cfg.max_seq_len:
+            raise InputError(f"positions {start}..{start + t - 1} are outside 0..max_seq_len-1={self.cfg.max_seq_len - 1}")
+        return rope_at(self.cfg, start, t)
 
     # ------------------------------------------------------------------ cache and decoding
     def new_cache(self, batch_size: int, mode: str = "absorb") -> KVCache:
@@ -328,26 +350,26 @@ class Transformer:
                 "naive" (per-head keys and values, the straightforward one, kept for comparison).
 
         Returns:
-            a KVCache at position 0, one buffer dict per main layer (see ``empty_layer_cache``).
+            a KVCache of length 0, one buffer dict per main layer (see ``empty_layer_cache``).
         """
         try:
             mode = CacheMode(mode)
         except ValueError:
-            raise ValueError(f"cache mode {mode!r} is unknown; use 'absorb' or 'naive'") from None
+            raise InputError(f"cache mode {mode!r} is unknown; use 'absorb' or 'naive'") from None
         if not 1 <= batch_size <= self.cfg.max_batch_size:
-            raise ValueError(f"batch_size={batch_size} must be in 1..max_batch_size={self.cfg.max_batch_size}")
+            raise InputError(f"batch_size={batch_size} must be in 1..max_batch_size={self.cfg.max_batch_size}")
         return KVCache(mode, [empty_layer_cache(self.cfg, batch_size, mode) for _ in range(self.cfg.n_layers)])
 
     def prefill(self, tokens, cache: KVCache) -> tuple[jax.Array, KVCache]:
         """Run ``tokens`` [B, T] after what ``cache`` holds; returns (logits [B, T, V], the extended cache).
 
-        The keys are the cache's first ``pos + T`` slots (a static length: one compile per prompt shape).
+        The keys are the cache's first ``length + T`` slots (a static length: one compile per prompt shape).
         """
-        tokens = self._tokens(tokens, ndim=2)
+        tokens = self.check_tokens(tokens)
         t = self._check_room(tokens, cache)
         logits, layers = _cached_forward(self.graphdef, self.params, self.biases, cache.layers, tokens,
-                                         cache.pos, key_len=cache.pos + t, mode=cache.mode)
-        return logits, KVCache(cache.mode, layers, cache.pos + t)
+                                         cache.length, key_len=cache.length + t, mode=cache.mode)
+        return logits, KVCache(cache.mode, layers, cache.length + t)
 
     def decode_step(self, next_tokens, cache: KVCache) -> tuple[jax.Array, KVCache]:
         """Feed one token per sequence, ``next_tokens`` [B]; returns (logits [B, V], the extended cache).
@@ -355,11 +377,11 @@ class Transformer:
         Attends over all ``max_seq_len`` slots with the unwritten ones masked, so every step reuses one
         compiled program.
         """
-        tokens = self._tokens(next_tokens, ndim=1)[:, None]  # (B, 1)
+        tokens = self.check_tokens(next_tokens, "next_tokens", rank=1)[:, None]  # [B, 1]
         self._check_room(tokens, cache)
         logits, layers = _cached_forward(self.graphdef, self.params, self.biases, cache.layers, tokens,
-                                         cache.pos, key_len=self.cfg.max_seq_len, mode=cache.mode)
-        return logits[:, 0], KVCache(cache.mode, layers, cache.pos + 1)
+                                         cache.length, key_len=self.cfg.max_seq_len, mode=cache.mode)
+        return logits[:, 0], KVCache(cache.mode, layers, cache.length + 1)
 
     def generate(self, prompt, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
                  seed: int = 0) -> jax.Array:
@@ -368,16 +390,16 @@ class Transformer:
         temperature 0 is greedy; otherwise softmax(logits / temperature) restricted to the smallest set
         of tokens whose probability reaches ``top_p``. Uses the absorbed cache.
         """
-        prompt = self._tokens(prompt, ndim=2)
+        prompt = self.check_tokens(prompt, "prompt")
         b, t = prompt.shape
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.integer, np.floating)) \
                 or not temperature >= 0:
-            raise ValueError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
+            raise InputError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
         if max_new_tokens < 0 or not 0 < top_p <= 1:
-            raise ValueError(f"need max_new_tokens >= 0, temperature >= 0 and 0 < top_p <= 1; got "
+            raise InputError(f"need max_new_tokens >= 0, temperature >= 0 and 0 < top_p <= 1; got "
                              f"{max_new_tokens}, {temperature}, {top_p}")
         if t + max_new_tokens - 1 > self.cfg.max_seq_len:
-            raise ValueError(f"prompt length {t} + max_new_tokens {max_new_tokens} - 1 exceeds "
+            raise InputError(f"prompt length {t} + max_new_tokens {max_new_tokens} - 1 exceeds "
                              f"max_seq_len={self.cfg.max_seq_len}; shorten the prompt or generate fewer tokens")
         if max_new_tokens == 0:
             return jnp.zeros((b, 0), jnp.int32)
@@ -387,45 +409,60 @@ class Transformer:
         for i in range(1, max_new_tokens):
             logits, cache = self.decode_step(out[-1], cache)
             out.append(_sample(logits, jax.random.fold_in(key, i), temperature=float(temperature), top_p=float(top_p)))
-        return jnp.stack(out, axis=1)  # (B, max_new_tokens)
+        return jnp.stack(out, axis=1)  # [B, max_new_tokens]
 
     # ------------------------------------------------------------------ input checks
-    def _tokens(self, tokens, ndim: int) -> jax.Array:
-        """Validate token ids (integer dtype, rank, non-empty, in vocab, not longer than max_seq_len) -> int32."""
+    def check_tokens(self, tokens, what: str = "tokens", rank: int = 2) -> jax.Array:
+        """``tokens`` as int32 after the checks every entry point runs; InputError naming the problem otherwise.
+
+        Args:
+            tokens: token ids, any array-like.
+            what: how the error messages name the argument (``"prompt"``, ``"next_tokens"``, ...).
+            rank: 2 for [B, T] (also checked against ``max_seq_len``), 1 for [B].
+
+        Returns:
+            the ids, int32 of shape [B, T] (or [B]): integer dtype, non-empty, in ``[0, vocab_size)``.
+        """
         try:
             arr = np.asarray(tokens)
         except ValueError:  # nested lists of unequal lengths
             lengths = [len(row) if hasattr(row, "__len__") else 1 for row in tokens]
-            raise ValueError(f"tokens is ragged: its rows have lengths {lengths}; pad them to one length "
+            raise InputError(f"{what} is ragged: its rows have lengths {lengths}; pad them to one length "
                              "(batch sequences of equal length, or call the model once per sequence)") from None
-        shape = "[B, T]" if ndim == 2 else "[B]"
-        if arr.ndim != ndim:
-            raise ValueError(f"tokens must have shape {shape}, got rank {arr.ndim} shape {list(arr.shape)}")
+        shape = "[B, T]" if rank == 2 else "[B]"
+        if arr.ndim != rank:
+            raise InputError(f"{what} must have shape {shape}, got rank {arr.ndim} shape {list(arr.shape)}")
         if not np.issubdtype(arr.dtype, np.integer):
-            raise ValueError(f"tokens must be integer ids, got dtype {arr.dtype}")
+            raise InputError(f"{what} must be integer ids, got dtype {arr.dtype}")
         if arr.size == 0:
-            raise ValueError(f"tokens must be non-empty, got shape {list(arr.shape)}")
-        if ndim == 2 and arr.shape[1] > self.cfg.max_seq_len:
-            raise ValueError(f"sequence length {arr.shape[1]} exceeds max_seq_len={self.cfg.max_seq_len}")
+            raise InputError(f"{what} must be non-empty, got shape {list(arr.shape)}")
+        if rank == 2 and arr.shape[1] > self.cfg.max_seq_len:
+            raise InputError(f"sequence length {arr.shape[1]} exceeds max_seq_len={self.cfg.max_seq_len}")
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi >= self.cfg.vocab_size:
             bad = lo if lo < 0 else hi
-            raise ValueError(f"token id {bad} is out of range; ids must be in 0..{self.cfg.vocab_size - 1} (vocab_size)")
+            raise InputError(f"token id {bad} is out of range; ids must be in 0..{self.cfg.vocab_size - 1} (vocab_size)")
         return jnp.asarray(arr, jnp.int32)
 
-    def _check_room(self, tokens: jax.Array, cache: KVCache) -> int:
-        """Check the batch matches the cache and the cache has room for T more tokens; returns T."""
+    def _check_room(self, tokens: jax.Array, cache: KVCache, start: int | None = None) -> int:
+        """Check the batch matches the cache and positions ``start..start+T-1`` fit (``start``: default the
+        cache's length); returns T."""
         b, t = tokens.shape
-        expected = _layer_cache_shapes(self.cfg, cache.batch_size, cache.mode)
+        if not isinstance(cache, KVCache):
+            raise InputError(f"cache must come from model.new_cache(...), got {type(cache).__name__}")
+        start = cache.length if start is None else start
+        expected = KVCache.buffer_shapes(self.cfg, cache.batch_size, cache.mode)
         got = [{k: list(v.shape) for k, v in layer.items()} for layer in cache.layers]
         if len(got) != self.cfg.n_layers or any(shapes != expected for shapes in got):
-            raise ValueError(f"cache was built for another config: its {len(got)} layers hold buffers of shapes "
+            raise InputError(f"cache was built for another config: its {len(got)} layers hold buffers of shapes "
                              f"{list(got[0].values()) if got else []}, this model needs {self.cfg.n_layers} layers "
                              f"of {list(expected.values())} ({cache.mode.value} mode); build the cache with this "
                              "model's new_cache()")
         if b != cache.batch_size:
-            raise ValueError(f"batch of {b} sequences does not match the cache's batch_size={cache.batch_size}")
-        if cache.pos + t > self.cfg.max_seq_len:
-            raise ValueError(f"cache holds {cache.pos} tokens; {t} more exceed max_seq_len={self.cfg.max_seq_len}")
+            raise InputError(f"batch of {b} sequences does not match the cache's batch_size={cache.batch_size}")
+        if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or not 0 <= start <= cache.length:
+            raise InputError(f"start={start!r} is outside 0..{cache.length}: the cache holds {cache.length} tokens, "
+                             "and a position past them would leave a gap")
+        if start + t > self.cfg.max_seq_len:
+            raise InputError(f"cache holds {start} tokens; {t} more exceed max_seq_len={self.cfg.max_seq_len}")
         return t
-

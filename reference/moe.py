@@ -1,15 +1,17 @@
 """DeepSeek-V3's feed-forward layers: SwiGLU MLP, the routing gate, and the sparse MoE.
 
 Sparse dispatch: the (token, expert) assignments are sorted by expert and laid out in fixed-size row
-blocks, each block holding rows of a single expert (an expert's segment is padded up to a whole
-number of blocks with zero rows). A ``lax.scan`` over the blocks runs one small SwiGLU per block
-with that block's expert weights. Compute grows with ``tokens * activated experts`` (plus at most one
-partial block per used expert), not with the number of routed experts, and every shape is static so
+tiles, each tile holding rows of a single expert (an expert's segment is padded up to a whole
+number of tiles with zero rows). A ``lax.scan`` over the tiles runs one small SwiGLU per tile
+with that tile's expert weights. Compute grows with ``tokens * activated experts`` (plus at most one
+partial tile per used expert), not with the number of routed experts, and every shape is static so
 it jits once. ``jax.lax.ragged_dot`` would say the same thing in one call, but on CPU it lowers to a
-dense masked product over all experts (E times the work; measured 40x slower), hence the blocks.
+dense masked product over all experts (E times the work; measured 40x slower), hence the tiles.
 
-Axis letters: M tokens (batch and time flattened), D model width, E experts, F expert hidden,
-K activated experts per token, G expert groups.
+Axis letters (the repository's one alphabet, docs/internals.md): B batch, T query length, D model
+width, E routed experts, F expert hidden width, K experts activated per token, G expert groups,
+X tokens flattened (B*T), A (token, expert) assignments (X*K), U dispatch tiles (each holds rows of
+one expert), W rows inside a tile.
 """
 
 from __future__ import annotations
@@ -20,19 +22,19 @@ import numpy as np
 from flax import nnx
 
 from harness.config import ScoreFunc
-from reference.fp8 import Linear, linear, normal_param
+from reference.linear import Linear, init_weight, linear
 
 
 class GateBias(nnx.Variable):
     """The gate's selection bias: a state variable moved by the balancing rule, never by gradients."""
 
 
-def route(x: jax.Array, weight: jax.Array, bias: jax.Array | None, *, topk: int, n_groups: int,
-          n_limited_groups: int, score_func: ScoreFunc, route_scale: float
+def route(x: jax.Array, weight: jax.Array, bias: jax.Array | None, *, n_activated_experts: int,
+          n_expert_groups: int, n_limited_groups: int, score_func: ScoreFunc, route_scale: float
           ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """DeepSeek-V3's gate for ``x`` [M, D], ``weight`` [E, D], ``bias`` [E] or None.
+    """DeepSeek-V3's gate for ``x`` [X, D], ``weight`` [E, D], ``bias`` [E] or None.
 
-    Returns ``(weights [M, K] fp32, indices [M, K] int32, scores [M, E] fp32)``:
+    Returns ``(weights [X, K] fp32, indices [X, K] int32, scores [X, E] fp32)``:
     1. scores = sigmoid (or softmax) of the router logits, in fp32;
     2. selection scores = scores + bias: the bias steers *which* experts win, never their weight;
     3. with groups, a group's score is the sum of its top-2 selection scores (the max when there is
@@ -40,21 +42,21 @@ def route(x: jax.Array, weight: jax.Array, bias: jax.Array | None, *, topk: int,
     4. the top-k selection scores give the indices; the weights are the *original* scores there,
        divided by their sum for sigmoid, then times ``route_scale``.
     """
-    m, e = x.shape[0], weight.shape[0]
-    logits = jnp.einsum("MD,ED->ME", x.astype(jnp.float32), weight.astype(jnp.float32))
+    n, e = x.shape[0], weight.shape[0]
+    logits = jnp.einsum("XD,ED->XE", x.astype(jnp.float32), weight.astype(jnp.float32))  # [X, E]
     scores = jax.nn.sigmoid(logits) if score_func is ScoreFunc.SIGMOID else jax.nn.softmax(logits, axis=-1)
     select = scores if bias is None else scores + bias
-    if n_groups > 1:
-        grouped = select.reshape(m, n_groups, e // n_groups)  # (M, G, E/G)
+    if n_expert_groups > 1:
+        grouped = select.reshape(n, n_expert_groups, e // n_expert_groups)  # [X, G, E/G]
         if bias is None:
-            group_score = jnp.max(grouped, axis=-1)  # (M, G)
+            group_score = jnp.max(grouped, axis=-1)  # [X, G]
         else:
-            group_score = jnp.sum(jax.lax.top_k(grouped, 2)[0], axis=-1)  # (M, G)
-        kept = jax.lax.top_k(group_score, n_limited_groups)[1]  # (M, n_limited_groups)
-        keep = jnp.any(jax.nn.one_hot(kept, n_groups, dtype=jnp.bool_), axis=1)  # (M, G)
-        select = jnp.where(keep[:, :, None], grouped, -jnp.inf).reshape(m, e)  # (M, E)
-    indices = jax.lax.top_k(select, topk)[1]  # (M, K)
-    weights = jnp.take_along_axis(scores, indices, axis=-1)  # (M, K): original scores, bias-free
+            group_score = jnp.sum(jax.lax.top_k(grouped, 2)[0], axis=-1)  # [X, G]
+        kept = jax.lax.top_k(group_score, n_limited_groups)[1]  # [X, n_limited_groups]
+        keep = jnp.any(jax.nn.one_hot(kept, n_expert_groups, dtype=jnp.bool_), axis=1)  # [X, G]
+        select = jnp.where(keep[:, :, None], grouped, -jnp.inf).reshape(n, e)  # [X, E]
+    indices = jax.lax.top_k(select, n_activated_experts)[1]  # [X, K]
+    weights = jnp.take_along_axis(scores, indices, axis=-1)  # [X, K]: original scores, bias-free
     if score_func is ScoreFunc.SIGMOID:
         weights = weights / jnp.sum(weights, axis=-1, keepdims=True)
     return weights * route_scale, indices.astype(jnp.int32), scores
@@ -70,11 +72,11 @@ def swiglu(x: jax.Array, w1: jax.Array, w2: jax.Array, w3: jax.Array, fp8: bool)
     return linear(jax.nn.silu(linear(x, w1, fp8)) * linear(x, w3, fp8), w2, fp8)
 
 
-def dispatch_block_size(n_assignments: int, n_experts: int) -> int:
-    """Rows per block: a power of two near half an expert's mean load, in [1, 32].
+def dispatch_tile_rows(n_assignments: int, n_experts: int) -> int:
+    """Rows per tile: a power of two near half an expert's mean load, in [1, 32].
 
-    Small blocks waste little on padding (decode: 1 row per assignment); larger ones amortise the
-    per-block loop overhead (prefill). 32 was the knee on CPU at the bench size.
+    Small tiles waste little on padding (decode: 1 row per assignment); larger ones amortise the
+    per-tile loop overhead (prefill). 32 was the knee on CPU at the bench size.
     """
     target = min(32, n_assignments // (2 * n_experts))
     size = 1
@@ -85,41 +87,41 @@ def dispatch_block_size(n_assignments: int, n_experts: int) -> int:
 
 def grouped_swiglu(x: jax.Array, weights: jax.Array, indices: jax.Array, w1: jax.Array, w2: jax.Array,
                    w3: jax.Array, *, fp8: bool) -> jax.Array:
-    """``sum_k weights[:, k] * expert_{indices[:, k]}(x)`` for ``x`` [M, D], running each expert on its tokens only.
+    """``sum_k weights[:, k] * expert_{indices[:, k]}(x)`` for ``x`` [X, D], running each expert on its tokens only.
 
     ``w1``/``w3`` are [E, F, D] and ``w2`` is [E, D, F] (expert ``j``'s canonical [out, in] weights stacked).
     """
-    m, d = x.shape
+    n, d = x.shape
     k = indices.shape[1]
     n_experts = w1.shape[0]
-    a = m * k  # number of (token, expert) assignments
-    size = dispatch_block_size(a, n_experts)
-    # Each used expert wastes less than one block, so this many blocks always suffice.
-    n_blocks = (a + min(n_experts, a) * (size - 1)) // size
-    expert = indices.reshape(a)  # (A,)
-    token = jnp.arange(a) // k  # (A,): the token of each assignment
-    order = jnp.argsort(expert, stable=True)  # (A,): assignments grouped by expert
+    a = n * k  # number of (token, expert) assignments
+    tile_rows = dispatch_tile_rows(a, n_experts)
+    # Each used expert wastes less than one tile, so this many tiles always suffice.
+    n_tiles = (a + min(n_experts, a) * (tile_rows - 1)) // tile_rows
+    expert = indices.reshape(a)  # [A]
+    token = jnp.arange(a) // k  # [A]: the token of each assignment
+    order = jnp.argsort(expert, stable=True)  # [A]: assignments grouped by expert
     sorted_expert = expert[order]
-    count = jnp.bincount(expert, length=n_experts)  # (E,)
-    padded = (count + size - 1) // size * size  # (E,): segment length rounded up to whole blocks
+    count = jnp.bincount(expert, length=n_experts)  # [E]
+    padded = (count + tile_rows - 1) // tile_rows * tile_rows  # [E]: segment length rounded up to whole tiles
     padded_end = jnp.cumsum(padded)
     padded_start = padded_end - padded
     start = jnp.cumsum(count) - count
-    slot = padded_start[sorted_expert] + jnp.arange(a) - start[sorted_expert]  # (A,): row in the block layout
-    rows = n_blocks * size
-    row_token = jnp.full((rows,), m).at[slot].set(token[order])  # (rows,): padding rows read token m = zeros
-    row_weight = jnp.zeros((rows,), jnp.float32).at[slot].set(weights.reshape(a)[order])  # (rows,)
-    block_expert = jnp.minimum(jnp.searchsorted(padded_end, jnp.arange(n_blocks) * size, side="right"),
-                               n_experts - 1)  # (n_blocks,); unused tail blocks are all padding
-    x_rows = jnp.concatenate([x.astype(jnp.float32), jnp.zeros((1, d), jnp.float32)])[row_token]  # (rows, D)
+    slot = padded_start[sorted_expert] + jnp.arange(a) - start[sorted_expert]  # [A]: row in the tile layout
+    rows = n_tiles * tile_rows
+    row_token = jnp.full((rows,), n).at[slot].set(token[order])  # [U*W]: padding rows read token n = zeros
+    row_weight = jnp.zeros((rows,), jnp.float32).at[slot].set(weights.reshape(a)[order])  # [U*W]
+    tile_expert = jnp.minimum(jnp.searchsorted(padded_end, jnp.arange(n_tiles) * tile_rows, side="right"),
+                              n_experts - 1)  # [U]; unused tail tiles are all padding
+    x_rows = jnp.concatenate([x.astype(jnp.float32), jnp.zeros((1, d), jnp.float32)])[row_token]  # [U*W, D]
 
-    def one_block(carry, block):
-        xb, e = block  # (size, D), ()
-        return carry, swiglu(xb, w1[e], w2[e], w3[e], fp8)  # (size, D)
+    def one_tile(carry, tile):
+        xt, e = tile  # [W, D], ()
+        return carry, swiglu(xt, w1[e], w2[e], w3[e], fp8)  # [W, D]
 
-    _, y = jax.lax.scan(one_block, None, (x_rows.reshape(n_blocks, size, d), block_expert))  # (n_blocks, size, D)
-    y = y.reshape(rows, d) * row_weight[:, None]  # (rows, D)
-    return jnp.zeros((m + 1, d), jnp.float32).at[row_token].add(y)[:m]  # (M, D); row m collects padding
+    _, y = jax.lax.scan(one_tile, None, (x_rows.reshape(n_tiles, tile_rows, d), tile_expert))  # [U, W, D]
+    y = y.reshape(rows, d) * row_weight[:, None]  # [U*W, D]
+    return jnp.zeros((n + 1, d), jnp.float32).at[row_token].add(y)[:n]  # [X, D]; row n collects padding
 
 
 class MLP(nnx.Module):
@@ -137,17 +139,17 @@ class MLP(nnx.Module):
 class Gate(nnx.Module):
     """Router weight [E, D] (trained) and selection bias [E] (balanced, not trained); see :func:`route`."""
 
-    def __init__(self, dim: int, n_experts: int, *, topk: int, n_groups: int, n_limited_groups: int,
-                 score_func: ScoreFunc, route_scale: float, rng: np.random.Generator):
-        self.topk, self.n_groups, self.n_limited_groups = topk, n_groups, n_limited_groups
-        self.score_func, self.route_scale = score_func, route_scale
-        self.weight = normal_param(rng, (n_experts, dim), dim**-0.5)
-        self.bias = GateBias(jnp.zeros((n_experts,), jnp.float32))
+    def __init__(self, dim: int, n_routed_experts: int, *, n_activated_experts: int, n_expert_groups: int,
+                 n_limited_groups: int, score_func: ScoreFunc, route_scale: float, rng: np.random.Generator):
+        self.n_activated_experts, self.n_expert_groups = n_activated_experts, n_expert_groups
+        self.n_limited_groups, self.score_func, self.route_scale = n_limited_groups, score_func, route_scale
+        self.weight = init_weight(rng, (n_routed_experts, dim), dim)
+        self.bias = GateBias(jnp.zeros((n_routed_experts,), jnp.float32))
 
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        return route(x, self.weight[...], self.bias[...], topk=self.topk, n_groups=self.n_groups,
-                     n_limited_groups=self.n_limited_groups, score_func=self.score_func,
-                     route_scale=self.route_scale)
+        return route(x, self.weight[...], self.bias[...], n_activated_experts=self.n_activated_experts,
+                     n_expert_groups=self.n_expert_groups, n_limited_groups=self.n_limited_groups,
+                     score_func=self.score_func, route_scale=self.route_scale)
 
 
 class Experts(nnx.Module):
@@ -159,9 +161,9 @@ class Experts(nnx.Module):
 
     def __init__(self, dim: int, hidden: int, n_experts: int, *, fp8: bool, rng: np.random.Generator):
         self.fp8 = fp8
-        self.w1 = normal_param(rng, (n_experts, hidden, dim), dim**-0.5)
-        self.w2 = normal_param(rng, (n_experts, dim, hidden), hidden**-0.5)
-        self.w3 = normal_param(rng, (n_experts, hidden, dim), dim**-0.5)
+        self.w1 = init_weight(rng, (n_experts, hidden, dim), dim)  # [E, F, D]
+        self.w2 = init_weight(rng, (n_experts, dim, hidden), hidden)  # [E, D, F]
+        self.w3 = init_weight(rng, (n_experts, hidden, dim), dim)  # [E, F, D]
 
     def __call__(self, x: jax.Array, weights: jax.Array, indices: jax.Array) -> jax.Array:
         return grouped_swiglu(x, weights, indices, self.w1[...], self.w2[...], self.w3[...], fp8=self.fp8)
@@ -170,10 +172,11 @@ class Experts(nnx.Module):
 class MoE(nnx.Module):
     """``out = sum_k w_k * expert_k(x) + shared(x)`` with DeepSeek-V3's gate."""
 
-    def __init__(self, dim: int, moe_inter_dim: int, n_routed_experts: int, n_shared_experts: int, *,
-                 topk: int, n_groups: int, n_limited_groups: int, score_func: ScoreFunc, route_scale: float,
-                 fp8: bool, rng: np.random.Generator):
-        self.gate = Gate(dim, n_routed_experts, topk=topk, n_groups=n_groups, n_limited_groups=n_limited_groups,
+    def __init__(self, dim: int, moe_inter_dim: int, n_routed_experts: int, n_shared_experts: int,
+                 n_activated_experts: int, n_expert_groups: int, n_limited_groups: int, score_func: ScoreFunc,
+                 route_scale: float, *, fp8: bool, rng: np.random.Generator):
+        self.gate = Gate(dim, n_routed_experts, n_activated_experts=n_activated_experts,
+                         n_expert_groups=n_expert_groups, n_limited_groups=n_limited_groups,
                          score_func=score_func, route_scale=route_scale, rng=rng)
         self.experts = Experts(dim, moe_inter_dim, n_routed_experts, fp8=fp8, rng=rng)
         self.shared_experts = (MLP(dim, n_shared_experts * moe_inter_dim, fp8=fp8, rng=rng)
@@ -182,10 +185,10 @@ class MoE(nnx.Module):
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """``x`` [B, T, D] -> (out [B, T, D], original scores [B, T, E], indices [B, T, K])."""
         b, t, d = x.shape
-        flat = x.reshape(b * t, d)  # (M, D)
-        weights, indices, scores = self.gate(flat)  # (M, K), (M, K), (M, E)
-        out = self.experts(flat, weights, indices)  # (M, D)
+        flat = x.reshape(b * t, d)  # [X, D]
+        weights, indices, scores = self.gate(flat)  # [X, K], [X, K], [X, E]
+        out = self.experts(flat, weights, indices)  # [X, D]
         if self.shared_experts is not None:
             out = out + self.shared_experts(flat)
-        return (out.reshape(b, t, d),  # (B, T, D)
-                scores.reshape(b, t, -1), indices.reshape(b, t, -1))  # (B, T, E), (B, T, K)
+        return (out.reshape(b, t, d),  # [B, T, D]
+                scores.reshape(b, t, -1), indices.reshape(b, t, -1))  # [B, T, E], [B, T, K]

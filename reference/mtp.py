@@ -7,6 +7,9 @@ model's; ``norm`` is this module's own final norm (the released ``shared_head.no
 
 The block is built by the model (it is an ordinary ``Block`` with layer id ``n_layers + k``) and
 handed in, so this module needs no import of the model.
+
+Axis letters (the repository's one alphabet, docs/internals.md): B batch, D model width, T' the
+positions module k sees (T - k).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from reference.fp8 import Linear
+from reference.linear import Linear
 from reference.norm import RMSNorm
 
 
@@ -33,6 +36,6 @@ class MTPModule(nnx.Module):
     def __call__(self, emb: jax.Array, h_prev: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array
                  ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
         """``emb``, ``h_prev`` [B, T', D] (already aligned by the caller) -> (h^k [B, T', D], routing)."""
-        x = self.eh_proj(jnp.concatenate([self.enorm(emb), self.hnorm(h_prev)], axis=-1))  # (B, T', D)
+        x = self.eh_proj(jnp.concatenate([self.enorm(emb), self.hnorm(h_prev)], axis=-1))  # [B, T', D]
         h, _, routing = self.block(x, cos, sin, mask)
         return h, routing

@@ -19,7 +19,7 @@ def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
 class RMSNorm(nnx.Module):
     """Thin layer over :func:`rms_norm`; the weight starts at ones so a fresh norm only normalises."""
 
-    def __init__(self, dim: int, *, eps: float = 1e-6):
+    def __init__(self, dim: int, *, eps: float):
         self.eps = eps
         self.weight = nnx.Param(jnp.ones((dim,), jnp.float32))
 

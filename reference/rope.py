@@ -4,7 +4,8 @@ All tables are pure numpy functions of the config, computed in float64 and cast 
 so the oracle's angles are as exact as float32 storage allows (``t * freq`` in float32 would lose
 ~1e-4 rad at t ~ 1000). The only traced operation is :func:`apply_rope`.
 
-Axis letters: B batch, T query length, N heads, R rope dim.
+Axis letters (the repository's one alphabet, docs/internals.md): B batch, T query length, N heads,
+R rope dim, S positions 0..max_seq_len-1.
 """
 
 from __future__ import annotations
@@ -67,8 +68,25 @@ def rope_freqs(cfg: ModelConfig) -> np.ndarray:
 
 def rope_tables(cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
     """``(cos, sin)`` of ``angles[t] = t * freqs`` for t in 0..max_seq_len-1, each of shape [max_seq_len, R/2] float32."""
-    angles = np.outer(np.arange(cfg.max_seq_len, dtype=np.float64), rope_freqs(cfg))  # (S, R/2)
+    angles = np.outer(np.arange(cfg.max_seq_len, dtype=np.float64), rope_freqs(cfg))  # [S, R/2]
     return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+
+
+def rope_at(cfg: ModelConfig, start, t: int) -> tuple[jax.Array, jax.Array]:
+    """``(cos, sin)``, each [T, R/2] fp32, for positions ``start .. start+T-1``.
+
+    Args:
+        cfg: the model config the tables are built from.
+        start: the first position, a Python int or a traced scalar (a cache position under ``jax.jit``).
+        t: T, the number of positions (static).
+
+    Returns:
+        the rows ``start..start+T-1`` of :func:`rope_tables`.
+    """
+    cos, sin = (jnp.asarray(table) for table in rope_tables(cfg))  # [S, R/2] each
+    half = cos.shape[1]
+    return (jax.lax.dynamic_slice(cos, (start, 0), (t, half)),
+            jax.lax.dynamic_slice(sin, (start, 0), (t, half)))
 
 
 def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
@@ -78,8 +96,8 @@ def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
     have shape [T, R/2]. The pair is the complex number ``x[2i] + 1j*x[2i+1]`` times ``exp(1j*angle)``.
     """
     if x.ndim == 4:
-        cos, sin = cos[:, None, :], sin[:, None, :]  # (T, 1, R/2): broadcast over heads
-    pairs = x.astype(jnp.float32).reshape(*x.shape[:-1], x.shape[-1] // 2, 2)  # (..., R/2, 2)
+        cos, sin = cos[:, None, :], sin[:, None, :]  # [T, 1, R/2]: broadcast over heads
+    pairs = x.astype(jnp.float32).reshape(*x.shape[:-1], x.shape[-1] // 2, 2)  # [..., R/2, 2]
     re, im = pairs[..., 0], pairs[..., 1]
-    rotated = jnp.stack([re * cos - im * sin, re * sin + im * cos], axis=-1)  # (..., R/2, 2)
-    return rotated.reshape(x.shape)  # (..., R)
+    rotated = jnp.stack([re * cos - im * sin, re * sin + im * cos], axis=-1)  # [..., R/2, 2]
+    return rotated.reshape(x.shape)  # [..., R]

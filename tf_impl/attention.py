@@ -1,7 +1,8 @@
 """Multi-head Latent Attention (MLA) with its two cache layouts.
 
-Axis letters (shared by every einsum in tf_impl): B batch, T query length, S key length, D model width,
-N heads, H head dim (nope part of q/k, or v), R rope dim, C kv latent, Q q latent.
+Axis letters (the repository's one alphabet, docs/internals.md): B batch, T query length, S key
+length, D model width, N heads, H head dim (nope, qk or v, as the einsum says), R rope dim, C kv
+latent, Q q latent.
 
 * ``naive``: the cache holds per-head keys k = [k_nope; k_pe] of shape [B, S, N, H+R] and values
   [B, S, N, H]; attention is the textbook one.
@@ -17,17 +18,27 @@ so the compiled decode step sees the same shapes at every position.
 
 from __future__ import annotations
 
+import enum
+
 import numpy as np
 import tensorflow as tf
 
 from harness.config import ModelConfig
-from tf_impl.fp8 import fake_quantize_weight
 from tf_impl.linear import Linear
 from tf_impl.norm import RMSNorm
 from tf_impl.rope import apply_rope
 
-CACHE_MODES = ("naive", "absorb")
 _FP32_BYTES = 4
+
+
+class CacheMode(str, enum.Enum):
+    """What the KV cache stores per token: per-head k and v (NAIVE) or the latent and the rope key (ABSORB)."""
+
+    NAIVE = "naive"
+    ABSORB = "absorb"
+
+
+CACHE_MODES = tuple(m.value for m in CacheMode)
 
 
 def cache_bytes_per_token(cfg: ModelConfig, mode: str) -> int:
@@ -43,9 +54,9 @@ def cache_bytes_per_token(cfg: ModelConfig, mode: str) -> int:
     Returns:
         bytes per cached token, summed over ``cfg.n_layers`` layers.
     """
-    if mode == "naive":
+    if mode == CacheMode.NAIVE:
         per_layer = cfg.n_heads * (cfg.qk_head_dim + cfg.v_head_dim)
-    elif mode == "absorb":
+    elif mode == CacheMode.ABSORB:
         per_layer = cfg.kv_lora_rank + cfg.qk_rope_head_dim
     else:
         raise ValueError(f"cache mode {mode!r} is unknown; use one of {list(CACHE_MODES)}")
@@ -58,12 +69,17 @@ class KVCache:
     ``layers[i]`` is ``(k, v)`` in naive mode and ``(kv, pe)`` in absorb mode. ``length`` is the number
     of positions written so far (decoding continues from it) and ``batch`` the batch size in use.
     ``nbytes`` is the size of the tensors actually allocated.
+
+    A cache can be passed as an argument to a ``tf.function`` (it implements TF's custom-nest protocol:
+    the buffers are its components, mode and sizes its metadata), so a caller's compiled step is traced
+    once for every cache of the same shapes. Inside such a step ``length`` is unknown (0): the caller
+    passes the position explicitly (``Transformer.hidden_states(..., start=)``).
     """
 
     def __init__(self, cfg: ModelConfig, batch_size: int, mode: str = "absorb"):
         if mode not in CACHE_MODES:
             raise ValueError(f"cache mode {mode!r} is unknown; use one of {list(CACHE_MODES)}")
-        self.mode = mode
+        self.mode = CacheMode(mode)
         self.batch_size = batch_size
         self.max_seq_len = cfg.max_seq_len
         self.length = 0
@@ -74,11 +90,44 @@ class KVCache:
             for _ in range(cfg.n_layers)
         ]
 
+    def reset(self) -> "KVCache":
+        """Empty the cache in place (length 0, batch unset; the buffers are reused, stale entries are
+        masked and then overwritten) and return it."""
+        self.truncate(0)
+        self.batch = None
+        return self
+
+    def truncate(self, length: int) -> "KVCache":
+        """Cut the cache back to its first ``length`` positions in place (e.g. to decode again from there).
+
+        Args:
+            length: the positions to keep, in 0..``self.length``.
+
+        Returns:
+            this cache; later positions are masked until they are overwritten.
+        """
+        if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or not 0 <= length <= self.length:
+            raise ValueError(f"truncate({length!r}): the length must be an integer in 0..{self.length} "
+                             "(the positions this cache holds)")
+        self.length = int(length)
+        return self
+
+    def __tf_flatten__(self):
+        return (self.mode, self.batch_size, self.max_seq_len, len(self.layers)), tuple(self.variables)
+
+    @classmethod
+    def __tf_unflatten__(cls, metadata, components) -> "KVCache":
+        cache = cls.__new__(cls)
+        cache.mode, cache.batch_size, cache.max_seq_len, n_layers = metadata
+        cache.length, cache.batch = 0, None
+        cache.layers = [tuple(components[2 * i: 2 * i + 2]) for i in range(n_layers)]
+        return cache
+
     @staticmethod
     def buffer_shapes(cfg: ModelConfig, batch_size: int, mode: str) -> list[list[int]]:
         """The two buffer shapes of one layer: naive [B, S, N, H+R] and [B, S, N, H]; absorb [B, S, C] and [B, S, R]."""
         b, s, n = batch_size, cfg.max_seq_len, cfg.n_heads
-        if mode == "naive":
+        if mode == CacheMode.NAIVE:
             return [[b, s, n, cfg.qk_head_dim], [b, s, n, cfg.v_head_dim]]
         return [[b, s, cfg.kv_lora_rank], [b, s, cfg.qk_rope_head_dim]]
 
@@ -93,7 +142,7 @@ class KVCache:
         return sum(v.shape.num_elements() * v.dtype.size for v in self.variables)
 
     def __repr__(self) -> str:
-        return (f"KVCache(mode={self.mode!r}, batch_size={self.batch_size}, max_seq_len={self.max_seq_len}, "
+        return (f"KVCache(mode={self.mode.value!r}, batch_size={self.batch_size}, max_seq_len={self.max_seq_len}, "
                 f"length={self.length}, nbytes={self.nbytes})")
 
 
@@ -105,32 +154,41 @@ def _write(var: tf.Variable, values: tf.Tensor, start) -> None:
     var.scatter_nd_update(idx, values)
 
 
-def _allowed(start, t: int, s: int) -> tf.Tensor:
-    """[T, S] mask: query t (at position start + t) may see key s iff s <= start + t."""
+def causal_mask(start, t: int, s: int) -> tf.Tensor:
+    """[T, S] True where key position s may be seen by the query at position ``start + t``.
+
+    Args:
+        start: the position of the first query (a Python int or a scalar tensor).
+        t: T, the number of queries.
+        s: S, the number of key positions (the T queries' own keys, or a cache's first S slots).
+
+    Returns:
+        a bool tensor of shape [T, S]: ``s <= start + t``.
+    """
     return tf.range(s)[None, :] <= (start + tf.range(t))[:, None]
 
 
 class MLA(tf.Module):
-    """Multi-head Latent Attention. ``x`` of shape [B, T, D] -> [B, T, D]."""
+    """Multi-head Latent Attention as in DeepSeek-V3's ``inference/model.py``. ``x`` [B, T, D] -> [B, T, D]."""
 
-    def __init__(self, *, dim: int, n_heads: int, q_lora_rank: int, kv_lora_rank: int, qk_nope_head_dim: int,
-                 qk_rope_head_dim: int, v_head_dim: int, softmax_scale: float, eps: float, fp8: bool,
+    def __init__(self, dim: int, n_heads: int, q_lora_rank: int, kv_lora_rank: int, qk_nope_head_dim: int,
+                 qk_rope_head_dim: int, v_head_dim: int, softmax_scale: float, *, eps: float, fp8: bool,
                  rng: np.random.Generator, name=None):
         super().__init__(name=name)
         self.n_heads, self.q_lora_rank, self.kv_lora_rank = n_heads, q_lora_rank, kv_lora_rank
-        self.nope, self.rope, self.v_dim = qk_nope_head_dim, qk_rope_head_dim, v_head_dim
-        self.scale, self.fp8 = softmax_scale, fp8
-        qk = qk_nope_head_dim + qk_rope_head_dim
+        self.nope_dim, self.rope_dim, self.v_dim = qk_nope_head_dim, qk_rope_head_dim, v_head_dim
+        self.softmax_scale = softmax_scale
+        qk_dim = qk_nope_head_dim + qk_rope_head_dim
         if q_lora_rank == 0:
-            self.wq = Linear(dim, n_heads * qk, rng=rng, fp8=fp8)
+            self.wq = Linear(dim, n_heads * qk_dim, fp8=fp8, rng=rng)
         else:
-            self.wq_a = Linear(dim, q_lora_rank, rng=rng, fp8=fp8)
-            self.q_norm = RMSNorm(q_lora_rank, eps)
-            self.wq_b = Linear(q_lora_rank, n_heads * qk, rng=rng, fp8=fp8)
-        self.wkv_a = Linear(dim, kv_lora_rank + qk_rope_head_dim, rng=rng, fp8=fp8)
-        self.kv_norm = RMSNorm(kv_lora_rank, eps)
-        self.wkv_b = Linear(kv_lora_rank, n_heads * (qk_nope_head_dim + v_head_dim), rng=rng, fp8=fp8)
-        self.wo = Linear(n_heads * v_head_dim, dim, rng=rng, fp8=fp8)
+            self.wq_a = Linear(dim, q_lora_rank, fp8=fp8, rng=rng)
+            self.q_norm = RMSNorm(q_lora_rank, eps=eps)
+            self.wq_b = Linear(q_lora_rank, n_heads * qk_dim, fp8=fp8, rng=rng)
+        self.wkv_a = Linear(dim, kv_lora_rank + qk_rope_head_dim, fp8=fp8, rng=rng)
+        self.kv_norm = RMSNorm(kv_lora_rank, eps=eps)
+        self.wkv_b = Linear(kv_lora_rank, n_heads * (qk_nope_head_dim + v_head_dim), fp8=fp8, rng=rng)
+        self.wo = Linear(n_heads * v_head_dim, dim, fp8=fp8, rng=rng)
 
     def params(self, prefix: str) -> dict:
         """``{canonical name: (variable, None)}`` under ``prefix``: ``wq`` alone without a q latent
@@ -145,30 +203,30 @@ class MLA(tf.Module):
         """Queries and the latent key/value of ``x`` [B, T, D] at angles cos/sin [T, R/2]."""
         b, t = x.shape[0], x.shape[1]
         q = self.wq(x) if self.q_lora_rank == 0 else self.wq_b(self.q_norm(self.wq_a(x)))  # [B, T, N*(H+R)]
-        q = tf.reshape(q, [b, t, self.n_heads, self.nope + self.rope])                      # [B, T, N, H+R]
-        q_nope, q_pe = q[..., : self.nope], q[..., self.nope:]                              # [B,T,N,H], [B,T,N,R]
+        q = tf.reshape(q, [b, t, self.n_heads, self.nope_dim + self.rope_dim])              # [B, T, N, H+R]
+        q_nope, q_pe = q[..., : self.nope_dim], q[..., self.nope_dim:]                      # [B,T,N,H], [B,T,N,R]
         q_pe = apply_rope(q_pe, cos[:, None, :], sin[:, None, :])
-        kv_a = self.wkv_a(x)                                                                # [B, T, C+R]
-        kv = self.kv_norm(kv_a[..., : self.kv_lora_rank])                                   # [B, T, C]
-        k_pe = apply_rope(kv_a[..., self.kv_lora_rank:], cos, sin)                          # [B, T, R]
+        kv_pe = self.wkv_a(x)                                                               # [B, T, C+R]
+        kv = self.kv_norm(kv_pe[..., : self.kv_lora_rank])                                  # [B, T, C]
+        k_pe = apply_rope(kv_pe[..., self.kv_lora_rank:], cos, sin)                         # [B, T, R]: one key for all heads
         return q_nope, q_pe, kv, k_pe
 
     def _expand_kv(self, kv):
         """Per-head k_nope [B, T, N, H] and v [B, T, N, H] from the latent kv [B, T, C]."""
         b, t = kv.shape[0], kv.shape[1]
-        kvb = tf.reshape(self.wkv_b(kv), [b, t, self.n_heads, self.nope + self.v_dim])      # [B, T, N, H+H]
-        return kvb[..., : self.nope], kvb[..., self.nope:]
+        kv_b = tf.reshape(self.wkv_b(kv), [b, t, self.n_heads, self.nope_dim + self.v_dim])  # [B, T, N, H+H]
+        return kv_b[..., : self.nope_dim], kv_b[..., self.nope_dim:]
 
-    def _softmax(self, scores, allowed):
-        """Masked softmax in fp32 of ``scores`` [B, N, T, S] with ``allowed`` [T, S]."""
-        scores = tf.where(allowed, scores * self.scale, float("-inf"))
+    def _softmax(self, scores, mask):
+        """Masked softmax in fp32 of ``scores`` [B, N, T, S] with ``mask`` [T, S]."""
+        scores = tf.where(mask, scores * self.softmax_scale, float("-inf"))
         return tf.nn.softmax(scores, -1)
 
     def _out(self, o):
         """Output projection of per-head values [B, T, N, H] -> [B, T, D]."""
         return self.wo(tf.reshape(o, [o.shape[0], o.shape[1], self.n_heads * self.v_dim]))  # [B, T, N*H]
 
-    def __call__(self, x, cos, sin, cache=None, mode: str = "naive", start=0):
+    def __call__(self, x, cos, sin, cache=None, start=0, mode: CacheMode | str = CacheMode.NAIVE):
         """Attend ``x`` [B, T, D] at positions start..start+T-1 (cos/sin [T, R/2] for those positions).
 
         Without a cache the keys are this call's own tokens. With ``cache`` (a layer's pair of cache
@@ -182,38 +240,37 @@ class MLA(tf.Module):
             k_nope, v = self._expand_kv(kv)
             scores = (tf.einsum("BTNH,BSNH->BNTS", q_nope, k_nope)
                       + tf.einsum("BTNR,BSR->BNTS", q_pe, k_pe))                              # [B, N, T, T]
-            probs = self._softmax(scores, _allowed(0, t, t))
+            probs = self._softmax(scores, causal_mask(0, t, t))
             return self._out(tf.einsum("BNTS,BSNH->BTNH", probs, v))                        # [B, T, D]
 
         a_var, b_var = cache
         s = start + t if isinstance(start, int) else a_var.shape[1]
-        allowed = _allowed(start, t, s)                                                     # [T, S]
-        if mode == "naive":
+        mask = causal_mask(start, t, s)                                                     # [T, S]
+        if mode == CacheMode.NAIVE:
             k_nope, v = self._expand_kv(kv)
-            k_pe_heads = tf.broadcast_to(k_pe[:, :, None, :], [b, t, self.n_heads, self.rope])  # [B, T, N, R]
+            k_pe_heads = tf.broadcast_to(k_pe[:, :, None, :], [b, t, self.n_heads, self.rope_dim])  # [B, T, N, R]
             _write(a_var, tf.concat([k_nope, k_pe_heads], -1), start)                      # k [B, S, N, H+R]
             _write(b_var, v, start)                                                         # v [B, S, N, H]
             keys, values = a_var[:b, :s], b_var[:b, :s]                                     # [B,S,N,H+R], [B,S,N,H]
             q = tf.concat([q_nope, q_pe], -1)                                               # [B, T, N, H+R]
             if t > 1:
-                probs = self._softmax(tf.einsum("BTNH,BSNH->BNTS", q, keys), allowed)      # [B, N, T, S]
+                probs = self._softmax(tf.einsum("BTNH,BSNH->BNTS", q, keys), mask)         # [B, N, T, S]
                 return self._out(tf.einsum("BNTS,BSNH->BTNH", probs, values))
             # One query: multiply-and-reduce reads the [B, S, N, H] cache in place, where the einsum
             # would first transpose the whole cache to [B, N, S, H].
             scores = tf.reduce_sum(q[:, 0, None] * keys, -1)                               # [B, S, N]
-            probs = self._softmax(tf.transpose(scores, [0, 2, 1])[:, :, None], allowed)     # [B, N, 1, S]
+            probs = self._softmax(tf.transpose(scores, [0, 2, 1])[:, :, None], mask)        # [B, N, 1, S]
             o = tf.reduce_sum(tf.transpose(probs[:, :, 0], [0, 2, 1])[..., None] * values, 1)  # [B, N, H]
             return self._out(o[:, None])                                                    # [B, 1, D]
 
         _write(a_var, kv, start)                                                            # kv [B, S, C]
         _write(b_var, k_pe, start)                                                          # pe [B, S, R]
         kv_all, pe_all = a_var[:b, :s], b_var[:b, :s]                                       # [B, S, C], [B, S, R]
-        w = self.wkv_b.weight
-        w = fake_quantize_weight(w) if self.fp8 else tf.convert_to_tensor(w)
-        w = tf.reshape(w, [self.n_heads, self.nope + self.v_dim, self.kv_lora_rank])        # [N, H+H, C]
-        q_abs = tf.einsum("BTNH,NHC->BTNC", q_nope, w[:, : self.nope])                      # [B, T, N, C]
-        scores = (tf.einsum("BTNC,BSC->BNTS", q_abs, kv_all)
+        wkv_b = tf.reshape(self.wkv_b.effective_weight(),
+                           [self.n_heads, self.nope_dim + self.v_dim, self.kv_lora_rank])   # [N, H+H, C]
+        q_lat = tf.einsum("BTNH,NHC->BTNC", q_nope, wkv_b[:, : self.nope_dim])              # [B, T, N, C]: key up-projection folded into q
+        scores = (tf.einsum("BTNC,BSC->BNTS", q_lat, kv_all)
                   + tf.einsum("BTNR,BSR->BNTS", q_pe, pe_all))                              # [B, N, T, S]
-        probs = self._softmax(scores, allowed)
-        o = tf.einsum("BNTS,BSC->BTNC", probs, kv_all)                                      # [B, T, N, C]
-        return self._out(tf.einsum("BTNC,NHC->BTNH", o, w[:, self.nope:]))                  # [B, T, D]
+        probs = self._softmax(scores, mask)
+        out_lat = tf.einsum("BNTS,BSC->BTNC", probs, kv_all)                                # [B, T, N, C]
+        return self._out(tf.einsum("BTNC,NHC->BTNH", out_lat, wkv_b[:, self.nope_dim:]))    # [B, T, D]: value up-projection

@@ -147,11 +147,12 @@ def recover(directory: str, verifies: Callable[[str], bool]) -> list[str]:
             shutil.rmtree(path, ignore_errors=True)
             actions.append(f"deleted {os.path.basename(path)} left by a dead writer")
     if actions:
-        _fsync_dir(directory)
+        fsync_dir(directory)
     return actions
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
+    """fsync the directory ``path`` itself, so renames and deletions inside it reach the disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -1,9 +1,9 @@
 """FP8 (e4m3) block quantisation, as DeepSeek-V3 trains and serves its linear layers.
 
-Weights are quantised in 128x128 blocks and activations in 1x128 blocks along the input (K) dim, each
+Weights are quantised in 128x128 blocks and activations in 1x128 blocks along the input dim, each
 block with one fp32 scale ``max(amax, 1e-4) / 448``. Values are clipped to +-448 *before* the cast
 (an e4m3fn cast of 500 gives NaN, not 448). ``fp8_matmul`` multiplies the e4m3 values, accumulates
-each 128-wide K block in fp32, applies the two block scales to that partial sum and adds the blocks up.
+each 128-wide input block in fp32, applies the two block scales to that partial sum and adds the blocks up.
 The scale and ``x / scale`` are each rounded once, eagerly, as a graph and under XLA alike, so the e4m3
 codes are exactly those of ``harness.fp8_oracle`` (numpy and ml_dtypes' round-to-nearest-even).
 
@@ -11,8 +11,9 @@ Gradients: the rounding to e4m3 has zero derivative almost everywhere, so ``fp8_
 straight-through estimator: the backward pass is that of the fp32 matmul ``x @ w.T`` with the
 unquantised master weights (the master weights stay fp32; see docs/internals.md).
 
-Axis letters: M rows (flattened batch), G groups (tiles of the sparse MoE), t rows in a group,
-O output features, K input-feature blocks, c position inside a 128-wide block.
+Axis letters (the repository's one alphabet, docs/internals.md): X rows (leading axes flattened),
+U tiles of the sparse MoE, W rows in a tile, O output features, I input features, Y 128-wide
+quantisation blocks along I (``ceil(I/128)``), Z position inside such a block (0..127).
 """
 
 from __future__ import annotations
@@ -62,20 +63,20 @@ def quantize_weight(w: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """
     w = tf.convert_to_tensor(w, tf.float32)
     *lead, o, i = w.shape
-    wp = _pad_to_block(_pad_to_block(w, -1), -2)                       # [..., O', I']
-    ob, ib = wp.shape[-2] // BLOCK, wp.shape[-1] // BLOCK
-    blocks = tf.reshape(wp, [*lead, ob, BLOCK, ib, BLOCK])             # [..., Ob, 128, Ib, 128]
-    amax = tf.reduce_max(tf.abs(blocks), axis=[-3, -1])                # [..., Ob, Ib]
-    scale = _block_scale(amax)                                         # [..., Ob, Ib]
-    q = _to_e4m3(blocks / scale[..., :, None, :, None])                # [..., Ob, 128, Ib, 128]
-    q = tf.reshape(q, [*lead, ob * BLOCK, ib * BLOCK])[..., :o, :i]    # [..., O, I]
+    wp = _pad_to_block(_pad_to_block(w, -1), -2)                       # [..., O', I'], multiples of 128
+    ob, y = wp.shape[-2] // BLOCK, wp.shape[-1] // BLOCK
+    blocks = tf.reshape(wp, [*lead, ob, BLOCK, y, BLOCK])              # [..., O/128, 128, Y, Z]
+    amax = tf.reduce_max(tf.abs(blocks), axis=[-3, -1])                # [..., O/128, Y]
+    scale = _block_scale(amax)                                         # [..., O/128, Y]
+    q = _to_e4m3(blocks / scale[..., :, None, :, None])                # [..., O/128, 128, Y, Z]
+    q = tf.reshape(q, [*lead, ob * BLOCK, y * BLOCK])[..., :o, :i]     # [..., O, I]
     return q, scale
 
 
 def dequantize_weight(q: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
     """Inverse of ``quantize_weight``: fp32 of shape [..., O, I]."""
     *lead, o, i = q.shape
-    rows = tf.repeat(scale, BLOCK, axis=-2)[..., :o, :]                # [..., O, Ib]
+    rows = tf.repeat(scale, BLOCK, axis=-2)[..., :o, :]                # [..., O, Y]
     full = tf.repeat(rows, BLOCK, axis=-1)[..., :i]                    # [..., O, I]
     return tf.cast(q, tf.float32) * full
 
@@ -83,44 +84,44 @@ def dequantize_weight(q: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
 def quantize_act(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Quantise ``x`` of shape [..., I] in 1x128 blocks along the last dim.
 
-    Returns ``(q, scale)``: ``q`` e4m3 of shape [..., I] and ``scale`` fp32 of shape [..., ceil(I/128)].
+    Returns ``(q, scale)``: ``q`` e4m3 of shape [..., I] and ``scale`` fp32 of shape [..., Y].
     """
     x = tf.convert_to_tensor(x, tf.float32)
     *lead, i = x.shape
     xp = _pad_to_block(x, -1)                                          # [..., I']
-    kb = xp.shape[-1] // BLOCK
-    blocks = tf.reshape(xp, [*lead, kb, BLOCK])                        # [..., K, 128]
-    scale = _block_scale(tf.reduce_max(tf.abs(blocks), -1))            # [..., K]
-    q = _to_e4m3(blocks / scale[..., None])                            # [..., K, 128]
-    return tf.reshape(q, [*lead, kb * BLOCK])[..., :i], scale
+    y = xp.shape[-1] // BLOCK
+    blocks = tf.reshape(xp, [*lead, y, BLOCK])                         # [..., Y, Z]
+    scale = _block_scale(tf.reduce_max(tf.abs(blocks), -1))            # [..., Y]
+    q = _to_e4m3(blocks / scale[..., None])                            # [..., Y, Z]
+    return tf.reshape(q, [*lead, y * BLOCK])[..., :i], scale
 
 
 def _blocked_product(x: tf.Tensor, w: tf.Tensor, grouped: bool) -> tf.Tensor:
-    """The FP8 forward: e4m3 products summed in fp32 per K block, then scaled and summed over blocks."""
+    """The FP8 forward: e4m3 products summed in fp32 per input block, then scaled and summed over blocks."""
     o = w.shape[-2]
-    xq, xs = quantize_act(x)                                           # [..., I], [..., K]
-    wq, ws = quantize_weight(w)                                        # [(G,) O, I], [(G,) Ob, K]
+    xq, xs = quantize_act(x)                                           # [..., I], [..., Y]
+    wq, ws = quantize_weight(w)                                        # [(U,) O, I], [(U,) O/128, Y]
     xb = _pad_to_block(tf.cast(xq, tf.float32), -1)
     wb = _pad_to_block(tf.cast(wq, tf.float32), -1)
-    kb = xb.shape[-1] // BLOCK
-    xb = tf.reshape(xb, [*xb.shape[:-1], kb, BLOCK])                   # [..., K, 128]
-    wb = tf.reshape(wb, [*wb.shape[:-1], kb, BLOCK])                   # [(G,) O, K, 128]
-    ws_rows = tf.repeat(ws, BLOCK, axis=-2)[..., :o, :]                # [(G,) O, K]
+    y = xb.shape[-1] // BLOCK
+    xb = tf.reshape(xb, [*xb.shape[:-1], y, BLOCK])                    # [..., Y, Z]
+    wb = tf.reshape(wb, [*wb.shape[:-1], y, BLOCK])                    # [(U,) O, Y, Z]
+    ws_rows = tf.repeat(ws, BLOCK, axis=-2)[..., :o, :]                # [(U,) O, Y]
     if grouped:
-        partial = tf.einsum("GtKc,GOKc->GtOK", xb, wb)                 # [G, t, O, K] fp32 per block
-        return tf.reduce_sum(partial * xs[:, :, None, :] * ws_rows[:, None], -1)  # [G, t, O]
+        partial = tf.einsum("UWYZ,UOYZ->UWOY", xb, wb)                 # [U, W, O, Y] fp32 per block
+        return tf.reduce_sum(partial * xs[:, :, None, :] * ws_rows[:, None], -1)  # [U, W, O]
     lead = xb.shape[:-2]
-    xb = tf.reshape(xb, [-1, kb, BLOCK])                               # [M, K, 128]
-    partial = tf.einsum("MKc,OKc->MOK", xb, wb)                        # [M, O, K] fp32 per block
-    y = tf.reduce_sum(partial * tf.reshape(xs, [-1, 1, kb]) * ws_rows[None], -1)  # [M, O]
-    return tf.reshape(y, [*lead, o])                                   # [..., O]
+    xb = tf.reshape(xb, [-1, y, BLOCK])                                # [X, Y, Z]
+    partial = tf.einsum("XYZ,OYZ->XOY", xb, wb)                        # [X, O, Y] fp32 per block
+    out = tf.reduce_sum(partial * tf.reshape(xs, [-1, 1, y]) * ws_rows[None], -1)  # [X, O]
+    return tf.reshape(out, [*lead, o])                                 # [..., O]
 
 
 def fp8_matmul(x: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
     """``x @ w.T`` in FP8: ``x`` of shape [..., I], ``w`` [O, I] (fp32 master) -> fp32 [..., O].
 
-    With a leading group dim on both (``x`` [G, t, I], ``w`` [G, O, I]) it is the grouped product
-    [G, t, O] used by the sparse MoE. Backward: straight-through (the fp32 matmul's gradient).
+    With a leading tile dim on both (``x`` [U, W, I], ``w`` [U, O, I]) it is the per-tile product
+    [U, W, O] used by the sparse MoE. Backward: straight-through (the fp32 matmul's gradient).
     """
     x = tf.convert_to_tensor(x, tf.float32)
     w = tf.convert_to_tensor(w, tf.float32)
@@ -132,10 +133,10 @@ def fp8_matmul(x: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
 
         def grad(dy):
             if grouped:
-                return tf.einsum("GtO,GOI->GtI", dy, w), tf.einsum("GtO,GtI->GOI", dy, x)
+                return tf.einsum("UWO,UOI->UWI", dy, w), tf.einsum("UWO,UWI->UOI", dy, x)
             i, o = x.shape[-1], w.shape[-2]
-            x2, dy2 = tf.reshape(x, [-1, i]), tf.reshape(dy, [-1, o])  # [M, I], [M, O]
-            return tf.einsum("...O,OI->...I", dy, w), tf.einsum("MO,MI->OI", dy2, x2)
+            x2, dy2 = tf.reshape(x, [-1, i]), tf.reshape(dy, [-1, o])  # [X, I], [X, O]
+            return tf.einsum("...O,OI->...I", dy, w), tf.einsum("XO,XI->OI", dy2, x2)
 
         return y, grad
 

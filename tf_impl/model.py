@@ -9,6 +9,9 @@ Compiled vs eager: ``Transformer(cfg, compiled=True)`` (the default) runs ``mode
 ``tf.function`` (e.g. a training step) the model's code is inlined into that function instead.
 The decode step is one compiled call whose shapes do not depend on the position (the position is a
 tensor and the caches have static shape), so it is traced once per (batch, cache mode).
+
+Axis letters (the repository's one alphabet, docs/internals.md): B batch, T query length, S key
+length, D model width, R rope dim, V vocab, E routed experts, K experts activated per token.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import tensorflow as tf
 
 from harness.config import Dtype, ModelConfig
 from harness.state import check_loadable
-from tf_impl.attention import CACHE_MODES, MLA, KVCache
+from tf_impl.attention import CACHE_MODES, MLA, CacheMode, KVCache
 from tf_impl.linear import Linear
 from tf_impl.moe import MLP, MoE
 from tf_impl.mtp import MTPModule
@@ -33,21 +36,22 @@ class InputError(ValueError):
 
 
 class Block(tf.Module):
-    """``h = x + attn(attn_norm(x)); out = h + ffn(ffn_norm(h))``. ``x`` [B, T, D] -> [B, T, D]."""
+    """``h = x + attn(attn_norm(x)); out = h + ffn(ffn_norm(h))`` with a dense or MoE FFN."""
 
-    def __init__(self, attn: MLA, ffn: tf.Module, dim: int, eps: float, name=None):
+    def __init__(self, dim: int, attn: MLA, ffn: MLP | MoE, *, eps: float, name=None):
         super().__init__(name=name)
-        self.attn_norm = RMSNorm(dim, eps)
+        self.attn_norm = RMSNorm(dim, eps=eps)
         self.attn = attn
-        self.ffn_norm = RMSNorm(dim, eps)
+        self.ffn_norm = RMSNorm(dim, eps=eps)
         self.ffn = ffn
 
-    def __call__(self, x, cos, sin, cache=None, mode: str = "naive", start=0, differentiable: bool = True):
-        """Returns ``(out [B, T, D], router info)``; the info is None for a dense FFN.
+    def __call__(self, x, cos, sin, cache=None, start=0, mode: str = "naive", differentiable: bool = True):
+        """``x`` [B, T, D] -> ``(out [B, T, D], router info)``; the info is None for a dense FFN.
 
-        ``differentiable`` picks the MoE dispatch scheme (tiled for training, looped for inference).
+        ``cache``, ``start``, ``mode`` are the attention's (``MLA.__call__``); ``differentiable`` picks
+        the MoE dispatch scheme (tiled for training, looped for inference).
         """
-        h = x + self.attn(self.attn_norm(x), cos, sin, cache, mode, start)
+        h = x + self.attn(self.attn_norm(x), cos, sin, cache, start, mode)
         if isinstance(self.ffn, MoE):
             y, info = self.ffn(self.ffn_norm(h), differentiable)
             return h + y, info
@@ -91,9 +95,9 @@ class Transformer(tf.Module):
         rng = np.random.default_rng(seed)
         self.embed = tf.Variable(rng.standard_normal((cfg.vocab_size, cfg.dim), dtype=np.float32), name="embed")
         self.layers = [self._block(i, rng, fp8) for i in range(cfg.n_layers)]
-        self.norm = RMSNorm(cfg.dim, cfg.rms_eps)
-        self.head = Linear(cfg.dim, cfg.vocab_size, rng=rng, fp8=False)  # the head stays fp32 in FP8 mode
-        self.mtp = [MTPModule(cfg.dim, self._block(cfg.n_layers + k, rng, fp8), cfg.rms_eps, rng=rng, fp8=fp8)
+        self.norm = RMSNorm(cfg.dim, eps=cfg.rms_eps)
+        self.head = Linear(cfg.dim, cfg.vocab_size, fp8=False, rng=rng)  # the head stays fp32 in FP8 mode
+        self.mtp = [MTPModule(cfg.dim, self._block(cfg.n_layers + k, rng, fp8), eps=cfg.rms_eps, fp8=fp8, rng=rng)
                     for k in range(cfg.n_mtp_modules)]
         self._cos, self._sin = rope_tables(cfg)                                  # [S, R/2] each
         self._params = self._collect_params()
@@ -103,6 +107,7 @@ class Transformer(tf.Module):
         self._decode_xla = tf.function(self._decode_impl, jit_compile=True, autograph=False)
 
     def _block(self, layer_id: int, rng: np.random.Generator, fp8: bool) -> Block:
+        """Block ``layer_id`` (main layers, then MTP blocks at ``n_layers + k``): MoE FFN where the config says so."""
         cfg = self.cfg
         attn = MLA(dim=cfg.dim, n_heads=cfg.n_heads, q_lora_rank=cfg.q_lora_rank, kv_lora_rank=cfg.kv_lora_rank,
                    qk_nope_head_dim=cfg.qk_nope_head_dim, qk_rope_head_dim=cfg.qk_rope_head_dim,
@@ -113,8 +118,8 @@ class Transformer(tf.Module):
                       n_expert_groups=cfg.n_expert_groups, n_limited_groups=cfg.n_limited_groups,
                       score_func=cfg.score_func, route_scale=cfg.route_scale, fp8=fp8, rng=rng)
         else:
-            ffn = MLP(cfg.dim, cfg.inter_dim, rng=rng, fp8=fp8)
-        return Block(attn, ffn, cfg.dim, cfg.rms_eps)
+            ffn = MLP(cfg.dim, cfg.inter_dim, fp8=fp8, rng=rng)
+        return Block(cfg.dim, attn, ffn, eps=cfg.rms_eps)
 
     # ------------------------------------------------------------------ state
     def _collect_params(self) -> dict:
@@ -181,50 +186,49 @@ class Transformer(tf.Module):
             return compiled_fn(*args)
         return eager_fn(*args)
 
-    def _trunk(self, tokens, cos, sin, caches=None, mode="naive", start=0, differentiable=False):
+    def _trunk(self, tokens, cos, sin, caches=None, start=0, mode="naive", differentiable=False):
         """Hidden state before the final norm, [B, T, D], and the MoE router infos."""
         h = tf.gather(self.embed, tokens)                                       # [B, T, D]
         infos = []
         for i, layer in enumerate(self.layers):
-            h, info = layer(h, cos, sin, None if caches is None else caches[i], mode, start, differentiable)
+            h, info = layer(h, cos, sin, None if caches is None else caches[i], start, mode, differentiable)
             if info is not None:
                 infos.append(info)
         return h, infos
 
-    def _forward_impl(self, tokens):
-        t = tokens.shape[1]
-        h, _ = self._trunk(tokens, self._cos[:t], self._sin[:t])
-        return self.head(self.norm(h))                                          # [B, T, V]
-
-    def _check_length(self, t: int, what: str, already: int = 0) -> None:
-        if already + t > self.cfg.max_seq_len:
-            done = f" after the {already} cached positions" if already else ""
-            raise InputError(f"{what} of length {t}{done} exceeds max_seq_len={self.cfg.max_seq_len}; "
-                             "shorten it or build the model with a larger max_seq_len")
-
-    def _check_ids(self, arr: np.ndarray, what: str) -> np.ndarray:
-        lo, hi = int(arr.min()), int(arr.max())
-        if lo < 0 or hi >= self.cfg.vocab_size:
-            bad = lo if lo < 0 else hi
-            raise InputError(f"{what} holds token id {bad}, outside [0, vocab_size={self.cfg.vocab_size})")
-        return arr.astype(np.int32)
-
-    def _tokens(self, tokens, what: str = "tokens") -> np.ndarray:
-        arr = _to_tokens(tokens, 2, what)
-        self._check_length(arr.shape[1], what)
-        return self._check_ids(arr, what)
+    def _forward_impl(self, tokens, head: bool = True):
+        h, _ = self._trunk(tokens, *self.rope_at(0, tokens.shape[1]))
+        return self.logits(h) if head else h                                    # [B, T, V] or [B, T, D]
 
     def __call__(self, tokens) -> tf.Tensor:
         """Logits of shape [B, T, V] (fp32) for int token ids ``tokens`` of shape [B, T]."""
         if not tf.executing_eagerly() and isinstance(tokens, tf.Tensor):
             return self._forward_impl(tokens)                                   # inside a caller's tf.function
-        return self._run(self._forward_xla, self._forward_impl, tf.constant(self._tokens(tokens)))
+        return self._run(self._forward_xla, self._forward_impl, tf.constant(self.check_tokens(tokens)))
+
+    def logits(self, h) -> tf.Tensor:
+        """The final norm and the output head: hidden states [..., D] -> fp32 logits [..., V]."""
+        return self.head(self.norm(h))
+
+    def rope_at(self, start, t: int) -> tuple[tf.Tensor, tf.Tensor]:
+        """RoPE ``(cos, sin)``, each fp32 [T, R/2], for positions ``start..start+T-1`` (YaRN included).
+
+        ``start`` is a Python int, or a scalar tensor inside a compiled step (a cache position that
+        changes from call to call without retracing).
+        """
+        if isinstance(start, (int, np.integer)):
+            if not 0 <= start <= start + t <= self.cfg.max_seq_len:
+                raise InputError(f"positions {start}..{start + t - 1} are outside "
+                                 f"0..max_seq_len-1={self.cfg.max_seq_len - 1}")
+            return self._cos[start:start + t], self._sin[start:start + t]      # [T, R/2] each
+        positions = start + tf.range(t)                                         # [T]
+        return tf.gather(self._cos, positions), tf.gather(self._sin, positions)
 
     def _forward_aux_impl(self, tokens):
         b, t = tokens.shape
-        cos, sin = self._cos[:t], self._sin[:t]
+        cos, sin = self.rope_at(0, t)
         h, infos = self._trunk(tokens, cos, sin, differentiable=True)
-        logits = self.head(self.norm(h))                                        # [B, T, V]
+        logits = self.logits(h)                                                 # [B, T, V]
         mtp_logits = []
         for k, module in enumerate(self.mtp, start=1):
             n = t - k
@@ -255,10 +259,80 @@ class Transformer(tf.Module):
         """
         if not tf.executing_eagerly() and isinstance(tokens, tf.Tensor):
             return self._forward_aux_impl(tokens)                               # inside a caller's tf.function
-        arr = self._tokens(tokens)
+        arr = self.check_tokens(tokens)
         if arr.shape[1] <= self.cfg.n_mtp_modules:
             raise InputError(f"forward_aux needs T > n_mtp_modules={self.cfg.n_mtp_modules}, got T={arr.shape[1]}")
         return self._run(self._aux_xla, self._forward_aux_impl, tf.constant(arr))
+
+    def hidden_states(self, tokens, cache: KVCache | None = None, start=None) -> tuple[tf.Tensor, KVCache | None]:
+        """The main blocks' output before the final norm, ``(h [B, T, D], cache)``; ``logits(h)`` finishes it.
+
+        Without a cache the T tokens sit at positions 0..T-1 and attend causally to each other (what
+        ``__call__`` runs). With one they sit at ``start..start+T-1`` (``start`` defaults to
+        ``cache.length``; a smaller one rewrites those positions, as a rejected speculative draft
+        needs), attend to every position before them, and are written into the cache, whose length
+        becomes ``start + T``.
+
+        Inside a caller's ``tf.function`` (tokens a symbolic tensor) the call is traced into that
+        function: no host-side checks, ``start`` is required with a cache and may be a scalar tensor,
+        and the cache's length (a host value) is left to the caller.
+
+        Args:
+            tokens: int token ids of shape [B, T].
+            cache: a KVCache from ``new_cache``, or None.
+            start: the position of ``tokens[:, 0]`` in the cache, in 0..``cache.length``.
+
+        Returns:
+            ``(h, cache)``: h fp32 [B, T, D], and the cache (updated in place; None without one).
+        """
+        if not tf.executing_eagerly() and isinstance(tokens, tf.Tensor):      # inside a caller's tf.function
+            if cache is None:
+                return self._forward_impl(tokens, head=False), None
+            if start is None:
+                raise InputError("hidden_states inside a tf.function needs start= with a cache: the cache's "
+                                 "length is a host value the compiled step cannot read")
+            h, _ = self._trunk(tokens, *self.rope_at(start, tokens.shape[1]), cache.layers, start, cache.mode)
+            return h, cache
+        arr = self.check_tokens(tokens)
+        if cache is None:
+            if start not in (None, 0):
+                raise InputError(f"start={start} needs a cache: without one the tokens sit at positions 0..T-1")
+            return self._run(self._forward_xla, self._forward_impl, tf.constant(arr), False), None
+        if isinstance(start, tf.Tensor):  # a caller's tf.function running eagerly (tf.config.run_functions_eagerly)
+            start = int(start.numpy())
+        self._check_cache(cache, arr.shape[0], arr.shape[1], "tokens", start)
+        start = cache.length if start is None else int(start)
+        h = self._run(self._prefill_xla, self._prefill_impl, tf.constant(arr), start, cache.mode, cache.variables,
+                      False)
+        cache.length, cache.batch = start + arr.shape[1], arr.shape[0]
+        return h, cache
+
+    # ------------------------------------------------------------------ input checks
+    def _check_length(self, t: int, what: str, already: int = 0) -> None:
+        if already + t > self.cfg.max_seq_len:
+            done = f" after the {already} cached positions" if already else ""
+            raise InputError(f"{what} of length {t}{done} exceeds max_seq_len={self.cfg.max_seq_len}; "
+                             "shorten it or build the model with a larger max_seq_len")
+
+    def check_tokens(self, tokens, what: str = "tokens", rank: int = 2) -> np.ndarray:
+        """``tokens`` as int32 after the checks every entry point runs; InputError naming the problem otherwise.
+
+        Args:
+            tokens: token ids, any array-like (a tf.Tensor included).
+            what: how the error messages name the argument (``"prompt"``, ``"next_tokens"``, ...).
+            rank: 2 for [B, T] (also checked against ``max_seq_len``), 1 for [B].
+
+        Returns:
+            the ids, int32 numpy of shape [B, T] (or [B]): integer dtype, non-empty, in ``[0, vocab_size)``.
+        """
+        arr = _to_tokens(tokens, rank, what)
+        if rank == 2:
+            self._check_length(arr.shape[1], what)
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi >= self.cfg.vocab_size:
+            bad = lo if lo < 0 else hi
+            raise InputError(f"{what} holds token id {bad}, outside [0, vocab_size={self.cfg.vocab_size})")
+        return arr.astype(np.int32)
 
     # ------------------------------------------------------------------ caching
     def new_cache(self, batch_size: int, mode: str = "absorb") -> KVCache:
@@ -280,31 +354,36 @@ class Transformer(tf.Module):
             raise InputError(f"cache mode {mode!r} is unknown; use one of {list(CACHE_MODES)}")
         return KVCache(self.cfg, int(batch_size), mode)
 
-    def _check_cache(self, cache, batch: int, t: int, what: str) -> None:
+    def _check_cache(self, cache, batch: int, t: int, what: str, start: int | None = None) -> None:
+        """Check ``cache`` fits this model and ``what`` [batch, t] at position ``start`` (default: its length)."""
         if not isinstance(cache, KVCache):
             raise InputError(f"cache must come from model.new_cache(...), got {type(cache).__name__}")
+        start = cache.length if start is None else start
         expected = KVCache.buffer_shapes(self.cfg, cache.batch_size, cache.mode)
         got = [[v.shape.as_list() for v in layer] for layer in cache.layers]
         if len(got) != self.cfg.n_layers or any(shapes != expected for shapes in got):
             raise InputError(f"cache was built for another config: its {len(got)} layers hold buffers of shapes "
                              f"{got[0] if got else []}, this model needs {self.cfg.n_layers} layers of {expected} "
-                             f"({cache.mode} mode); build the cache with this model's new_cache()")
+                             f"({cache.mode.value} mode); build the cache with this model's new_cache()")
         if batch > cache.batch_size:
             raise InputError(f"{what} has batch {batch}, larger than the cache's batch_size={cache.batch_size}; "
                              "build the cache with model.new_cache(batch)")
         if cache.length and batch != cache.batch:
             raise InputError(f"{what} has batch {batch} but the cache holds {cache.batch} sequences")
-        self._check_length(t, what, cache.length)
+        if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or not 0 <= start <= cache.length:
+            raise InputError(f"start={start!r} is outside 0..{cache.length}: the cache holds {cache.length} tokens, "
+                             "and a position past them would leave a gap")
+        self._check_length(t, what, start)
 
-    def _prefill_impl(self, tokens, start: int, mode: str, cache_vars):
+    def _prefill_impl(self, tokens, start: int, mode: str, cache_vars, head: bool = True):
         t = tokens.shape[1]
         caches = [tuple(cache_vars[2 * i: 2 * i + 2]) for i in range(self.cfg.n_layers)]
-        h, _ = self._trunk(tokens, self._cos[start:start + t], self._sin[start:start + t], caches, mode, start)
-        return self.head(self.norm(h))                                          # [B, T, V]
+        h, _ = self._trunk(tokens, *self.rope_at(start, t), caches, start, mode)
+        return self.logits(h) if head else h                                    # [B, T, V] or [B, T, D]
 
     def prefill(self, tokens, cache: KVCache):
         """Run ``tokens`` [B, T] from the cache's current length, filling the cache; logits [B, T, V]."""
-        arr = self._tokens(tokens)
+        arr = self.check_tokens(tokens)
         self._check_cache(cache, arr.shape[0], arr.shape[1], "tokens")
         logits = self._run(self._prefill_xla, self._prefill_impl, tf.constant(arr), cache.length, cache.mode,
                            cache.variables)
@@ -315,8 +394,8 @@ class Transformer(tf.Module):
     def _decode_impl(self, tokens, pos, mode: str, cache_vars):
         caches = [tuple(cache_vars[2 * i: 2 * i + 2]) for i in range(self.cfg.n_layers)]
         cos, sin = tf.gather(self._cos, pos[None]), tf.gather(self._sin, pos[None])  # [1, R/2]
-        h, _ = self._trunk(tokens[:, None], cos, sin, caches, mode, pos)        # [B, 1, D]
-        return self.head(self.norm(h[:, 0]))                                    # [B, V]
+        h, _ = self._trunk(tokens[:, None], cos, sin, caches, pos, mode)        # [B, 1, D]
+        return self.logits(h[:, 0])                                             # [B, V]
 
     def _step(self, tokens: np.ndarray, cache: KVCache) -> tf.Tensor:
         logits = self._run(self._decode_xla, self._decode_impl, tf.constant(tokens),
@@ -330,7 +409,7 @@ class Transformer(tf.Module):
 
         The cache is updated in place and returned for convenience.
         """
-        arr = self._check_ids(_to_tokens(next_tokens, 1, "next_tokens"), "next_tokens")
+        arr = self.check_tokens(next_tokens, "next_tokens", rank=1)
         self._check_cache(cache, arr.shape[0], 1, "next_tokens")
         return self._step(arr, cache), cache
 
@@ -343,7 +422,7 @@ class Transformer(tf.Module):
         ``softmax(logits / temperature)`` restricted to the smallest top-p nucleus, with a numpy
         generator seeded by ``seed``, so the same seed gives the same tokens.
         """
-        arr = self._tokens(prompt, "prompt")
+        arr = self.check_tokens(prompt, "prompt")
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
             raise InputError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.integer, np.floating)) \

@@ -1,23 +1,25 @@
 """DeepSeekMoE: SwiGLU experts, the sigmoid/softmax gate with group-limited routing, sparse dispatch.
 
-Axis letters: M tokens (flattened B*T), D model width, E routed experts, F expert hidden width,
-K activated experts per token, P (token, expert) pairs = M*K, G tiles, t rows inside a tile.
+Axis letters (the repository's one alphabet, docs/internals.md): B batch, T query length, D model
+width, E routed experts, F expert hidden width, K experts activated per token, G expert groups,
+X tokens flattened (B*T), A (token, expert) assignments (X*K), U dispatch tiles (each holds rows of
+one expert), W rows inside a tile, O/I output/input features of a tile's matmul.
 
 Sparse dispatch (static shapes, so it compiles under ``tf.function(jit_compile=True)``):
-1. The gate picks K experts per token: P = M*K (token, expert) pairs.
-2. The pairs are sorted by expert (stable argsort). Each expert's run of pairs is padded up to a
+1. The gate picks K experts per token: A = X*K (token, expert) assignments.
+2. The assignments are sorted by expert (stable argsort). Each expert's run is padded up to a
    multiple of ``tile_rows`` rows, so every tile of ``tile_rows`` rows belongs to exactly one expert,
-   in a row buffer of static size ``n_rows = P + min(E, P) * (tile_rows - 1)`` (``dispatch_plan``):
+   in a row buffer of static size ``n_rows = A + min(E, A) * (tile_rows - 1)`` (``dispatch_plan``):
    each non-empty expert wastes less than one tile. Padding rows read a zero row.
 3. The expert SwiGLU runs on that buffer only, in one of two ways that give the same values:
    * tiled (``differentiable=True``, used by ``forward_aux`` and so by training): every tile gathers
-     its expert's w1/w3/w2 and one grouped matmul runs all tiles (``einsum('GtD,GFD->GtF')``);
+     its expert's w1/w3/w2 and one grouped matmul runs all tiles (``einsum('UWD,UFD->UWF')``);
    * looped (inference: forward, prefill, decode): an XLA while loop over the non-empty experts
      (dynamic trip count) reads each expert's weights once, and an inner loop runs its tiles.
-   Either way the expert-row evaluations are bounded by ``n_rows``, which grows with M*K and not
-   with M*E (``MoE.rows_evaluated`` records it at trace time; tests/tf_impl/test_moe.py checks it).
-4. Each pair reads its output row back (a gather, no scatter-add) and the K rows of a token are
-   summed with the gate weights.
+   Either way the expert-row evaluations are bounded by ``n_rows``, which grows with X*K and not
+   with X*E (``MoE.rows_evaluated`` records it at trace time; tests/tf_impl/test_moe.py checks it).
+4. Each assignment reads its output row back (a gather, no scatter-add) and the K rows of a token
+   are summed with the gate weights.
 """
 
 from __future__ import annotations
@@ -36,13 +38,13 @@ _MAX_TILE_ROWS = 64
 
 
 class MLP(tf.Module):
-    """Dense SwiGLU ``w2(silu(w1 x) * w3 x)``: the dense FFN layers and the shared experts."""
+    """Dense SwiGLU feed-forward ``w2(silu(w1 x) * w3 x)``; also the MoE's shared experts."""
 
-    def __init__(self, dim: int, hidden: int, *, rng: np.random.Generator, fp8: bool = False, name=None):
+    def __init__(self, dim: int, hidden: int, *, fp8: bool, rng: np.random.Generator, name=None):
         super().__init__(name=name)
-        self.w1 = Linear(dim, hidden, rng=rng, fp8=fp8)
-        self.w2 = Linear(hidden, dim, rng=rng, fp8=fp8)
-        self.w3 = Linear(dim, hidden, rng=rng, fp8=fp8)
+        self.w1 = Linear(dim, hidden, fp8=fp8, rng=rng)
+        self.w2 = Linear(hidden, dim, fp8=fp8, rng=rng)
+        self.w3 = Linear(dim, hidden, fp8=fp8, rng=rng)
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         return self.w2(tf.nn.silu(self.w1(x)) * self.w3(x))
@@ -52,11 +54,11 @@ class MLP(tf.Module):
         return {k: v for n in ("w1", "w2", "w3") for k, v in getattr(self, n).params(f"{prefix}.{n}").items()}
 
 
-def gate_route(x, weight, bias, *, n_activated: int, n_groups: int, n_limited_groups: int,
-               score_func: ScoreFunc | str, route_scale: float):
-    """Route tokens ``x`` [M, D] to experts with gate ``weight`` [E, D] and selection ``bias`` [E] (or None).
+def route(x, weight, bias, *, n_activated_experts: int, n_expert_groups: int, n_limited_groups: int,
+          score_func: ScoreFunc | str, route_scale: float):
+    """DeepSeek-V3's gate: route tokens ``x`` [X, D] with ``weight`` [E, D] and selection ``bias`` [E] (or None).
 
-    Returns ``(weights [M, K] fp32, indices [M, K] int32, scores [M, E] fp32)``:
+    Returns ``(weights [X, K] fp32, indices [X, K] int32, scores [X, E] fp32)``:
     scores = sigmoid/softmax of ``x @ W.T`` in fp32; the bias shifts selection only; with groups, a
     group's score is the sum of its top-2 selection scores (the max when there is no bias, as in
     DeepSeek's code), the best ``n_limited_groups`` groups are kept and the rest masked with -inf;
@@ -64,23 +66,23 @@ def gate_route(x, weight, bias, *, n_activated: int, n_groups: int, n_limited_gr
     ``route_scale``.
     """
     x = tf.cast(x, tf.float32)
-    logits = tf.einsum("MD,ED->ME", x, tf.cast(weight, tf.float32))            # [M, E]
+    logits = tf.einsum("XD,ED->XE", x, tf.cast(weight, tf.float32))            # [X, E]
     score_func = ScoreFunc(score_func)
     scores = tf.sigmoid(logits) if score_func == ScoreFunc.SIGMOID else tf.nn.softmax(logits, -1)
-    select = scores if bias is None else scores + tf.cast(bias, tf.float32)   # [M, E]
-    m, e = select.shape
-    if n_groups > 1:
-        grouped = tf.reshape(select, [-1, n_groups, e // n_groups])            # [M, G, E/G]
+    select = scores if bias is None else scores + tf.cast(bias, tf.float32)   # [X, E]
+    e = select.shape[1]
+    if n_expert_groups > 1:
+        grouped = tf.reshape(select, [-1, n_expert_groups, e // n_expert_groups])  # [X, G, E/G]
         if bias is None:
-            group_scores = tf.reduce_max(grouped, -1)                          # [M, G]
+            group_scores = tf.reduce_max(grouped, -1)                          # [X, G]
         else:
-            group_scores = tf.reduce_sum(tf.math.top_k(grouped, 2).values, -1)  # [M, G]
-        top_groups = tf.math.top_k(group_scores, n_limited_groups).indices    # [M, n_limited]
-        keep = tf.reduce_max(tf.one_hot(top_groups, n_groups), 1) > 0          # [M, G]
+            group_scores = tf.reduce_sum(tf.math.top_k(grouped, 2).values, -1)  # [X, G]
+        top_groups = tf.math.top_k(group_scores, n_limited_groups).indices    # [X, n_limited_groups]
+        keep = tf.reduce_max(tf.one_hot(top_groups, n_expert_groups), 1) > 0   # [X, G]
         grouped = tf.where(keep[:, :, None], grouped, float("-inf"))
-        select = tf.reshape(grouped, [-1, e])                                  # [M, E]
-    indices = tf.math.top_k(select, n_activated).indices                       # [M, K]
-    weights = tf.gather(scores, indices, batch_dims=1)                         # [M, K]
+        select = tf.reshape(grouped, [-1, e])                                  # [X, E]
+    indices = tf.math.top_k(select, n_activated_experts).indices               # [X, K]
+    weights = tf.gather(scores, indices, batch_dims=1)                         # [X, K]: original scores, bias-free
     if score_func == ScoreFunc.SIGMOID:
         weights = weights / tf.reduce_sum(weights, -1, keepdims=True)
     return weights * route_scale, tf.cast(indices, tf.int32), scores
@@ -92,70 +94,75 @@ def expert_load(indices: tf.Tensor, n_experts: int) -> tf.Tensor:
     return tf.math.unsorted_segment_sum(tf.cast(flat >= 0, tf.float32), tf.maximum(flat, 0), n_experts)
 
 
-def dispatch_plan(n_pairs: int, n_experts: int, loop: bool) -> tuple[int, int]:
+def dispatch_plan(n_assignments: int, n_experts: int, loop: bool) -> tuple[int, int]:
     """Static plan ``(tile_rows, n_rows)``: rows per tile and the size of the padded row buffer.
 
-    At most ``nz = min(E, P)`` experts are non-empty and each wastes < tile_rows rows of padding, so
-    ``n_rows = P + nz * (tile_rows - 1)`` (a multiple of tile_rows) always suffices.
-    Tiled scheme (``loop=False``): tile_rows is the power of two <= ``sqrt(30 * (P - nz) / nz)``,
+    At most ``nz = min(E, A)`` experts are non-empty and each wastes < tile_rows rows of padding, so
+    ``n_rows = A + nz * (tile_rows - 1)`` (a multiple of tile_rows) always suffices.
+    Tiled scheme (``loop=False``): tile_rows is the power of two <= ``sqrt(30 * (A - nz) / nz)``,
     which balances padding rows against gathering one expert's weights per tile (about 30 flops'
-    worth per weight element on CPU), and <= P / nz. Loop scheme: the power of two <= P / E (the
+    worth per weight element on CPU), and <= A / nz. Loop scheme: the power of two <= A / E (the
     mean rows per expert), since each non-empty expert's weights are read once whatever the tile
-    size. Either way ``tile_rows <= P / nz``, so ``n_rows < 2 * P``.
+    size. Either way ``tile_rows <= A / nz``, so ``n_rows < 2 * A``.
 
     Args:
-        n_pairs: P, the (token, expert) pairs routed, M * K; static.
+        n_assignments: A, the (token, expert) assignments routed, X * K; static.
         n_experts: E, the routed experts.
         loop: True for the loop scheme (inference), False for the tiled scheme (training).
 
     Returns:
         ``(tile_rows, n_rows)``: a power of two (at most ``_MAX_TILE_ROWS``) and a multiple of it.
     """
-    nz = min(n_experts, n_pairs)
-    target = n_pairs / n_experts if loop else min(math.sqrt(30.0 * (n_pairs - nz) / nz), n_pairs / nz)
+    a = n_assignments
+    nz = min(n_experts, a)
+    target = a / n_experts if loop else min(math.sqrt(30.0 * (a - nz) / nz), a / nz)
     tile_rows = 1
     while tile_rows * 2 <= min(target, _MAX_TILE_ROWS):
         tile_rows *= 2
-    return tile_rows, (n_pairs + nz * (tile_rows - 1)) // tile_rows * tile_rows
+    return tile_rows, (a + nz * (tile_rows - 1)) // tile_rows * tile_rows
 
 
 def sparse_dispatch(indices: tf.Tensor, n_experts: int, tile_rows: int, n_rows: int):
-    """Where each (token, expert) pair goes in the padded, expert-sorted row buffer.
+    """Where each (token, expert) assignment goes in the padded, expert-sorted row buffer.
 
-    ``indices`` [M, K] -> ``(slot_of_pair [P], pair_of_slot [n_rows] (P marks padding),
-    counts [E], row_start [E])``; expert e owns rows ``row_start[e] .. row_start[e] + ceil(counts[e]/t)*t``.
+    ``indices`` [X, K] -> ``(slot_of_assignment [A], assignment_of_slot [n_rows] (A marks padding),
+    counts [E], row_start [E])``; expert e owns rows ``row_start[e] .. row_start[e] + ceil(counts[e]/W)*W``
+    (W = tile_rows).
     """
-    p = indices.shape[0] * indices.shape[1]
-    flat = tf.reshape(indices, [p])                                            # [P]
-    order = tf.argsort(flat, stable=True)                                      # [P] pair ids by expert
-    sorted_e = tf.gather(flat, order)                                          # [P]
-    counts = tf.math.unsorted_segment_sum(tf.ones([p], tf.int32), flat, n_experts)  # [E]
+    a = indices.shape[0] * indices.shape[1]
+    flat = tf.reshape(indices, [a])                                            # [A]
+    order = tf.argsort(flat, stable=True)                                      # [A] assignment ids by expert
+    sorted_e = tf.gather(flat, order)                                          # [A]
+    counts = tf.math.unsorted_segment_sum(tf.ones([a], tf.int32), flat, n_experts)  # [E]
     row_start = tf.cumsum((counts + tile_rows - 1) // tile_rows, exclusive=True) * tile_rows  # [E]
-    rank = tf.range(p) - tf.gather(tf.cumsum(counts, exclusive=True), sorted_e)  # [P] rank inside its expert
-    slot_sorted = tf.gather(row_start, sorted_e) + rank                        # [P]
-    slot_of_pair = tf.scatter_nd(order[:, None], slot_sorted, [p])             # [P]
-    pair_of_slot = tf.tensor_scatter_nd_update(tf.fill([n_rows], p), slot_sorted[:, None], order)  # [n_rows]
-    return slot_of_pair, pair_of_slot, counts, row_start
+    rank = tf.range(a) - tf.gather(tf.cumsum(counts, exclusive=True), sorted_e)  # [A] rank inside its expert
+    slot_sorted = tf.gather(row_start, sorted_e) + rank                        # [A]
+    slot_of_assignment = tf.scatter_nd(order[:, None], slot_sorted, [a])       # [A]
+    assignment_of_slot = tf.tensor_scatter_nd_update(tf.fill([n_rows], a), slot_sorted[:, None], order)  # [n_rows]
+    return slot_of_assignment, assignment_of_slot, counts, row_start
 
 
 class MoE(tf.Module):
-    """Routed + shared SwiGLU experts with sparse dispatch. ``x`` [B, T, D] -> ([B, T, D], router info)."""
+    """``out = sum_k w_k * expert_k(x) + shared(x)`` with DeepSeek-V3's gate and a sparse dispatch.
 
-    def __init__(self, *, dim: int, moe_inter_dim: int, n_routed_experts: int, n_shared_experts: int,
-                 n_activated_experts: int, n_expert_groups: int, n_limited_groups: int,
-                 score_func: ScoreFunc, route_scale: float, fp8: bool, rng: np.random.Generator, name=None):
+    ``x`` [B, T, D] -> ``([B, T, D], router info)``.
+    """
+
+    def __init__(self, dim: int, moe_inter_dim: int, n_routed_experts: int, n_shared_experts: int,
+                 n_activated_experts: int, n_expert_groups: int, n_limited_groups: int, score_func: ScoreFunc,
+                 route_scale: float, *, fp8: bool, rng: np.random.Generator, name=None):
         super().__init__(name=name)
         e, f, d = n_routed_experts, moe_inter_dim, dim
-        self.n_experts, self.k, self.fp8 = e, n_activated_experts, fp8
-        self.route = dict(n_activated=n_activated_experts, n_groups=n_expert_groups,
-                          n_limited_groups=n_limited_groups, score_func=score_func, route_scale=route_scale)
+        self.n_experts, self.n_activated_experts, self.fp8 = e, n_activated_experts, fp8
+        self.route_args = dict(n_activated_experts=n_activated_experts, n_expert_groups=n_expert_groups,
+                               n_limited_groups=n_limited_groups, score_func=score_func, route_scale=route_scale)
         self.gate_weight = tf.Variable(init_weight(rng, (e, d), d), name="gate_weight")      # [E, D]
         # The selection bias is moved by aux-loss-free balancing, never by gradient.
         self.gate_bias = tf.Variable(np.zeros([e], np.float32), trainable=False, name="gate_bias")  # [E]
         self.w1 = tf.Variable(init_weight(rng, (e, f, d), d), name="w1")                     # [E, F, D]
         self.w2 = tf.Variable(init_weight(rng, (e, d, f), f), name="w2")                     # [E, D, F]
         self.w3 = tf.Variable(init_weight(rng, (e, f, d), d), name="w3")                     # [E, F, D]
-        self.shared = MLP(d, n_shared_experts * f, rng=rng, fp8=fp8) if n_shared_experts else None
+        self.shared_experts = MLP(d, n_shared_experts * f, fp8=fp8, rng=rng) if n_shared_experts else None
         self.rows_evaluated: int | None = None  # expert-row evaluations of the last traced call
 
     def params(self, prefix: str) -> dict:
@@ -168,46 +175,48 @@ class MoE(tf.Module):
         for j in range(self.n_experts):
             for n in ("w1", "w2", "w3"):
                 out[f"{prefix}.experts.{j}.{n}.weight"] = (getattr(self, n), j)
-        if self.shared is not None:
-            out.update(self.shared.params(f"{prefix}.shared_experts"))
+        if self.shared_experts is not None:
+            out.update(self.shared_experts.params(f"{prefix}.shared_experts"))
         return out
 
     def _matmul(self, x, w):
-        """Grouped ``x`` [G, t, I] times ``w`` [G, O, I] transposed -> [G, t, O]."""
-        return fp8_matmul(x, w) if self.fp8 else tf.einsum("GtI,GOI->GtO", x, w)
+        """Per-tile ``x`` [U, W, I] times ``w`` [U, O, I] transposed -> [U, W, O]."""
+        return fp8_matmul(x, w) if self.fp8 else tf.einsum("UWI,UOI->UWO", x, w)
 
     def experts(self, x: tf.Tensor, weights: tf.Tensor, indices: tf.Tensor, differentiable: bool = True) -> tf.Tensor:
-        """``sum_k weights[:, k] * expert_{indices[:, k]}(x)`` for ``x`` [M, D], sparse. Returns [M, D].
+        """``sum_k weights[:, k] * expert_{indices[:, k]}(x)`` for ``x`` [X, D], sparse. Returns [X, D].
 
         ``differentiable=True`` runs the tiled scheme (one batched matmul over the tiles; what
         training differentiates), ``False`` the loop scheme (inference: each non-empty expert's
         weights are read once). Both compute the same values.
         """
-        m, d = x.shape
-        p = m * self.k
-        tile_rows, n_rows = dispatch_plan(p, self.n_experts, loop=not differentiable)
+        n, d = x.shape
+        k = self.n_activated_experts
+        a = n * k
+        tile_rows, n_rows = dispatch_plan(a, self.n_experts, loop=not differentiable)
         self.rows_evaluated = n_rows
-        slot_of_pair, pair_of_slot, counts, row_start = sparse_dispatch(indices, self.n_experts, tile_rows, n_rows)
-        x_ext = tf.concat([x, tf.zeros([1, d], x.dtype)], 0)                     # [M+1, D]; row M is zero
-        xs = tf.gather(x_ext, tf.where(pair_of_slot < p, pair_of_slot // self.k, m))  # [n_rows, D]
+        slot_of_assignment, assignment_of_slot, counts, row_start = sparse_dispatch(
+            indices, self.n_experts, tile_rows, n_rows)
+        x_ext = tf.concat([x, tf.zeros([1, d], x.dtype)], 0)                     # [X+1, D]; row X is zero
+        xs = tf.gather(x_ext, tf.where(assignment_of_slot < a, assignment_of_slot // k, n))  # [n_rows, D]
         if differentiable:
             y = self._tiled(xs, counts, row_start, tile_rows, n_rows)
         else:
             y = self._looped(xs, counts, row_start, tile_rows, n_rows)            # [n_rows, D]
-        y_pairs = tf.reshape(tf.gather(y, slot_of_pair), [m, self.k, d])         # [M, K, D]
-        return tf.einsum("MKD,MK->MD", y_pairs, weights)
+        y_assigned = tf.reshape(tf.gather(y, slot_of_assignment), [n, k, d])     # [X, K, D]
+        return tf.einsum("XKD,XK->XD", y_assigned, weights)
 
     def _tiled(self, xs, counts, row_start, tile_rows, n_rows):
         """Every tile gathers its expert's weights; one grouped SwiGLU over all tiles. [n_rows, D]."""
         n_tiles, d = n_rows // tile_rows, xs.shape[1]
         row_end = row_start + (counts + tile_rows - 1) // tile_rows * tile_rows  # [E]
-        tile_first_row = tf.range(n_tiles) * tile_rows                           # [G]
-        tile_expert = tf.reduce_sum(tf.cast(row_end[None, :] <= tile_first_row[:, None], tf.int32), -1)  # [G]
+        tile_first_row = tf.range(n_tiles) * tile_rows                           # [U]
+        tile_expert = tf.reduce_sum(tf.cast(row_end[None, :] <= tile_first_row[:, None], tf.int32), -1)  # [U]
         tile_expert = tf.minimum(tile_expert, self.n_experts - 1)                # unused tiles: any expert
-        xt = tf.reshape(xs, [n_tiles, tile_rows, d])                             # [G, t, D]
-        w1, w2, w3 = (tf.gather(w, tile_expert) for w in (self.w1, self.w2, self.w3))  # [G,F,D],[G,D,F],[G,F,D]
-        h = tf.nn.silu(self._matmul(xt, w1)) * self._matmul(xt, w3)              # [G, t, F]
-        return tf.reshape(self._matmul(h, w2), [n_rows, d])                      # [n_rows, D]
+        xt = tf.reshape(xs, [n_tiles, tile_rows, d])                             # [U, W, D]
+        w1, w2, w3 = (tf.gather(w, tile_expert) for w in (self.w1, self.w2, self.w3))  # [U,F,D],[U,D,F],[U,F,D]
+        h = tf.nn.silu(self._matmul(xt, w1)) * self._matmul(xt, w3)              # [U, W, F]
+        return tf.reshape(self._matmul(h, w2), [n_rows, d])                      # [U, W, D] -> [n_rows, D]
 
     def _looped(self, xs, counts, row_start, tile_rows, n_rows):
         """A while loop over the non-empty experts, an inner one over each expert's tiles. [n_rows, D]."""
@@ -228,14 +237,14 @@ class MoE(tf.Module):
 
             def tile_body(j, y):
                 r = tf.gather(row_start, e) + j * tile_rows
-                xt = xla.dynamic_slice(xs, [r, 0], [tile_rows, d])                   # [t, D]
+                xt = xla.dynamic_slice(xs, [r, 0], [tile_rows, d])                   # [W, D]
                 if self.fp8:
-                    h = tf.nn.silu(fp8_matmul(xt[None], w1)[0]) * fp8_matmul(xt[None], w3)[0]  # [t, F]
-                    out = fp8_matmul(h[None], w2)[0]                             # [t, D]
+                    h = tf.nn.silu(fp8_matmul(xt[None], w1)[0]) * fp8_matmul(xt[None], w3)[0]  # [W, F]
+                    out = fp8_matmul(h[None], w2)[0]                             # [W, D]
                 else:
-                    h2 = tf.matmul(xt, w13, transpose_b=True)                    # [t, 2F]
-                    h = tf.nn.silu(h2[:, :f]) * h2[:, f:]                        # [t, F]
-                    out = tf.matmul(h, w2, transpose_b=True)                     # [t, D]
+                    h2 = tf.matmul(xt, w13, transpose_b=True)                    # [W, 2F]
+                    h = tf.nn.silu(h2[:, :f]) * h2[:, f:]                        # [W, F]
+                    out = tf.matmul(h, w2, transpose_b=True)                     # [W, D]
                 return j + 1, xla.dynamic_update_slice(y, out, [r, 0])
 
             return i + 1, tf.while_loop(lambda j, y: j < tf.gather(n_tiles, e), tile_body, (0, y))[1]
@@ -248,11 +257,11 @@ class MoE(tf.Module):
         ``differentiable`` picks the dispatch scheme (see ``experts``).
         """
         b, t, d = x.shape
-        flat = tf.reshape(x, [b * t, d])                                          # [M, D]
-        weights, indices, scores = gate_route(flat, self.gate_weight, self.gate_bias, **self.route)
-        y = self.experts(flat, weights, indices, differentiable)
-        if self.shared is not None:
-            y = y + self.shared(flat)
-        info = (tf.reshape(scores, [b, t, self.n_experts]), tf.reshape(indices, [b, t, self.k]),
+        flat = tf.reshape(x, [b * t, d])                                          # [X, D]
+        weights, indices, scores = route(flat, self.gate_weight, self.gate_bias, **self.route_args)  # [X,K], [X,K], [X,E]
+        y = self.experts(flat, weights, indices, differentiable)                 # [X, D]
+        if self.shared_experts is not None:
+            y = y + self.shared_experts(flat)
+        info = (tf.reshape(scores, [b, t, self.n_experts]), tf.reshape(indices, [b, t, self.n_activated_experts]),
                 expert_load(indices, self.n_experts))
         return tf.reshape(y, [b, t, d]), info

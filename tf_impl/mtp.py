@@ -3,6 +3,9 @@
 The embedding comes first in the concatenation, as in the released weights (enorm, hnorm,
 eh_proj). The block is a full transformer block built by the model (layer id ``n_layers + k``), and
 the embedding and output head are the main model's; ``norm`` is this module's own final norm.
+
+Axis letters (the repository's one alphabet, docs/internals.md): B batch, D model width, T' the
+positions module k sees (T - k).
 """
 
 from __future__ import annotations
@@ -15,19 +18,25 @@ from tf_impl.norm import RMSNorm
 
 
 class MTPModule(tf.Module):
-    """One MTP depth. ``emb`` and ``h_prev`` of shape [B, T', D] -> (h [B, T', D], router info or None)."""
+    """One MTP depth: ``enorm``, ``hnorm``, ``eh_proj`` [D, 2D], the block, and the final ``norm``."""
 
-    def __init__(self, dim: int, block: tf.Module, eps: float, *, rng: np.random.Generator, fp8: bool, name=None):
+    def __init__(self, dim: int, block: tf.Module, *, eps: float, fp8: bool, rng: np.random.Generator, name=None):
         super().__init__(name=name)
-        self.enorm = RMSNorm(dim, eps)
-        self.hnorm = RMSNorm(dim, eps)
-        self.eh_proj = Linear(2 * dim, dim, rng=rng, fp8=fp8)
+        self.enorm = RMSNorm(dim, eps=eps)
+        self.hnorm = RMSNorm(dim, eps=eps)
+        self.eh_proj = Linear(2 * dim, dim, fp8=fp8, rng=rng)
         self.block = block
-        self.norm = RMSNorm(dim, eps)
+        self.norm = RMSNorm(dim, eps=eps)
 
-    def __call__(self, emb: tf.Tensor, h_prev: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor):
+    def __call__(self, emb: tf.Tensor, h_prev: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor, cache=None, start=0,
+                 mode: str = "naive"):
+        """``emb``, ``h_prev`` [B, T', D] (already aligned by the caller) -> (h^k [B, T', D], router info or None).
+
+        ``cache``, ``start`` and ``mode`` are the block's (``Block.__call__``): a one-layer cache lets
+        the module run position by position, as speculative decoding drafts with it.
+        """
         x = self.eh_proj(tf.concat([self.enorm(emb), self.hnorm(h_prev)], -1))  # [B, T', 2D] -> [B, T', D]
-        return self.block(x, cos, sin)
+        return self.block(x, cos, sin, cache, start, mode)
 
     def params(self, prefix: str) -> dict:
         """``enorm``, ``hnorm``, ``eh_proj``, the block's tensors and the final ``norm`` under ``prefix``.

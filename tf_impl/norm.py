@@ -1,4 +1,4 @@
-"""RMSNorm: ``x * rsqrt(mean(x^2, -1) + eps) * w``, computed in fp32."""
+"""RMSNorm: ``x * rsqrt(mean(x^2) + eps) * w``, computed in fp32 whatever the input dtype."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def rms_norm(x: tf.Tensor, weight: tf.Tensor, eps: float) -> tf.Tensor:
 class RMSNorm(tf.Module):
     """RMSNorm with a learned per-feature scale, initialised to ones."""
 
-    def __init__(self, dim: int, eps: float, name: str | None = None):
+    def __init__(self, dim: int, *, eps: float, name: str | None = None):
         super().__init__(name=name)
         self.eps = eps
         self.weight = tf.Variable(np.ones([dim], np.float32), name="weight")

@@ -4,6 +4,9 @@ Pairs are (x[0], x[1]), (x[2], x[3]), ...; pair i is the complex number ``x[2i] 
 by ``exp(1j * t * freqs[i])`` at position t. The tables are pure numpy functions of the config; the
 softmax side of YaRN (mscale**2) lives in ``cfg.softmax_scale``. Beyond ``original_seq_len``,
 ``cfg.rope_scaling`` picks YaRN (DeepSeek's rule, the default), position interpolation or plain RoPE.
+
+Axis letters (the repository's one alphabet, docs/internals.md): B batch, T query length, N heads,
+R rope dim, S positions 0..max_seq_len-1.
 """
 
 from __future__ import annotations
@@ -16,21 +19,20 @@ import tensorflow as tf
 from harness.config import ModelConfig, RopeScaling
 
 
-def yarn_correction_range(
-    beta_fast: float, beta_slow: float, dim: int, base: float, original_seq_len: int
-) -> tuple[int, int]:
+def yarn_correction_range(rope_dim: int, theta: float, original_seq_len: int, beta_fast: float,
+                          beta_slow: float) -> tuple[int, int]:
     """The rotary-pair range ``(low, high)`` over which YaRN ramps from extrapolation to interpolation.
 
-    ``corr_dim(r) = dim * ln(original_seq_len / (2*pi*r)) / (2 ln base)``; ``low = floor(corr_dim(beta_fast))``,
-    ``high = ceil(corr_dim(beta_slow))``, clamped to [0, dim - 1]. The 671B config gives (10, 23).
+    ``corr_dim(r) = R * ln(original_seq_len / (2*pi*r)) / (2 ln theta)``; ``low = floor(corr_dim(beta_fast))``,
+    ``high = ceil(corr_dim(beta_slow))``, clamped to [0, R - 1]. The 671B config gives (10, 23).
     """
 
     def corr_dim(rotations: float) -> float:
-        return dim * math.log(original_seq_len / (rotations * 2 * math.pi)) / (2 * math.log(base))
+        return rope_dim * math.log(original_seq_len / (rotations * 2 * math.pi)) / (2 * math.log(theta))
 
     low = math.floor(corr_dim(beta_fast))
     high = math.ceil(corr_dim(beta_slow))
-    return max(low, 0), min(high, dim - 1)
+    return max(low, 0), min(high, rope_dim - 1)
 
 
 def rope_freqs(cfg: ModelConfig) -> np.ndarray:
@@ -47,7 +49,7 @@ def rope_freqs(cfg: ModelConfig) -> np.ndarray:
         return freqs
     if cfg.rope_scaling is RopeScaling.PI:
         return freqs / cfg.rope_factor
-    low, high = yarn_correction_range(cfg.beta_fast, cfg.beta_slow, dim, cfg.rope_theta, cfg.original_seq_len)
+    low, high = yarn_correction_range(dim, cfg.rope_theta, cfg.original_seq_len, cfg.beta_fast, cfg.beta_slow)
     if low == high:
         high += 0.001  # avoid a zero-width ramp
     ramp = np.clip((np.arange(dim // 2, dtype=np.float64) - low) / (high - low), 0.0, 1.0)

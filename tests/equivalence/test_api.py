@@ -23,6 +23,11 @@ CONTRACT_CALLS = [
     ("prefill", ("tokens", "cache"), {}),
     ("decode_step", ("next_tokens", "cache"), {}),
     ("generate", ("prompt", "max_new_tokens"), {"temperature": 0.0, "seed": 0}),
+    # beyond ARCHITECTURE.md: what speculative decoding and the benchmarks use instead of private members
+    ("hidden_states", ("tokens", "cache"), {"start": 0}),
+    ("logits", ("h",), {}),
+    ("rope_at", ("start", "t"), {}),
+    ("check_tokens", ("tokens",), {"what": "prompt", "rank": 2}),
 ]
 MODELS = {"tf_impl": tf_impl.Transformer, "reference": reference.Transformer}
 

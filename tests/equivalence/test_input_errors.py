@@ -12,21 +12,15 @@ import numpy as np
 import pytest
 
 from harness.config import ModelConfig
+from harness.interop import FRAMEWORKS, build_model
 
 CFG = ModelConfig.tiny()
-FRAMEWORKS = ("tf", "flax")
 
 
 @functools.lru_cache(maxsize=None)
 def model(framework: str, **overrides):
     cfg = CFG.replace(**overrides) if overrides else CFG
-    if framework == "tf":
-        from tf_impl import Transformer
-
-        return Transformer(cfg, seed=0, compiled=False)
-    from reference import Transformer
-
-    return Transformer(cfg, seed=0)
+    return build_model(framework, cfg, seed=0, **({"compiled": False} if framework == "tf" else {}))
 
 
 @functools.lru_cache(maxsize=None)

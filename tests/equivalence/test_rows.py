@@ -68,7 +68,7 @@ def test_adamw_alone_agrees_to_ulps_and_catches_a_different_optimizer():
 def _one_step(state, grads, tc):
     import jax.numpy as jnp
 
-    from reference.train import adamw_step, learning_rate
+    from reference.optim import adamw_step, learning_rate
 
     params, _ = adamw_step(tc, {n: jnp.asarray(v) for n, v in state.items()}, None,
                            {n: jnp.asarray(g) for n, g in grads.items()}, learning_rate(0, tc))

@@ -79,7 +79,8 @@ def test_records_without_gradient_norms_fall_back_to_the_loss_checks():
 
 
 def test_trainer_error_message_names_the_lr_divergence():
-    """The real Trainer on tiny at lr=1e38 stops with a diagnosis that names the learning rate."""
+    """The real Trainer on tiny at lr=1e38 stops with a TrainingDiverged whose records the harness diagnoses
+    as a learning-rate divergence (``signals.explain_divergence``: the model package only carries the records)."""
     from harness.config import ModelConfig, TrainConfig
     from tf_impl import Transformer
     from tf_impl.data import DataConfig
@@ -90,6 +91,6 @@ def test_trainer_error_message_names_the_lr_divergence():
                       DataConfig(batch_size=2, seq_len=16, seed=0), progress=False)
     with pytest.raises(TrainingDiverged) as info:
         trainer.fit(4)
-    message = str(info.value)
+    message = signals.explain_divergence(info.value)
     assert "gradient norm diverged" in message and "too high for AdamW" in message
     assert diagnosis.diagnose_text(message)[0].issue.id == "lr_divergence"

@@ -18,7 +18,7 @@ def test_cached_decode_matches_full_forward_at_every_position(tiny_model, tokens
     for t in range(chunks[-1][1], tokens.shape[1]):
         step, cache = tiny_model.decode_step(tokens[:, t], cache)
         np.testing.assert_allclose(np.asarray(step), full[:, t], atol=2e-5, rtol=1e-5, err_msg=f"position {t}")
-    assert cache.pos == tokens.shape[1]
+    assert cache.length == tokens.shape[1]
 
 
 def test_naive_equals_absorbed_without_q_lora():

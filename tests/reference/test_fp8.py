@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from harness import fp8_oracle as oracle
-from reference.fp8 import dequantize_weight, fp8_matmul, quantize_act, quantize_weight
+from reference.fp8 import fake_quantize_weight, fp8_matmul, quantize_act, quantize_weight
 
 # Eager op-by-op dispatch and one jitted program: XLA compiles both, and its rewrites must not change a bit.
 MODES = {"eager": lambda f: f, "jit": jax.jit}
@@ -40,7 +40,7 @@ def test_quantize_weight_blocks_and_bound():
     s = np.repeat(np.repeat(np.asarray(scale), 128, 0), 128, 1)[:200, :130]
     deq = np.asarray(q.astype(jnp.float32)) * s
     assert np.all(np.abs(deq - w) <= _e4m3_error_bound(w, s))
-    np.testing.assert_allclose(np.asarray(jax.jit(dequantize_weight)(w)), deq, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(jax.jit(fake_quantize_weight)(w)), deq, rtol=1e-6)
 
 
 def test_clip_before_cast_and_tiny_blocks():
@@ -71,7 +71,7 @@ def test_fp8_matmul_straight_through_gradient():
     gx, gw = jax.jit(jax.grad(lambda a, b: jnp.sum(fp8_matmul(a, b) ** 2), argnums=(0, 1)))(x, w)
     y = jax.jit(fp8_matmul)(x, w)
     qx, sx = jax.jit(quantize_act)(x)
-    dw, dx = jax.jit(dequantize_weight)(w), qx.astype(jnp.float32) * sx  # one 128-block: sx is [3, 1]
+    dw, dx = jax.jit(fake_quantize_weight)(w), qx.astype(jnp.float32) * sx  # one 128-block: sx is [3, 1]
     np.testing.assert_allclose(np.asarray(gx), np.asarray(2 * y @ dw), rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(np.asarray(gw), np.asarray(2 * y.T @ dx), rtol=1e-5, atol=1e-4)
 
@@ -105,4 +105,4 @@ def test_dequantize_weight_is_the_oracle_grid(mode):
     w = oracle.tie_weight()
     q_ref, s_ref = oracle.quantize_weight(w)
     want = q_ref.astype(np.float32) * np.repeat(np.repeat(s_ref, 128, 0), 128, 1)[: w.shape[0], : w.shape[1]]
-    np.testing.assert_array_equal(np.asarray(MODES[mode](dequantize_weight)(jnp.asarray(w))), want)
+    np.testing.assert_array_equal(np.asarray(MODES[mode](fake_quantize_weight)(jnp.asarray(w))), want)

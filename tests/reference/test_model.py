@@ -66,7 +66,7 @@ def test_bad_inputs_raise_clear_errors(tiny_cfg, tiny_model, tokens):
         tiny_model.decode_step(np.zeros((3,), np.int32), cache)
     with pytest.raises(ValueError, match=r"shape \[B\]"):
         tiny_model.decode_step(tokens, cache)
-    cache.pos = tiny_cfg.max_seq_len
+    cache.length = tiny_cfg.max_seq_len
     with pytest.raises(ValueError, match="exceed max_seq_len"):
         tiny_model.decode_step(np.zeros((2,), np.int32), cache)
     with pytest.raises(ValueError, match="max_batch_size"):

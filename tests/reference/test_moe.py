@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from harness.config import ScoreFunc
-from reference.moe import dispatch_block_size, expert_load, grouped_swiglu, route
+from reference.moe import dispatch_tile_rows, expert_load, grouped_swiglu, route
 
 RNG = np.random.default_rng(0)
 E, D, F = 8, 16, 12
 
 
 def _route(x, w, bias, **kw):
-    args = dict(topk=2, n_groups=1, n_limited_groups=1, score_func=ScoreFunc.SIGMOID, route_scale=2.5)
+    args = dict(n_activated_experts=2, n_expert_groups=1, n_limited_groups=1, score_func=ScoreFunc.SIGMOID, route_scale=2.5)
     args.update(kw)
     return route(jnp.asarray(x), jnp.asarray(w), None if bias is None else jnp.asarray(bias), **args)
 
@@ -54,21 +54,21 @@ def test_group_limit_keeps_best_groups_by_top2_sum():
     logits = np.array([0.0, -0.1, 5.0, -5.0, 2.0, 2.0, -1.0, -1.0])
     x, w = np.eye(D)[:1], np.zeros((E, D))
     w[:, 0] = logits
-    weights, idx, _ = _route(x, w, np.zeros(E), n_groups=4, n_limited_groups=1)
+    weights, idx, _ = _route(x, w, np.zeros(E), n_expert_groups=4, n_limited_groups=1)
     assert sorted(np.asarray(idx)[0]) == [4, 5]  # group 2 only
-    _, idx_max, _ = _route(x, w, None, n_groups=4, n_limited_groups=1)  # no bias: group score = max
+    _, idx_max, _ = _route(x, w, None, n_expert_groups=4, n_limited_groups=1)  # no bias: group score = max
     assert 2 in np.asarray(idx_max)[0] and set(np.asarray(idx_max)[0]) <= {2, 3}
     # two groups kept: all picks inside groups 1 and 2
-    _, idx2, _ = _route(x, w, np.zeros(E), topk=3, n_groups=4, n_limited_groups=2)
+    _, idx2, _ = _route(x, w, np.zeros(E), n_activated_experts=3, n_expert_groups=4, n_limited_groups=2)
     assert set(np.asarray(idx2)[0]) == {2, 4, 5}
 
 
 def test_dropped_groups_are_masked_with_minus_inf():
-    # With one group kept and topk equal to the group size, every pick must come from the kept group
+    # With one group kept and K equal to the group size, every pick must come from the kept group
     # even when the dropped groups' scores are higher than... nothing else: -inf, never 0 * score.
     x = RNG.standard_normal((64, D))
     w = RNG.standard_normal((E, D))
-    _, idx, _ = _route(x, w, RNG.standard_normal(E), topk=2, n_groups=4, n_limited_groups=1)
+    _, idx, _ = _route(x, w, RNG.standard_normal(E), n_activated_experts=2, n_expert_groups=4, n_limited_groups=1)
     groups = np.asarray(idx) // 2
     assert np.all(groups[:, 0] == groups[:, 1])
 
@@ -82,12 +82,12 @@ def test_softmax_scores_are_not_renormalised():
 
 
 def _dense_moe(x, weights, indices, w1, w2, w3):
-    """Every expert on every token, combined with a dense [M, E] weight matrix."""
+    """Every expert on every token, combined with a dense [X, E] weight matrix."""
     combine = np.zeros((x.shape[0], w1.shape[0]), np.float32)
     np.add.at(combine, (np.arange(x.shape[0])[:, None], indices), weights)
     silu = lambda v: v / (1 + np.exp(-v))  # noqa: E731
-    outs = np.stack([(silu(x @ w1[e].T) * (x @ w3[e].T)) @ w2[e].T for e in range(w1.shape[0])], 1)  # (M, E, D)
-    return np.einsum("me,med->md", combine, outs)
+    outs = np.stack([(silu(x @ w1[e].T) * (x @ w3[e].T)) @ w2[e].T for e in range(w1.shape[0])], 1)  # [X, E, D]
+    return np.einsum("XE,XED->XD", combine, outs)
 
 
 @pytest.mark.parametrize("m,k", [(1, 2), (7, 3), (200, 2)])
@@ -114,9 +114,9 @@ def test_sparse_moe_gradients_equal_dense():
         return jnp.sum(grouped_swiglu(x, weights, indices, w1, w2, w3, fp8=False) ** 2)
 
     def dense(x, weights, w1, w2, w3):
-        combine = jnp.zeros((m, E)).at[jnp.arange(m)[:, None], indices].add(weights)  # (M, E)
-        h = jax.nn.silu(jnp.einsum("MD,EFD->MEF", x, w1)) * jnp.einsum("MD,EFD->MEF", x, w3)
-        return jnp.sum(jnp.einsum("ME,MEF,EDF->MD", combine, h, w2) ** 2)
+        combine = jnp.zeros((m, E)).at[jnp.arange(m)[:, None], indices].add(weights)  # [X, E]
+        h = jax.nn.silu(jnp.einsum("XD,EFD->XEF", x, w1)) * jnp.einsum("XD,EFD->XEF", x, w3)
+        return jnp.sum(jnp.einsum("XE,XEF,EDF->XD", combine, h, w2) ** 2)
 
     gs = jax.jit(jax.grad(sparse, argnums=range(5)))(x, weights, w1, w2, w3)
     gd = jax.jit(jax.grad(dense, argnums=range(5)))(x, weights, w1, w2, w3)
@@ -125,7 +125,7 @@ def test_sparse_moe_gradients_equal_dense():
 
 
 def test_block_size_and_load():
-    assert dispatch_block_size(4, 32) == 1  # decode: one row per assignment
-    assert dispatch_block_size(512, 32) == 8
-    assert dispatch_block_size(10**6, 32) == 32
+    assert dispatch_tile_rows(4, 32) == 1  # decode: one row per assignment
+    assert dispatch_tile_rows(512, 32) == 8
+    assert dispatch_tile_rows(10**6, 32) == 32
     np.testing.assert_array_equal(np.asarray(expert_load(jnp.asarray([[0, 2], [2, 3]]), 5)), [1, 0, 2, 1, 0])

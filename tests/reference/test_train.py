@@ -4,8 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from reference.train import (TrainConfig, balance_loss, bias_update, cross_entropy, gradients, init_optimizer,
-                             learning_rate, main_loss, mtp_loss, total_loss, train_step)
+from reference.losses import balance_loss, bias_update, cross_entropy, main_loss, mtp_loss
+from reference.optim import learning_rate
+from reference.train import TrainConfig, gradients, init_optimizer, total_loss, train_step
 
 
 def test_cross_entropy_and_main_loss_by_hand():

@@ -91,10 +91,10 @@ def test_mtp_logits_follow_the_documented_alignment(tiny_cfg, eager_model, token
     """Recompute module 1 by hand from its parts: block(eh_proj([enorm(emb(t[1:])); hnorm(h0[:-1])]))."""
     _, aux = eager_model.forward_aux(tokens)
     m, t = eager_model, tokens.shape[1]
-    h0, _ = m._trunk(tf.constant(tokens), m._cos[:t], m._sin[:t], differentiable=True)
+    h0, _ = m.hidden_states(tokens)
     mod = m.mtp[0]
     x = mod.eh_proj(tf.concat([mod.enorm(tf.gather(m.embed, tokens[:, 1:])), mod.hnorm(h0[:, :-1])], -1))
-    h1, _ = mod.block(x, m._cos[: t - 1], m._sin[: t - 1])
+    h1, _ = mod.block(x, *m.rope_at(0, t - 1))
     expected = m.head(mod.norm(h1)).numpy()
     np.testing.assert_allclose(aux["mtp_logits"][0].numpy(), expected, rtol=1e-4, atol=1e-4)
 

@@ -5,16 +5,16 @@ import pytest
 import tensorflow as tf
 
 from harness.config import ScoreFunc
-from tf_impl.moe import MoE, dispatch_plan, expert_load, gate_route
+from tf_impl.moe import MoE, dispatch_plan, expert_load, route
 
 
 def _route(logits, bias=None, k=2, groups=1, limited=1, score_func="sigmoid", route_scale=1.0):
-    """Gate on hand-set logits: x = ones [M, E], W = diag(logits row) is awkward, so use x = logits, W = I."""
+    """Gate on hand-set logits: x = ones [X, E], W = diag(logits row) is awkward, so use x = logits, W = I."""
     logits = np.asarray(logits, np.float32)
     e = logits.shape[1]
-    w, i, s = gate_route(tf.constant(logits), tf.eye(e), None if bias is None else tf.constant(bias, tf.float32),
-                         n_activated=k, n_groups=groups, n_limited_groups=limited, score_func=score_func,
-                         route_scale=route_scale)
+    w, i, s = route(tf.constant(logits), tf.eye(e), None if bias is None else tf.constant(bias, tf.float32),
+                    n_activated_experts=k, n_expert_groups=groups, n_limited_groups=limited, score_func=score_func,
+                    route_scale=route_scale)
     return w.numpy(), i.numpy(), s.numpy()
 
 
@@ -71,7 +71,7 @@ def _moe(n_experts=8, k=2, seed=0, fp8=False):
 
 def _dense_reference(moe, x):
     """Every token through its chosen experts, one at a time, in numpy."""
-    w, idx, _ = gate_route(tf.constant(x), moe.gate_weight, moe.gate_bias, **moe.route)
+    w, idx, _ = route(tf.constant(x), moe.gate_weight, moe.gate_bias, **moe.route_args)
     w, idx = w.numpy(), idx.numpy()
     w1, w2, w3 = moe.w1.numpy(), moe.w2.numpy(), moe.w3.numpy()
     silu = lambda z: z / (1 + np.exp(-z))
@@ -80,7 +80,7 @@ def _dense_reference(moe, x):
         for j in range(idx.shape[1]):
             e = idx[m, j]
             out[m] += w[m, j] * (w2[e] @ (silu(w1[e] @ x[m]) * (w3[e] @ x[m])))
-    s = moe.shared
+    s = moe.shared_experts
     out += (silu(x @ s.w1.weight.numpy().T) * (x @ s.w3.weight.numpy().T)) @ s.w2.weight.numpy().T
     return out, idx
 

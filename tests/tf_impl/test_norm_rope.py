@@ -20,16 +20,16 @@ def test_rms_norm_hand_values():
 
 def test_yarn_range_671b_is_10_23():
     cfg = ModelConfig.v3_671b()
-    assert yarn_correction_range(cfg.beta_fast, cfg.beta_slow, cfg.qk_rope_head_dim, cfg.rope_theta,
-                                 cfg.original_seq_len) == (10, 23)
+    assert yarn_correction_range(cfg.qk_rope_head_dim, cfg.rope_theta, cfg.original_seq_len, cfg.beta_fast,
+                                 cfg.beta_slow) == (10, 23)
 
 
 def test_yarn_range_hand_computed_and_clamped():
     # corr_dim(r) = 64 * ln(4096 / (2 pi r)) / (2 ln 10000): r=32 -> 10.47, r=1 -> 22.51
     assert 64 * math.log(4096 / (2 * math.pi * 32)) / (2 * math.log(10000)) == pytest.approx(10.47, abs=0.01)
     # a tiny original length pushes low below 0 and a huge one pushes high past dim-1: both clamp
-    assert yarn_correction_range(32, 1, 8, 10000.0, 8)[0] == 0
-    assert yarn_correction_range(32, 1, 8, 10000.0, 10**12)[1] == 7
+    assert yarn_correction_range(8, 10000.0, 8, 32, 1)[0] == 0
+    assert yarn_correction_range(8, 10000.0, 10**12, 32, 1)[1] == 7
 
 
 def test_rope_freqs_without_yarn_are_plain():
@@ -40,7 +40,7 @@ def test_rope_freqs_without_yarn_are_plain():
 def test_rope_freqs_with_yarn_hand_computed():
     cfg = ModelConfig.tiny(max_seq_len=128, original_seq_len=64, rope_factor=4.0)  # R=8: four pairs
     base = np.array([1.0, 10000 ** -0.25, 10000 ** -0.5, 10000 ** -0.75])
-    low, high = yarn_correction_range(32, 1, 8, 10000.0, 64)
+    low, high = yarn_correction_range(8, 10000.0, 64, 32, 1)
     # corr_dim(32) = 8 ln(64/(64 pi)) / (2 ln 1e4) < 0 -> 0 ; corr_dim(1) = 8 ln(64/(2 pi))/(2 ln 1e4) = 1.008 -> 2
     assert (low, high) == (0, 2)
     ramp = np.clip((np.arange(4) - 0) / 2, 0, 1)          # [0, .5, 1, 1]

@@ -6,16 +6,10 @@ import numpy as np
 import pytest
 
 import tf_impl.checkpoint as ckpt
+from experiments.checkpoint_io import extrapolate_checkpoint_time, measure_checkpoint_io
 from harness.config import ModelConfig
 from harness.state import num_params
-from tf_impl.checkpoint import (
-    CheckpointManager,
-    CorruptCheckpointError,
-    extrapolate_checkpoint_time,
-    load_checkpoint,
-    measure_checkpoint_io,
-    save_checkpoint,
-)
+from tf_impl.checkpoint import CheckpointManager, CorruptCheckpointError, load_checkpoint, save_checkpoint
 
 
 def state(seed):

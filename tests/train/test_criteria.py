@@ -1,4 +1,4 @@
-"""The roadmap criterion functions that still live beside the model (slow: each trains a tiny model).
+"""The roadmap criterion functions of ``experiments/`` that train a tiny model (slow).
 
 These test the mechanics of each function: that its numbers are computed from its own run and are
 consistent with each other, not that a criterion passes (that is the benchmark's verdict, recorded by
@@ -10,9 +10,9 @@ import math
 
 import pytest
 
-from tf_impl.checkpoint import checkpoint_criterion
-from tf_impl.speculative import mtp_criterion
-from tf_impl.train import expert_balance_criterion, loss_spike_criterion
+from experiments.balance import expert_balance_criterion, loss_spike_criterion
+from experiments.checkpoint_io import checkpoint_criterion
+from experiments.mtp_speedup import mtp_criterion
 
 pytestmark = pytest.mark.slow
 

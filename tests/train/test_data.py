@@ -6,15 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tf_impl.data import (
-    DEFAULT_CORPUS,
-    ByteTokenizer,
-    DataConfig,
-    DataError,
-    corpus_files,
-    make_dataset,
-    pipeline_tokens_per_second,
-)
+from experiments.data_throughput import pipeline_tokens_per_second, pipeline_window_rates
+from tf_impl.data import DEFAULT_CORPUS, ByteTokenizer, DataConfig, DataError, corpus_files, make_dataset
 
 
 @pytest.fixture
@@ -140,7 +133,5 @@ def test_pipeline_with_bpe_packs_the_encoded_stream(bpe, reference_corpus):
 
 
 def test_bpe_pipeline_rates_one_per_window(bpe, reference_corpus):
-    from tf_impl.data import pipeline_window_rates
-
     rates = pipeline_window_rates(reference_corpus, batch_size=2, seq_len=32, seconds=0.05, windows=3, tokenizer=bpe)
     assert len(rates) == 3 and min(rates) > 0

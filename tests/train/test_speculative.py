@@ -10,7 +10,8 @@ import pytest
 from harness.config import ModelConfig
 from tf_impl import Transformer
 from tf_impl.data import DataConfig, make_dataset
-from tf_impl.speculative import SpeculativeDecoder, compare_with_greedy
+from experiments.mtp_speedup import compare_with_greedy
+from tf_impl.speculative import SpeculativeDecoder
 from tf_impl.train import TrainConfig, Trainer
 
 CFG = ModelConfig.tiny(max_seq_len=48)

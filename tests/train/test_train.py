@@ -1,25 +1,19 @@
 """Training: losses against hand computation, schedule, clipping, AdamW, bias balancing, resume, divergence."""
 
 import math
+import re
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from harness.config import ModelConfig
+from harness.signals import explain_divergence, loss_spike_count, loss_spike_problems
 from tf_impl import Transformer
 from tf_impl.data import DataConfig, DataError
-from tf_impl.train import (
-    AdamW,
-    TrainConfig,
-    Trainer,
-    TrainingDiverged,
-    bias_update,
-    clip_by_global_norm,
-    compute_loss,
-    learning_rate,
-    loss_spike_count,
-)
+from tf_impl.losses import bias_update, compute_loss
+from tf_impl.optim import AdamW, learning_rate
+from tf_impl.train import TrainConfig, Trainer, TrainingDiverged
 
 CFG = ModelConfig.tiny(max_seq_len=32, balance_alpha=0.01, bias_update_speed=0.01)
 DATA = DataConfig(batch_size=2, seq_len=32)
@@ -75,10 +69,10 @@ def test_schedule_warmup_then_cosine():
 
 
 def test_clipping_scales_to_the_global_norm():
-    (g,), norm = clip_by_global_norm([tf.constant([3.0, 4.0])], 1.0)
+    (g,), norm = tf.clip_by_global_norm([tf.constant([3.0, 4.0])], 1.0)  # what the Trainer's step clips with
     assert float(norm) == pytest.approx(5.0)
     np.testing.assert_allclose(g.numpy(), [0.6, 0.8], rtol=1e-6)
-    (g,), _ = clip_by_global_norm([tf.constant([0.3, 0.4])], 1.0)
+    (g,), _ = tf.clip_by_global_norm([tf.constant([0.3, 0.4])], 1.0)
     np.testing.assert_allclose(g.numpy(), [0.3, 0.4])
 
 
@@ -149,8 +143,10 @@ def test_nan_stops_training_with_a_diagnosis():
     trainer.fit(1)
     model.embed.assign(tf.fill(model.embed.shape, float("nan")))
     head = model.state_dict()["head.weight"]
-    with pytest.raises(TrainingDiverged, match=r"training stopped at step 1: loss=nan.*not applied.*Diagnosis"):
+    with pytest.raises(TrainingDiverged) as info:
         trainer.fit(3)
+    assert re.search(r"training stopped at step 1: loss=nan.*not applied.*Diagnosis", explain_divergence(info.value))
+    assert info.value.step == 1 and [math.isnan(r["loss"]) for r in info.value.records] == [False, True]
     assert trainer.step == 1 and np.array_equal(model.state_dict()["head.weight"], head)
 
 
@@ -166,10 +162,17 @@ def test_loss_spike_count():
     assert loss_spike_count(losses) == 1
 
 
+def test_checkpoint_health_rule_counts_only_the_spikes_since_the_last_save():
+    losses = [2.0 + 0.01 * (i % 3) for i in range(60)]
+    losses[40] = 5.0
+    assert loss_spike_problems(losses, 30) == ["1 loss spike(s)"]
+    assert loss_spike_problems(losses, 41) == []  # the spike happened before the last save
+
+
 # ---------------------------------------------------------------------------------------- issue 10: faults
 def _trainer(tmp_path, tc=TC, cfg=CFG, data=DATA, seed=0, every=1, keep=2):
     return Trainer(Transformer(cfg, seed=seed, compiled=False), cfg, tc, data, progress=False,
-                   checkpoint_dir=str(tmp_path), checkpoint_every=every, keep=keep)
+                   checkpoint_dir=str(tmp_path), checkpoint_every=every, keep=keep, health=loss_spike_problems)
 
 
 def _all_finite(checkpoint):
