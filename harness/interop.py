@@ -96,7 +96,7 @@ def tf_loss_and_gradients(model, tokens, with_gradients: bool = True
                           ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """``({"loss", "ce", "mtp", "balance"}, {canonical name: d loss / d tensor})`` for the TF model.
 
-    The mirror of ``reference.train.gradients``: the loss of ``tf_impl.train.compute_loss`` on
+    The mirror of ``reference.train.gradients``: the loss of ``tf_impl.losses.compute_loss`` on
     ``forward_aux``, differentiated with tf.GradientTape (eagerly, or through the model's XLA
     ``forward_aux`` when the model is compiled), split back into canonical names. Gate biases are not
     trained and have no gradient; ``with_gradients=False`` returns only the loss parts.
