@@ -100,6 +100,11 @@ _FRAMEWORKS = ("tf-eager", "tf-xla", "flax-jit")
 # Full-tier experiments (run by ``python -m harness run --full``; see benchmarks/bench_fp8.py, bench_context.py).
 _FP8 = "bench_fp8.FP8StabilityFull."
 _CTX = "bench_context.ContextExtensionFull."
+_POST = "bench_alignment.PosttrainFull."
+_COT = "bench_alignment.ChainOfThoughtFull."
+_DISTILL = "bench_alignment.DistillationFull."
+_P5_SIZE = ("ModelConfig.tiny's architecture (MLA, a dense layer then MoE layers of 8 experts, byte vocabulary, "
+            "no MTP)")
 _ROPES = ("yarn", "pi", "none")
 _STAGES = ("finetuned", "zero-shot")
 TEST_GROUPS = tuple(testrun.load_groups())
@@ -309,6 +314,56 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {spec.name: spec for spec in (
         "tokens read in four 64-token windows by the pretrained model), 16 cast documents whose names recur "
         "(experiments.context_tasks): below 1 the longer context helps, above 1 the extension hurts.",
         _params(rope=_ROPES, stage=_STAGES)),
+    BenchmarkSpec(
+        _POST + "track_instruction_accuracy", "fraction",
+        "Full tier. Greedy held-out exact match of the SFT model on 100 held-out problems per instruction type "
+        "(experiments.tasks: add = 1-2-digit addition, sort = sort 4-5 digits, rev = answer in reverse, brk = "
+        "answer inside brackets; held-out payloads share no prompt with training). Model: " + _P5_SIZE + " at "
+        "D=128, 2 layers, SFT 4,000 steps of 32 fresh training prompts, loss masked to the response "
+        "(experiments.grpo); worst = the lowest task type.",
+        _params(task=("add", "sort", "rev", "brk", "worst"))),
+    BenchmarkSpec(
+        _POST + "track_grpo_reward_gain", "reward",
+        "Full tier. Mean over seeds 0-2 of (held-out reward after GRPO - held-out reward of the SFT start); reward = "
+        "the exact checker's 0/1 on greedy outputs over the 400 held-out instruction problems. GRPO: 80 iterations "
+        "of 16 prompts x 8 sampled completions (temperature 1, seeded), group-normalised advantages, 2 clipped-ratio "
+        "updates per batch (eps 0.2), k3 KL to the frozen SFT policy (beta 0.04), no value network."),
+    BenchmarkSpec(
+        _POST + "track_grpo_seed_spread", "reward",
+        "Full tier. max - min over seeds 0-2 of the GRPO models' held-out reward (same runs)."),
+    BenchmarkSpec(
+        _POST + "track_grpo_margin", "reward",
+        "Full tier. track_grpo_reward_gain - track_grpo_seed_spread: positive when GRPO's gain exceeds the "
+        "seed-to-seed spread."),
+    BenchmarkSpec(
+        _POST + "track_value_function_params", "params",
+        "Full tier. Scalars the GRPO trainers train beyond the policy's own canonical tensors (a critic's would "
+        "count), from the trained PolicyTrainer objects: every variable the optimizer updates and every trainable "
+        "variable reachable from the trainer; max over the seeds."),
+    BenchmarkSpec(
+        _COT + "track_cot_gain", "ratio",
+        "Full tier. Mean over seeds 0-2 of acc_cot / acc_direct - 1 on 200 held-out add4 problems (4-digit + "
+        "4-digit, >= 2 carries): the same model (" + _P5_SIZE + ", D=64, 2 layers) trained 2,500 steps of 32 "
+        "problems on the bare answer (direct) or on the column-by-column trace + answer (cot); greedy, final "
+        "answer exact. acc_direct is floored at 1/200, so with a direct accuracy of 0 the gain is a lower bound "
+        "(experiments.reasoning)."),
+    BenchmarkSpec(
+        _COT + "track_cot_gain_std", "ratio",
+        "Full tier. Standard deviation (ddof 1) over the seeds of that relative gain."),
+    BenchmarkSpec(
+        _COT + "track_accuracy", "fraction",
+        "Full tier. Held-out add4 exact match, mean over the seeds, per arm (direct, cot).",
+        _params(arm=("direct", "cot"))),
+    BenchmarkSpec(
+        _DISTILL + "track_retention", "ratio",
+        "Full tier. Student held-out add4 accuracy / teacher held-out add4 accuracy (200 problems, greedy). "
+        "Teacher: D=128, 3 layers, 2,500 SFT steps on gold traces; it writes trace + answer for 4,096 training "
+        "prompts; student: D=64, 2 layers, 2,500 steps on the teacher's outputs only, loss 0.5 CE + 0.5 "
+        "KL(teacher logits || student) on the response (experiments.reasoning)."),
+    BenchmarkSpec(
+        _DISTILL + "track_accuracy", "fraction",
+        "Full tier. Held-out add4 exact match of the teacher and of the student.",
+        _params(model=("teacher", "student"))),
     BenchmarkSpec(
         "bench_training.Training.track_loss_spike_rate", "fraction",
         "Fraction of training steps that are loss spikes per harness.troubleshoot.loss_spike_count (above the "
@@ -675,11 +730,51 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
                     (("rope", "none"), ("stage", "finetuned")), gate=False,
                     note="context: plain RoPE after the same fine-tune")),
     # ---- Phase 5 (issue 15 plans them on verifiable tasks)
-    _not_delivered("P5.instruction_following", "supervised fine-tuning is not implemented (issue 15), and there "
-                                               "is no instruction-tuned model or evaluation set"),
-    _not_delivered("P5.grpo_no_value_fn", "GRPO alignment is not implemented (issue 15)"),
-    _not_delivered("P5.r1_retention", "knowledge distillation from R1 models is not implemented (issue 15)"),
-    _not_delivered("P5.cot_gain", "chain-of-thought integration is not implemented (issue 15)"),
+    _measured("P5.instruction_following",
+              Check(_POST + "track_instruction_accuracy", C.GT, 0.85, "fraction", E.PROXY, (("task", "worst"),),
+                    note="full tier (--full): the lowest held-out exact match over four instruction types (addition, "
+                         "sorting, answer in reverse, answer in brackets) of a 2-layer D=128 DeepSeek-V3 after SFT "
+                         "with the loss masked to the response. Keeps: instruction/response SFT, held-out prompts "
+                         "never trained on, an exact checker. Cannot say: anything about open-ended instructions, "
+                         "human-judged quality or a 671B model's instruction data"),
+              *(Check(_POST + "track_instruction_accuracy", C.GT, 0.85, "fraction", E.PROXY, (("task", t),),
+                      gate=False, note=f"context: task type {t}") for t in ("add", "sort", "rev", "brk"))),
+    _measured("P5.grpo_no_value_fn",
+              Check(_POST + "track_grpo_margin", C.GT, 0.0, "reward", E.PROXY,
+                    note="full tier: GRPO (group of 8, group-normalised rule rewards, clipped ratio, KL to the "
+                         "frozen SFT policy) raises held-out reward over its SFT start by more than the spread "
+                         "of 3 seeds. Keeps: the published algorithm on the project's MLA + MoE model with exact "
+                         "rewards. Cannot say: RL at 671B scale, thousands of steps, math/code reasoning or "
+                         "preference alignment"),
+              Check(_POST + "track_value_function_params", C.EQ, 0, "params", E.PROXY,
+                    note="no value network: the trained GRPO trainers hold and update nothing beyond the policy's "
+                         "own tensors (counted from the objects)"),
+              Check(_POST + "track_grpo_reward_gain", C.GT, 0.0, "reward", E.PROXY, gate=False,
+                    note="context: the mean gain itself"),
+              Check(_POST + "track_grpo_seed_spread", C.LT, 1.0, "reward", E.PROXY, gate=False,
+                    note="context: the seed-to-seed spread the gain must exceed")),
+    _measured("P5.r1_retention",
+              Check(_DISTILL + "track_retention", C.GT, 0.70, "ratio", E.PROXY,
+                    note="full tier: a D=64 2-layer student trained only on a D=128 3-layer teacher's "
+                         "step-by-step traces (and logits) for 4-digit addition, held-out accuracy over the "
+                         "teacher's. Keeps: distilling traces of a stronger model into a weaker one, exact "
+                         "checking. Cannot say: R1 (671B) into 1.5-70B models on 800k samples of math, code "
+                         "and science"),
+              Check(_DISTILL + "track_accuracy", C.GT, 0.0, "fraction", E.PROXY, (("model", "teacher"),),
+                    gate=False, note="context: the teacher's own held-out accuracy (retention of nothing is "
+                                     "meaningless)"),
+              Check(_DISTILL + "track_accuracy", C.GT, 0.0, "fraction", E.PROXY, (("model", "student"),),
+                    gate=False, note="context: the student's held-out accuracy")),
+    _measured("P5.cot_gain",
+              Check(_COT + "track_cot_gain", C.GT, 0.25, "ratio", E.PROXY,
+                    note="full tier: the same D=64 2-layer model trained with vs without column-by-column "
+                         "traces on 4-digit additions with >= 2 carries, relative held-out accuracy gain, mean "
+                         "of 3 seeds. Keeps: a task that needs several dependent steps, same size, data and "
+                         "steps in both arms. Cannot say: CoT on open-ended complex tasks or at 671B"),
+              Check(_COT + "track_cot_gain_std", C.LT, 0.25, "ratio", E.PROXY, gate=False,
+                    note="context: the spread of the gain over the seeds"),
+              *(Check(_COT + "track_accuracy", C.GT, 0.0, "fraction", E.PROXY, (("arm", a),), gate=False,
+                      note=f"context: held-out accuracy, {a} arm") for a in ("direct", "cot"))),
     # ---- Phase 6
     _not_delivered("P6.latency_p95", _NO_SERVING),
     _not("P6.throughput_per_gpu", "needs GPUs; the CPU-host throughput is tracked by PX.tf_*_speed instead"),

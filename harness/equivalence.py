@@ -3,7 +3,8 @@
 ``compare(cfg)`` loads one canonical state into ``tf_impl`` (the model under test) and ``reference``
 (the Flax oracle) and compares, quantity by quantity: RMSNorm, RoPE tables, MLA (naive and absorbed),
 gate scores / chosen experts / weights, MoE output, MTP output, full-model logits, the training loss
-(main, MTP and balance parts), gradients of every parameter, one AdamW step, greedy generation in both
+(main, MTP and balance parts), gradients of every parameter, one AdamW step, the GRPO loss and its gradients
+(``harness.equivalence_align``), greedy generation in both
 cache modes, and the FP8 mode (``harness.equivalence_fp8``: block quantisation bit for bit against the
 ml_dtypes oracle, and the FP8 model). Each quantity is judged against ``TOLERANCES`` (one table, one line
 of justification each); routing (which expert set each token picks) is reported separately as an
@@ -86,6 +87,12 @@ TOLERANCES: dict[str, Tolerance] = {
                                       "tensor, the margin for the Trainer's own compiled gradient. Required: "
                                       "|dw_tf - dw_ref| <= that bound + the step_weights tolerance "
                                       "(atol/rtol: multiples of it)"),
+    "grpo_loss": Tolerance(1e-5, 1e-5, "GRPO on one batch: log-probs inherit the logits' 1e-5 bound, the ratio "
+                                       "exp(logp - logp_old) and k3 KL are smooth O(1) functions of them, times "
+                                       "|A| <= 2 (G = 2), averaged over tokens; the advantages alone are a few ulps"),
+    "grpo_gradients": Tolerance(1e-7, 1e-4, "as gradients: the same backward reductions over B*T tokens, each token's "
+                                            "log-prob gradient weighted by A*rho (or 0 where clipped) and the KL "
+                                            "term; per tensor", per="tensor"),
     "gate_bias": Tolerance(0.0, 0.0, "bias += speed*sign(mean(load) - load): integer loads, identical when routing is"),
     "decode_logits": Tolerance(1e-5, 0.0, "as logits, at every greedy step; tokens must be identical"),
     "fp8_values": Tolerance(0.0, 0.0, "e4m3 codes and fp32 block scales against harness.fp8_oracle: "
@@ -102,7 +109,7 @@ REQUIRED_ROUTING_AGREEMENT = 1.0  # on tiny configs with tie-free inputs, every 
 
 # "fp8_blocks" is the block quantisation and matmul alone (no model is built for it); "fp8" adds the FP8 model.
 CHECKS = ("rmsnorm", "rope", "mla", "gate", "moe", "mtp", "logits", "loss", "gradients", "train_step",
-          "generation", "fp8_blocks", "fp8")
+          "grpo", "generation", "fp8_blocks", "fp8")
 ALL = CHECKS
 
 # Extra named configs of the equivalence suite (beyond ModelConfig.named's presets).
@@ -480,6 +487,7 @@ def compare(cfg: ModelConfig, state: Mapping[str, np.ndarray] | None = None, see
     TF model's XLA paths (``Transformer(compiled=True)``); the default runs the same code eagerly,
     which skips minutes of XLA compilation on CPU.
     """
+    from harness.equivalence_align import grpo_rows
     from harness.equivalence_fp8 import fp8_block_rows, fp8_model_rows
     from harness.equivalence_train import training_rows
     from harness.interop import build_model
@@ -518,6 +526,8 @@ def compare(cfg: ModelConfig, state: Mapping[str, np.ndarray] | None = None, see
         rows += _check_logits(pair)
     if {"loss", "gradients", "train_step"} & set(checks):
         rows += training_rows(pair, state, checks)
+    if "grpo" in checks:
+        rows += grpo_rows(pair)
     if "generation" in checks:
         rows += _check_generation(pair)
     if {"fp8_blocks", "fp8"} & set(checks):

@@ -1,0 +1,95 @@
+"""The verifiable tasks of Phase 5: exact checkers, traces, disjoint splits, token layout."""
+
+import numpy as np
+import pytest
+
+from experiments import tasks as T
+
+
+@pytest.mark.parametrize("task", sorted(T.GENERATORS))
+def test_every_generated_answer_is_right_by_an_independent_computation(task):
+    for p in T.sample(task, 50, "train", seed=3):
+        if task in ("add", "add4"):
+            a, b = (int(x) for x in p.payload.split("+"))
+            assert p.answer == str(a + b) and p.prompt == f"{a}+{b}="
+        elif task == "sort":
+            assert p.answer == "".join(sorted(p.payload)) and p.prompt == f"sort {p.payload}="
+        elif task == "rev":
+            assert p.answer == p.payload[::-1]
+        else:
+            assert p.answer == "[" + p.payload + "]"
+        assert T.check(p, p.response()) and T.reward(p, p.response()) == 1.0
+
+
+def test_checker_is_exact():
+    p = T.Problem("add", "47+5", "47+5=", "52")
+    assert T.check(p, "52.") and T.check(p, "52.garbage after the end")
+    for wrong in ("52", "53.", "052.", " 52.", "52 .", ""):     # no END, wrong digit, extra characters
+        assert not T.check(p, wrong), wrong
+        assert T.reward(p, wrong) == 0.0
+    assert T.final_answer("52") is None
+
+
+def test_traces_compute_the_column_method_and_the_answer_follows_the_mark():
+    trace, carries = T.carry_trace(4785, 3468, 4)
+    assert trace == "5+8+0=13 8+6+1=15 7+4+1=12 4+3+1=08 " and carries == 3
+    for p in T.sample("add4", 100, "heldout", seed=0):
+        steps = p.trace.split()
+        assert len(steps) == 4 and T.carry_trace(*(int(x) for x in p.payload.split("+")), 4)[1] >= T.MIN_CARRIES
+        digits = "".join(s[-1] for s in reversed(steps))                  # column sums' units, most significant first
+        carry_out = steps[-1][-2]                                          # tens digit of the last column's sum
+        assert (carry_out if carry_out == "1" else "") + digits == p.answer
+        response = p.response(with_trace=True)
+        assert response == f"{p.trace}{T.ANSWER_MARK}{p.answer}{T.END}" and T.check(p, response)
+        assert not T.check(p, f"{p.trace}{T.ANSWER_MARK}{int(p.answer) + 1}{T.END}")
+
+
+@pytest.mark.parametrize("task", sorted(T.GENERATORS))
+def test_train_and_heldout_share_no_prompt_nor_payload(task):
+    train = T.sample(task, 300, "train", seed=0) + T.sample(task, 300, "train", seed=1)
+    held = T.sample(task, 60, "heldout", seed=0) + T.sample(task, 60, "heldout", seed=5)
+    assert not {p.prompt for p in train} & {p.prompt for p in held}
+    assert all(T.held_out(p.payload, task) for p in held) and not any(T.held_out(p.payload, task) for p in train)
+    # the two format instructions share one payload space: a held-out word is held out of both
+    if task in ("rev", "brk"):
+        other = "brk" if task == "rev" else "rev"
+        assert all(T.held_out(p.payload, other) for p in held)
+
+
+def test_sampling_is_seeded_and_distinct():
+    a, b = T.sample("sort", 40, "train", seed=7), T.sample("sort", 40, "train", seed=7)
+    assert a == b and len({p.prompt for p in a}) == 40
+    assert T.sample("sort", 40, "train", seed=8) != a
+    mix = T.mixture(T.INSTRUCTION_TASKS, 3, "heldout", seed=0)
+    assert [p.task for p in mix[:4]] == list(T.INSTRUCTION_TASKS) and len(mix) == 12
+
+
+def test_bad_task_split_or_size_is_named():
+    with pytest.raises(ValueError, match="unknown task 'mul'"):
+        T.sample("mul", 1, "train", 0)
+    with pytest.raises(ValueError, match="unknown split 'test'"):
+        T.sample("add", 1, "test", 0)
+    with pytest.raises(ValueError, match="fewer than"):
+        T.sample("rev", 10**6, "heldout", 0)
+
+
+def test_layout_left_pads_prompts_and_masks_only_the_response():
+    layout = T.Layout(prompt_len=8, response_len=6)
+    p = T.Problem("rev", "abc", "rev abc=", "cba")
+    tokens, mask = layout.sft_batch([p, T.Problem("add", "1+2", "1+2=", "3")])
+    assert tokens.shape == mask.shape == (2, 14) and tokens.dtype == np.int32
+    assert bytes(tokens[0, :8].tolist()) == b"rev abc=" and bytes(tokens[0, 8:12].tolist()) == b"cba."
+    assert list(tokens[1, :4]) == [T.PAD] * 4 and bytes(tokens[1, 4:8].tolist()) == b"1+2="
+    assert mask[0].tolist() == [0] * 8 + [1] * 4 + [0] * 2
+    assert mask[1].tolist() == [0] * 8 + [1] * 2 + [0] * 4
+    with pytest.raises(ValueError, match="more than response_len=6"):
+        layout.encode([p], ["x" * 7])
+    with pytest.raises(ValueError, match="more than prompt_len=8"):
+        layout.prompts([T.Problem("rev", "abcdef", "rev abcdef=", "fedcba")])
+
+
+def test_completion_text_and_mask_stop_at_the_first_end():
+    new = np.array([[ord("5"), ord("2"), ord("."), ord("9"), ord(".")],
+                    [ord("1"), ord("2"), ord("3"), ord("4"), ord("5")]], np.int32)
+    assert T.completion_text(new[0]) == "52." and T.completion_text(new[1]) == "12345"
+    assert T.completion_mask(new).tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
