@@ -89,18 +89,20 @@ class ChainOfThoughtFull:
     setup_cache.timeout = 3600
 
     def track_cot_gain(self, result):
-        """P5.cot_gain: mean over seeds of held-out accuracy with traces / without - 1 (same model size and steps)."""
-        return result["gain_mean"]
+        """P5.cot_gain: seed-mean held-out accuracy with traces / without - 1 (same model size, data and steps)."""
+        return result["gain_pooled"]
 
     track_cot_gain.unit = "ratio"
-    track_cot_gain.pretty_name = "Chain-of-thought relative accuracy gain (mean of 3 seeds)"
+    track_cot_gain.pretty_name = "Chain-of-thought relative accuracy gain (3 seeds pooled)"
 
-    def track_cot_gain_std(self, result):
-        """P5.cot_gain: standard deviation of that relative gain over the seeds."""
-        return result["gain_std"]
+    def track_cot_gain_per_seed(self, result, statistic):
+        """P5.cot_gain (spread): per-seed gains acc_cot / acc_direct - 1, their std (ddof 1), median or minimum."""
+        return result[f"gain_{statistic}"]
 
-    track_cot_gain_std.unit = "ratio"
-    track_cot_gain_std.pretty_name = "Chain-of-thought gain, seed-to-seed std"
+    track_cot_gain_per_seed.params = [("std", "median", "min")]
+    track_cot_gain_per_seed.param_names = ["statistic"]
+    track_cot_gain_per_seed.unit = "ratio"
+    track_cot_gain_per_seed.pretty_name = "Chain-of-thought gain per seed: spread, median, minimum"
 
     def track_accuracy(self, result, arm):
         """P5.cot_gain (context): held-out exact match of the final answer, mean over seeds, per arm."""
