@@ -32,7 +32,9 @@ import numpy as np
 import tensorflow as tf
 
 from harness.config import TrainConfig
-from tf_impl.train import AdamW, TrainingDiverged, bias_update, clip_by_global_norm, gate_bias_variables
+from tf_impl.losses import bias_update
+from tf_impl.optim import AdamW
+from tf_impl.train import TrainingDiverged
 
 ADV_EPS = 1e-4  # added to the group std: a group whose rewards are all equal gets zero advantages, not NaN
 
@@ -191,7 +193,7 @@ class PolicyTrainer(tf.Module):
         self.model, self.tc = model, tc
         self.params = list(model.trainable_variables)
         self.opt = AdamW(self.params, tc)
-        self.biases = gate_bias_variables(model) if update_bias and model.cfg.bias_update_speed > 0 else []
+        self.biases = list(model.gate_biases()) if update_bias and model.cfg.bias_update_speed > 0 else []
         self._sft = tf.function(self._sft_step, jit_compile=jit_compile)
         self._grpo = tf.function(self._grpo_step, jit_compile=jit_compile)
         self._distill = tf.function(self._distill_step, jit_compile=jit_compile)
@@ -215,7 +217,7 @@ class PolicyTrainer(tf.Module):
     def _apply(self, loss, tape, load):
         grads = tape.gradient(loss, self.params)
         grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, self.params)]
-        grads, norm = clip_by_global_norm(grads, self.tc.clip_norm)
+        grads, norm = tf.clip_by_global_norm(grads, self.tc.clip_norm)
         ok = tf.logical_and(tf.math.is_finite(loss), tf.math.is_finite(norm))
 
         def update():
@@ -254,7 +256,7 @@ class PolicyTrainer(tf.Module):
         if not (math.isfinite(record["loss"]) and math.isfinite(record["grad_norm"])):
             raise TrainingDiverged(f"alignment step {self.step}: loss={record['loss']}, grad_norm="
                                    f"{record['grad_norm']}; the update was not applied. Lower the learning rate "
-                                   "or, for GRPO, beta and clip_eps")
+                                   "or, for GRPO, beta and clip_eps", step=self.step, records=[record])
         return record
 
     def sft_step(self, tokens, response_mask) -> dict[str, float]:
