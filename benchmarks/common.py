@@ -101,10 +101,10 @@ def check_framework(framework: str) -> None:
 def build_model(framework: str, cfg: ModelConfig):
     """``tf_impl.Transformer`` or ``reference.Transformer`` holding ``canonical_state(cfg)``.
 
-    The one model builder is ``harness.interop.build_model``; a benchmark framework names a model
+    The one model builder is ``harness.interop.bridge.build_model``; a benchmark framework names a model
     framework plus how it runs (``tf-xla``: ``compiled=True``).
     """
-    from harness.interop import build_model as build
+    from harness.interop.bridge import build_model as build
 
     check_framework(framework)
     if framework.startswith("tf-"):
@@ -189,7 +189,7 @@ def sampled(samples: Sequence[float]) -> dict[str, object]:
     asv's runner protocol: a benchmark process whose result is ``{"samples": [...], "number": n}`` is
     treated as a sampled result (``asv.runner`` checks for exactly these keys), so asv computes the
     median, its 99% confidence interval and the quartiles (``asv_runner.statistics.compute_stats``)
-    and, under ``--record-samples``, keeps the samples. ``harness.gate`` tests significance on them
+    and, under ``--record-samples``, keeps the samples. ``harness.roadmap.gate`` tests significance on them
     as ``asv compare`` does. tests/harness/test_gate_end_to_end.py checks that asv still does this.
     """
     values = [float(x) for x in samples]

@@ -9,11 +9,11 @@ Commands:
   publish      asv publish, made to work offline, plus the roadmap and criterion pages
   migrate      rewrite results recorded under a venv-path key to the stable key (lossless, keeps a backup)
   roadmap      print the roadmap: phases, deliverables, criteria and how each is measured
-  equivalence  TF-vs-Flax checks (harness.equivalence)
-  diagnose     troubleshooting (harness.troubleshoot)
-  progress     progress tracker (harness.progress)
+  equivalence  TF-vs-Flax checks (harness.interop.equivalence)
+  diagnose     troubleshooting (harness.qa.troubleshoot)
+  progress     progress tracker (harness.qa.progress)
 
-Regressions are decided by harness.gate against the previous recorded commit, or --baseline REF.
+Regressions are decided by harness.roadmap.gate against the previous recorded commit, or --baseline REF.
 
 Exit codes: 0 fine, 1 criteria failed or regressed, nothing measured (or asv itself failed), 2 results unreadable /
 bad usage.
@@ -32,11 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from harness import asv_env, migrate, publish, report, report_html, roadmap
-from harness.criteria import BINDINGS, check_bindings
+from harness import roadmap
 from harness.io import write_output
-from harness.results import CommitResults, ResultsError, ResultsWarning, load_benchmarks, load_machine
-from harness.validate import evaluate_history, is_failing, measured_here
+from harness.reports import asv_env, markdown as report, migrate, pages as report_html, publish
+from harness.roadmap.criteria import BINDINGS, check_bindings
+from harness.roadmap.results import CommitResults, ResultsError, ResultsWarning, load_benchmarks, load_machine
+from harness.roadmap.validate import evaluate_history, is_failing, measured_here
 
 DEFAULT_MACHINE = "harness-host"
 ASV_SOME_BENCHMARKS_FAILED = 2  # `asv run` exits 2 when any benchmark failed; the verdicts say which
@@ -402,10 +403,10 @@ def cmd_roadmap(args: argparse.Namespace) -> int:
 
 
 _HOOKS = {
-    "equivalence": "harness.equivalence",
-    "diagnose": "harness.troubleshoot",
-    "progress": "harness.progress",
-    "docs": "harness.docs_check",
+    "equivalence": "harness.interop.equivalence",
+    "diagnose": "harness.qa.troubleshoot",
+    "progress": "harness.qa.progress",
+    "docs": "harness.qa.docs_check",
 }
 
 

@@ -78,7 +78,7 @@ SCENARIOS = (
         import sys
         import tensorflow as tf
         from tensorflow.python.framework.dtypes import float8_e4m3fn
-        from harness.troubleshoot import diagnose_fp8_range
+        from harness.qa.troubleshoot import diagnose_fp8_range
 
         act = tf.random.stateless_normal([4, 128], seed=[0, 0]) * 300.0  # [M, D] activations with outliers
         for finding in diagnose_fp8_range(act.numpy(), scale=1.0):
@@ -160,7 +160,7 @@ SCENARIOS = (
         import sys
         import numpy as np
         from harness.config import ModelConfig
-        from harness.troubleshoot import diagnose_expert_load
+        from harness.qa.troubleshoot import diagnose_expert_load
 
         cfg = ModelConfig.tiny()
         E, K, G = cfg.n_routed_experts, cfg.n_activated_experts, cfg.n_expert_groups
@@ -188,7 +188,7 @@ SCENARIOS = (
         import os, time
         import numpy as np
         import tensorflow as tf
-        from harness.troubleshoot import diagnose_input_pipeline
+        from harness.qa.troubleshoot import diagnose_input_pipeline
 
         def tokenize(i):
             time.sleep(0.02)  # stands in for Python-side tokenisation

@@ -3,7 +3,7 @@
 import pytest
 
 from benchmarks import bench_quality, common
-from harness import testrun
+from harness.roadmap import testrun
 
 SHA = "f" * 40
 
@@ -49,7 +49,7 @@ def test_green_run_without_coverage_says_so(records):
 
 
 def _tasks():
-    from harness.progress import parse_tasks
+    from harness.qa.progress import parse_tasks
 
     def task(tid, status, tests=()):
         return {"id": tid, "title": f"task {tid}", "phase": "phase_1", "status": status, "priority": "medium",
@@ -64,9 +64,9 @@ def _tasks():
 
 
 def test_progress_disagreement_reads_the_recorded_run(records, monkeypatch):
-    """QA.progress_accuracy gets its value from the record harness.testrun writes for the commit; without one,
+    """QA.progress_accuracy gets its value from the record harness.roadmap.testrun writes for the commit; without one,
     setup skips with the reason asv prints (and the report shows)."""
-    from harness import progress
+    from harness.qa import progress
 
     monkeypatch.setattr(progress, "load_tasks", _tasks)
     with pytest.raises(NotImplementedError, match=f"{testrun.NO_RUN_REASON} \\(ffffffff\\)"):

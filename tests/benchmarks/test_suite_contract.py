@@ -1,9 +1,9 @@
-"""The asv suite in benchmarks/ honours the contract of harness.criteria.
+"""The asv suite in benchmarks/ honours the contract of harness.roadmap.criteria.
 
-* every benchmark in ``harness.criteria.BENCHMARKS`` exists, with the same parameter names and
+* every benchmark in ``harness.roadmap.criteria.BENCHMARKS`` exists, with the same parameter names and
   values (asv records their ``repr``) and the same unit;
 * every benchmark in the suite is in ``BENCHMARKS`` and is read by at least one ``Check`` of
-  ``harness.criteria.BINDINGS`` (a number no criterion reads is noise);
+  ``harness.roadmap.criteria.BINDINGS`` (a number no criterion reads is noise);
 * every benchmark has a ``pretty_name`` and a docstring naming a criterion it serves.
 
 Discovery imports the benchmark modules and inspects their classes, as asv does; nothing is built
@@ -24,7 +24,7 @@ import pytest
 
 import benchmarks
 from harness import roadmap
-from harness.criteria import BENCHMARKS, BINDINGS
+from harness.roadmap.criteria import BENCHMARKS, BINDINGS
 
 PREFIXES = ("time_", "peakmem_", "track_", "mem_", "timeraw_")
 UNITS = {"time_": "seconds", "timeraw_": "seconds", "peakmem_": "bytes", "mem_": "bytes"}
@@ -82,7 +82,7 @@ def test_suite_is_not_empty():
 @pytest.mark.parametrize("name", sorted(BENCHMARKS))
 def test_contract_benchmark_exists_with_its_params_and_unit(name):
     spec = BENCHMARKS[name]
-    assert name in SUITE, f"{name} is in harness.criteria.BENCHMARKS but not in benchmarks/"
+    assert name in SUITE, f"{name} is in harness.roadmap.criteria.BENCHMARKS but not in benchmarks/"
     got = SUITE[name]
     assert [n for n, _ in got.params] == list(spec.param_names), f"{name}: param names"
     for (pname, values), (_, expected) in zip(got.params, spec.params):
@@ -92,7 +92,7 @@ def test_contract_benchmark_exists_with_its_params_and_unit(name):
 
 @pytest.mark.parametrize("name", sorted(SUITE))
 def test_suite_benchmark_serves_a_criterion(name):
-    assert name in BENCHMARKS, f"{name} is not in harness.criteria.BENCHMARKS; extend the contract or drop it"
+    assert name in BENCHMARKS, f"{name} is not in harness.roadmap.criteria.BENCHMARKS; extend the contract or drop it"
     assert name in READ_BY_CHECKS | GATE_TWINS, (f"{name} is in BENCHMARKS but no Check in BINDINGS reads it, "
                                                  f"nor is it the regression gate's twin of one (gate_on)")
 

@@ -6,7 +6,7 @@ import functools
 
 import pytest
 
-from harness import equivalence as eq
+from harness.interop import equivalence as eq
 
 # What the default run compares per config (the full set for every config runs under -m slow).
 # tiny (dense + MoE with 2 groups + MTP) gets everything; the dense-only and YaRN configs get the checks

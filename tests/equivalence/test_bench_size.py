@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness import equivalence as eq
 from harness.config import ModelConfig
+from harness.interop import equivalence as eq
 from tests.equivalence.conftest import rows_for
 
 

@@ -1,12 +1,12 @@
-"""TF (tf_impl) against Flax (reference) on the same canonical state; tolerances: harness.equivalence.TOLERANCES."""
+"""TF (tf_impl) against Flax (reference) on the same canonical state; tolerances: harness.interop.equivalence.TOLERANCES."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from harness import equivalence as eq
 from harness.config import ModelConfig
+from harness.interop import equivalence as eq
 from tests.equivalence.conftest import DEFAULT_CHECKS, rows_for
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import interop
 from harness.config import ModelConfig
-from harness.equivalence import TOLERANCES
+from harness.interop import bridge as interop
+from harness.interop.equivalence import TOLERANCES
 from harness.io import load_safetensors, save_safetensors
 
 CFG = ModelConfig.tiny()

@@ -8,9 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from harness import equivalence as eq
-from harness import equivalence_fp8, equivalence_train
 from harness.config import ModelConfig
+from harness.interop import equivalence as eq, equivalence_fp8, equivalence_train
 
 
 def test_error_over_tolerance_is_one_at_the_limit_and_inf_for_a_differing_exact_check():

@@ -35,7 +35,7 @@ def test_validate_on_older_commit_fails_only_on_the_success_rate(results_dir, ca
 def test_not_delivered_alone_does_not_set_the_exit_code(results_dir, capsys, monkeypatch):
     """The gate's exit code is about FAIL, FAILED-TO-RUN and regressions: without the roll-up, the same
     NOT DELIVERED criteria are printed with their reasons but do not fail validate."""
-    from harness.criteria import BINDINGS, Binding, NotMeasured
+    from harness.roadmap.criteria import BINDINGS, Binding, NotMeasured
 
     monkeypatch.setitem(BINDINGS, "QA.milestone_success_rate",
                         Binding("QA.milestone_success_rate", not_measured=NotMeasured("switched off by this test")))
@@ -112,7 +112,7 @@ def test_validate_fails_when_every_result_names_an_unknown_benchmark(tmp_results
 
 
 def test_validate_passes_with_one_measured_value(tmp_results, capsys, monkeypatch):
-    from harness.criteria import BINDINGS, Binding, NotMeasured
+    from harness.roadmap.criteria import BINDINGS, Binding, NotMeasured
 
     # The success-rate roll-up would fail validate through the NOT DELIVERED criteria (see
     # test_not_delivered_alone_does_not_set_the_exit_code); this test is about the nothing-measured refusal.

@@ -2,8 +2,9 @@
 
 import pytest
 
-from harness import roadmap, testrun
-from harness.criteria import (BENCHMARKS, BINDINGS, DERIVED, Binding, BindingError, Check, Comparator, Evidence,
+from harness import roadmap
+from harness.roadmap import testrun
+from harness.roadmap.criteria import (BENCHMARKS, BINDINGS, DERIVED, Binding, BindingError, Check, Comparator, Evidence,
                               NotDelivered, NotMeasured, check_bindings, group_passed)
 
 

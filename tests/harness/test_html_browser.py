@@ -20,7 +20,8 @@ import warnings
 
 import pytest
 
-from harness import publish, report_html, roadmap
+from harness import roadmap
+from harness.reports import pages as report_html, publish
 from tests.browser import Browser, find_chromium, serve
 from tests.harness.scratch_asv import MACHINE, REPO
 

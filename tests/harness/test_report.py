@@ -2,8 +2,8 @@
 
 import pytest
 
-from harness import report
 from harness.cli import Paths, load_history
+from harness.reports import markdown as report
 from tests.harness.conftest import MACHINE
 
 
@@ -61,8 +61,8 @@ def test_summary_table(history):
 
 def test_every_report_marks_stale_values_with_their_commit(results_dir, tmp_path):
     """b2b2b2b2 did not run the data pipeline: its verdict uses a1a1a1a1's value, marked stale everywhere."""
-    from harness import report
     from harness.cli import load_history, paths_for
+    from harness.reports import markdown as report
     import argparse
 
     paths = paths_for(argparse.Namespace(config=str(tmp_path / "asv.conf.json"), results_dir=str(results_dir)))
@@ -74,7 +74,7 @@ def test_every_report_marks_stale_values_with_their_commit(results_dir, tmp_path
     assert any("P4.data_throughput" in line and stale in line for line in md.splitlines())
     assert any("track_tf_over_flax[phase=prefill]" in line and "b2b2b2b2" in line and "stale" not in line
                for line in md.splitlines())
-    from harness import report_html
+    from harness.reports import pages as report_html
 
     page = report_html.roadmap_page(history)
     assert stale in page and "(stale)" in page
@@ -86,7 +86,7 @@ def test_a_criterion_without_a_deciding_value_shows_no_evidence(history):
     Were it NOT MEASURED, its row must not borrow the MEASURED label of the checks that have one."""
     import dataclasses
 
-    from harness.validate import Verdict
+    from harness.roadmap.validate import Verdict
 
     res = history.latest["QA.automated_checks"]
     assert any(c.value is not None for c in res.checks) and any(c.value is None for c in res.checks)

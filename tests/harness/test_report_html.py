@@ -1,4 +1,4 @@
-"""The HTML pages (harness.report_html): roadmap page, one page per criterion, the link into asv's index.
+"""The HTML pages (harness.reports.pages): roadmap page, one page per criterion, the link into asv's index.
 
 These check what the templates render from the fixture history; tests/harness/test_html_browser.py checks
 in a real browser that the plots draw and that nothing is fetched from outside the html folder.
@@ -11,9 +11,10 @@ import urllib.parse
 
 import pytest
 
-from harness import publish, report_html, roadmap
+from harness import roadmap
 from harness.cli import Paths, load_history
-from harness.criteria import BINDINGS
+from harness.reports import pages as report_html, publish
+from harness.roadmap.criteria import BINDINGS
 from tests.harness.conftest import MACHINE, SHA_A, SHA_B
 
 ASV_INDEX = """<html><body>

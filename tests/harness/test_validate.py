@@ -2,10 +2,10 @@
 
 import pytest
 
-from harness.criteria import BINDINGS, Binding, Check, Comparator, Evidence, NotMeasured
-from harness.results import load_benchmarks, load_machine
-from harness.gate import regressions
-from harness.validate import (Verdict, evaluate, evaluate_history, is_failing, milestone_progress, phase_progress,
+from harness.roadmap.criteria import BINDINGS, Binding, Check, Comparator, Evidence, NotMeasured
+from harness.roadmap.gate import regressions
+from harness.roadmap.results import load_benchmarks, load_machine
+from harness.roadmap.validate import (Verdict, evaluate, evaluate_history, is_failing, milestone_progress, phase_progress,
                               skip_reason, success_rate)
 from tests.harness.conftest import MACHINE
 

@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from harness import progress, roadmap
-from harness.progress import Status, TasksError, load_tasks, milestone_states, parse_tasks
+from harness import roadmap
+from harness.qa import progress
+from harness.qa.progress import Status, TasksError, load_tasks, milestone_states, parse_tasks
 
 
 def task(tid, phase="phase_1", status="todo", deps=(), priority="medium", **extra):
@@ -149,7 +150,7 @@ def test_cli_with_verdicts_file(tmp_path, capsys):
     assert progress.main(["--tasks", str(tasks_file), "--verdicts", str(verdicts), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert out.read_text() == printed
-    # P6.throughput_per_gpu is NOT MEASURED by design in harness.criteria, so even all-PASS strings leave
+    # P6.throughput_per_gpu is NOT MEASURED by design in harness.roadmap.criteria, so even all-PASS strings leave
     # the milestone incomplete: only its measurable part is complete.
     m6_row = printed.split("| M6 ")[1].splitlines()[0]
     assert "measurable part complete (1 not measurable here)" in m6_row and "| complete" not in m6_row
@@ -173,12 +174,12 @@ def test_status_values_match_the_file_format():
 
 
 def test_criteria_rule_agrees_with_harness_validate():
-    """The tracker and harness.validate must call the same milestones complete on the same results."""
+    """The tracker and harness.roadmap.validate must call the same milestones complete on the same results."""
     from pathlib import Path
 
-    from harness.criteria import BINDINGS
-    from harness.results import load_benchmarks, load_machine
-    from harness.validate import Verdict, evaluate_history, milestone_progress
+    from harness.roadmap.criteria import BINDINGS
+    from harness.roadmap.results import load_benchmarks, load_machine
+    from harness.roadmap.validate import Verdict, evaluate_history, milestone_progress
 
     results = Path(__file__).parents[1] / "harness" / "fixtures" / "results"
     by_design = {cid for cid, b in BINDINGS.items() if b.not_measured is not None}
