@@ -54,7 +54,8 @@ def _suite(checks: tuple[str, ...]) -> dict[str, float]:
     """``harness.interop.equivalence.summary`` of ``compare`` at the bench config (``checks``; empty: all), exactly as
     ``python -m harness equivalence --config bench`` runs it (TF eager; the FP8 block checks also run TF's
     quantiser under XLA)."""
-    from harness.interop.equivalence import ALL, compare, named_config, summary
+    from harness.interop.equivalence import ALL, compare, named_config
+    from harness.interop.rows import summary
 
     return {k: float(v) for k, v in summary(compare(named_config("bench"), checks=checks or ALL)).items()}
 

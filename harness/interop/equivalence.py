@@ -5,7 +5,7 @@
 gate scores / chosen experts / weights, MoE output, MTP output, full-model logits, the training loss
 (main, MTP and balance parts), gradients of every parameter, one AdamW step, greedy generation in both
 cache modes, and the FP8 mode (``harness.interop.equivalence_fp8``: block quantisation bit for bit against the
-ml_dtypes oracle, and the FP8 model). Each quantity is judged against ``TOLERANCES`` (one table, one line
+ml_dtypes oracle, and the FP8 model). Each quantity is judged against ``harness.interop.tolerances.TOLERANCES`` (one table, one line
 of justification each); routing (which expert set each token picks) is reported separately as an
 agreement fraction, which must be 1.0. A row that cannot tell a bug from fp32 noise at this config (the
 FP8 model at bench size, see ``harness.interop.equivalence_fp8``) is shown with verdict INFO and does not gate.
@@ -23,7 +23,6 @@ are taken against the reference.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Sequence
@@ -31,74 +30,9 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from harness.config import ConfigError, Dtype, ModelConfig
-
-# ------------------------------------------------------------------ tolerances
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """``|a - b| <= atol + rtol * scale``; ``scale`` is ``|b|`` per element (``per="element"``, numpy's
-    allclose) or ``max|b|`` over the whole tensor (``per="tensor"``, for quantities such as gradients
-    whose entries span many orders of magnitude, where elementwise rtol is meaningless near zero)."""
-
-    atol: float
-    rtol: float
-    why: str
-    per: str = "element"
-
-    def text(self) -> str:
-        """The tolerance as the report prints it, e.g. ``atol 1e-06, rtol 1e-05 of max|ref|``."""
-        rel = f"rtol {self.rtol:.0e}" + (" of max|ref|" if self.per == "tensor" else "")
-        return f"atol {self.atol:.0e}, {rel}" if self.rtol else f"atol {self.atol:.0e}"
-
-
-# float32 has a unit roundoff of 6e-8. The two models compute the same formulas with different
-# reduction orders and kernels (TF einsum / XLA vs jnp.einsum / XLA), so their outputs differ by a few
-# ulps per reduction, compounded through the layers. Every tolerance below is a small multiple of that,
-# set before measuring and never raised to make a run pass.
-TOLERANCES: dict[str, Tolerance] = {
-    "rmsnorm": Tolerance(1e-6, 1e-6, "one length-D reduction and a rsqrt on O(1) values: a few ulps"),
-    "rope_freqs": Tolerance(0.0, 1e-6, "same closed form (YaRN ramp included); fp32 vs fp64 evaluation differs by ~1 ulp"),
-    "rope_tables": Tolerance(1e-6, 0.0, "cos/sin in [-1, 1]: 16 fp32 ulps; covers fp32 rounding of t*freq up to "
-                                        "|angle| ~ 16 rad, any wrong frequency or position is >= 1e-3"),
-    "apply_rope": Tolerance(1e-6, 1e-6, "one complex multiply per pair on O(1) values with the tables above"),
-    "mla": Tolerance(1e-5, 1e-5, "projections, a length-S softmax and two reductions of width <= N*H: a few ulps "
-                                 "of O(1) outputs, times the ~10-ulp table difference"),
-    "gate_scores": Tolerance(1e-6, 1e-6, "one length-D dot product then sigmoid/softmax, values in (0, 1)"),
-    "gate_weights": Tolerance(1e-6, 1e-6, "original scores at the chosen experts, normalised, times route_scale"),
-    "moe": Tolerance(1e-5, 1e-5, "SwiGLU of width F per expert, K weighted experts summed in a different order"),
-    "mtp": Tolerance(1e-5, 1e-5, "two norms, a 2D->D projection and one block: as mla + moe"),
-    "logits": Tolerance(1e-5, 0.0, "the P0.synthetic_validation criterion (HF PT<->Flax use 1e-5); logits are O(1-10)"),
-    "loss": Tolerance(1e-6, 1e-6, "a mean of log-softmaxes: averaging shrinks the logits' independent ulp errors"),
-    "gradients": Tolerance(1e-7, 1e-4, "backward reductions over B*T tokens; entries span decades, so the error is "
-                                       "judged against each tensor's largest entry (per tensor)", per="tensor"),
-    "adamw": Tolerance(1e-8, 2.0**-21, "the optimizer alone, 3 steps on the same gradients: each step rounds "
-                                       "w - lr*(u + wd*w) once per side (<= 1/2 ulp of |w| each, so <= 3 ulps apart "
-                                       "after 3 steps: rtol 4 ulps); u = m_hat/(sqrt(v_hat) + eps) carries ~10 "
-                                       "roundings and the clip factor's reduction-order error (~1e-6 relative) of "
-                                       "lr*|u| <= 3e-3 per step: atol"),
-    "step_weights": Tolerance(1e-6, 1e-6, "each side with its own gradients, on entries where AdamW's sensitivity "
-                                          "(see step_floor) bounds the update difference by 1e-7: fp32 rounding of "
-                                          "w - lr*(u + wd*w) plus that, with 10x room"),
-    "step_floor": Tolerance(1.0, 1.0, "AdamW's first update is lr*c*g/(c|g| + eps), c = min(1, clip/||g||): a gradient "
-                                      "difference d moves it by up to lr*eps'*d/(|g| - d + eps')^2 (eps' = eps/c), and "
-                                      "by up to 2*lr where |g| <= d (the sign may flip); d = 10*max|g_tf - g_ref| per "
-                                      "tensor, the margin for the Trainer's own compiled gradient. Required: "
-                                      "|dw_tf - dw_ref| <= that bound + the step_weights tolerance "
-                                      "(atol/rtol: multiples of it)"),
-    "gate_bias": Tolerance(0.0, 0.0, "bias += speed*sign(mean(load) - load): integer loads, identical when routing is"),
-    "decode_logits": Tolerance(1e-5, 0.0, "as logits, at every greedy step; tokens must be identical"),
-    "fp8_values": Tolerance(0.0, 0.0, "e4m3 codes and fp32 block scales against harness.interop.fp8_oracle: "
-                                      "max(amax, 1e-4)/448 and x/scale each rounded once, then round-to-nearest-even; "
-                                      "one right answer"),
-    "fp8_matmul": Tolerance(1e-6, 1e-6, "e4m3 products summed per 128-block in fp32: the rounding error scales with "
-                                        "sum|x*w|, not with the (cancelling) result, so per tensor", per="tensor"),
-    "fp8_logits": Tolerance(1e-4, 0.0, "identical quantisation, but an fp32 1-ulp difference upstream can move an "
-                                       "activation across an e4m3 rounding midpoint (up to 1/8 of one element, "
-                                       "p ~ 1e-6 per element); 10x the fp32 logits bound. Gates only where the "
-                                       "one-ulp control stays inside it (harness.interop.equivalence_fp8)"),
-}
-REQUIRED_ROUTING_AGREEMENT = 1.0  # on tiny configs with tie-free inputs, every token's expert set must agree
+from harness.interop.rows import (Row, compare_row, expert_set_agreement, format_table, merge_rows,
+                                  routing_agreement, summary)
+from harness.interop.tolerances import REQUIRED_ROUTING_AGREEMENT, Tolerance
 
 # "fp8_blocks" is the block quantisation and matmul alone (no model is built for it); "fp8" adds the FP8 model.
 CHECKS = ("rmsnorm", "rope", "mla", "gate", "moe", "mtp", "logits", "loss", "gradients", "train_step",
@@ -118,106 +52,6 @@ SUITE_CONFIGS: dict[str, Callable[[], ModelConfig]] = {
 def named_config(name_or_path: str) -> ModelConfig:
     """A suite config by name (``tiny``, ``tiny-dense``, ``tiny-yarn``, ``bench``, ``bench-layer``) or a JSON path."""
     return ModelConfig.named(name_or_path, presets=SUITE_CONFIGS)
-
-
-# ------------------------------------------------------------------ rows
-
-
-@dataclass(frozen=True)
-class Row:
-    """One compared quantity. ``max_rel_err`` is ``max|a - b| / max|b|``; ``routing_agreement`` is the
-    share of (layer, token) pairs whose expert sets agree, None where no routing is involved.
-    ``over_tolerance`` is the worst ``|a - b| / (atol + rtol * scale)`` (1.0: at the limit; inf: an exact
-    quantity that differs; NaN: not computed, then 0 or inf from ``passed``). ``gate=False`` marks a row
-    shown as context only (verdict INFO): it never fails a run."""
-
-    component: str
-    max_abs_err: float
-    max_rel_err: float
-    tolerance: Tolerance
-    routing_agreement: float | None
-    passed: bool
-    note: str = ""
-    over_tolerance: float = math.nan
-    gate: bool = True
-
-    @property
-    def verdict(self) -> str:
-        """``PASS``, ``FAIL`` or ``INFO`` (context, never gating), the word the table and the report show."""
-        return "INFO" if not self.gate else "PASS" if self.passed else "FAIL"
-
-    @property
-    def error_over_tolerance(self) -> float:
-        """The worst error in units of its tolerance (see ``over_tolerance``)."""
-        if not math.isnan(self.over_tolerance):
-            return self.over_tolerance
-        return 0.0 if self.passed else math.inf
-
-
-def _errors(a, b) -> tuple[float, float, float]:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    diff = np.abs(a - b)
-    max_abs = float(diff.max()) if diff.size else 0.0
-    scale = float(np.abs(b).max()) if b.size else 0.0
-    return max_abs, (max_abs / scale if scale else (0.0 if max_abs == 0 else math.inf)), scale
-
-
-def _within(a, b, tol: Tolerance) -> bool:
-    """True when ``a`` is within ``tol`` of ``b``; a NaN or Inf anywhere is never within (equal NaNs included)."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape or not (np.isfinite(a).all() and np.isfinite(b).all()):
-        return False
-    if tol.per == "tensor":
-        return bool(np.abs(a - b).max(initial=0.0) <= tol.atol + tol.rtol * np.abs(b).max(initial=0.0))
-    return bool((np.abs(a - b) <= tol.atol + tol.rtol * np.abs(b)).all())
-
-
-def _over_tolerance(a, b, tol: Tolerance) -> float:
-    """Worst ``|a - b| / (atol + rtol * scale)``; where nothing is allowed, 0 if equal else inf."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        return math.inf
-    diff = np.abs(a - b)
-    allowed = tol.atol + tol.rtol * (np.abs(b).max(initial=0.0) if tol.per == "tensor" else np.abs(b))
-    allowed = np.broadcast_to(allowed, diff.shape)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(allowed > 0, diff / np.where(allowed > 0, allowed, 1.0), np.where(diff > 0, np.inf, 0.0))
-    return float(ratio.max(initial=0.0))
-
-
-def _row(component: str, a, b, key: str, routing: float | None = None, note: str = "") -> Row:
-    tol = TOLERANCES[key]
-    a, b = np.asarray(a), np.asarray(b)
-    if a.shape != b.shape:
-        return Row(component, math.inf, math.inf, tol, routing, False,
-                   f"shape TF {list(a.shape)} vs Flax {list(b.shape)}", math.inf)
-    max_abs, max_rel, _ = _errors(a, b)
-    ok = _within(a, b, tol) and (routing is None or routing >= REQUIRED_ROUTING_AGREEMENT)
-    bad_t, bad_f = (int(x.size - np.count_nonzero(np.isfinite(x))) for x in (a, b))
-    if bad_t or bad_f:
-        note = f"non-finite values: TF {bad_t}, Flax {bad_f}" + (f"; {note}" if note else "")
-    return Row(component, max_abs, max_rel, tol, routing, ok, note, _over_tolerance(a, b, tol))
-
-
-def _merge(component: str, rows: Sequence[Row], note: str = "") -> Row:
-    """One row summarising several comparisons of the same quantity (worst error, all must pass)."""
-    routing = [r.routing_agreement for r in rows if r.routing_agreement is not None]
-    failed = [r.note or r.component for r in rows if not r.passed]
-    return Row(component, max(r.max_abs_err for r in rows), max(r.max_rel_err for r in rows), rows[0].tolerance,
-               min(routing) if routing else None, not failed,
-               note or (f"failed: {', '.join(failed[:3])}" if failed else ""),
-               max(r.error_over_tolerance for r in rows))
-
-
-def expert_set_agreement(indices_a, indices_b) -> float:
-    """Share of rows (tokens) of ``[..., K]`` index arrays whose expert sets agree (order-free).
-
-    Rows where both sides hold -1 (MTP padding) are left out.
-    """
-    a = np.sort(np.asarray(indices_a).reshape(-1, np.shape(indices_a)[-1]), -1)
-    b = np.sort(np.asarray(indices_b).reshape(-1, np.shape(indices_b)[-1]), -1)
-    valid = ~((a < 0).all(-1) & (b < 0).all(-1))
-    return float((a == b).all(-1)[valid].mean()) if valid.any() else 1.0
 
 
 # ------------------------------------------------------------------ the comparison
@@ -270,8 +104,8 @@ def _check_rmsnorm(p: _Pair) -> list[Row]:
 
     x = (p.rng.standard_normal((2, 8, p.cfg.dim)) * np.logspace(-2, 2, p.cfg.dim)).astype(np.float32)
     w = p.rng.standard_normal(p.cfg.dim).astype(np.float32)
-    return [_row("RMSNorm", tf_rms(x, w, p.cfg.rms_eps), flax_rms(jnp.asarray(x), jnp.asarray(w), p.cfg.rms_eps),
-                 "rmsnorm")]
+    return [compare_row("RMSNorm", tf_rms(x, w, p.cfg.rms_eps),
+                        flax_rms(jnp.asarray(x), jnp.asarray(w), p.cfg.rms_eps), "rmsnorm")]
 
 
 def _check_rope(p: _Pair) -> list[Row]:
@@ -291,13 +125,14 @@ def _check_rope(p: _Pair) -> list[Row]:
     t = x.shape[1]
     rotated_tf = tr.apply_rope(x, tc[:t, None, :], ts[:t, None, :])
     rotated_flax = fr.apply_rope(jnp.asarray(x), jnp.asarray(fc[:t]), jnp.asarray(fs[:t]))
-    freq_row = _row("RoPE freqs" + (" (YaRN)" if cfg.yarn_active else ""), tr.rope_freqs(cfg), fr.rope_freqs(cfg),
-                    "rope_freqs", note=f"correction range TF {ranges[0]} Flax {ranges[1]}")
+    freq_row = compare_row("RoPE freqs" + (" (YaRN)" if cfg.yarn_active else ""), tr.rope_freqs(cfg),
+                           fr.rope_freqs(cfg), "rope_freqs", note=f"correction range TF {ranges[0]} Flax {ranges[1]}")
     if ranges[0] != ranges[1]:
         freq_row = replace(freq_row, passed=False)
     return [freq_row,
-            _row(f"RoPE tables cos/sin [{cfg.max_seq_len}, R/2]", np.stack([tc, ts]), np.stack([fc, fs]), "rope_tables"),
-            _row("RoPE apply (interleaved pairs)", rotated_tf, rotated_flax, "apply_rope")]
+            compare_row(f"RoPE tables cos/sin [{cfg.max_seq_len}, R/2]", np.stack([tc, ts]), np.stack([fc, fs]),
+                        "rope_tables"),
+            compare_row("RoPE apply (interleaved pairs)", rotated_tf, rotated_flax, "apply_rope")]
 
 
 def _rope_inputs(p: _Pair, t: int):
@@ -332,8 +167,8 @@ def _check_mla(p: _Pair) -> list[Row]:
             out_tf = tf_attn(tf.constant(x), tc, ts, cache, 0, mode)
             out_fx, _ = flax_attn(jnp.asarray(x), fc, fs, causal_mask(0, t, t),
                                   empty_layer_cache(cfg, b, CacheMode(mode)), 0, CacheMode(mode))
-            per_layer.append(_row(f"layer {i}", out_tf, out_fx, "mla"))
-        rows.append(_merge(f"MLA {mode} cache (prefill, {cfg.n_layers} layers)", per_layer))
+            per_layer.append(compare_row(f"layer {i}", out_tf, out_fx, "mla"))
+        rows.append(merge_rows(f"MLA {mode} cache (prefill, {cfg.n_layers} layers)", per_layer))
     return rows
 
 
@@ -358,27 +193,27 @@ def _check_gate_and_moe(p: _Pair) -> list[Row]:
         wf, i_f, sf = flax_route(jnp.asarray(x), flax_moe.gate.weight[...], flax_moe.gate.bias[...],
                                  **tf_moe.route_args)
         agree = expert_set_agreement(it, i_f)
-        scores.append(_row(f"layer {layer_id}", st, sf, "gate_scores"))
+        scores.append(compare_row(f"layer {layer_id}", st, sf, "gate_scores"))
         same = np.all(np.sort(it.numpy(), -1) == np.sort(np.asarray(i_f), -1), -1)
         # weights compared in expert order, on tokens that chose the same set (the others count in routing)
         order_t, order_f = np.argsort(it.numpy(), -1), np.argsort(np.asarray(i_f), -1)
         w_t = np.take_along_axis(wt.numpy(), order_t, -1)[same]
         w_f = np.take_along_axis(np.asarray(wf), order_f, -1)[same]
-        weights.append(_row(f"layer {layer_id}", w_t, w_f, "gate_weights", routing=agree))
+        weights.append(compare_row(f"layer {layer_id}", w_t, w_f, "gate_weights", routing=agree))
         indices.append(agree)
         x3 = x.reshape(*p.tokens.shape, cfg.dim)
         out_f, _, idx_f = flax_moe(jnp.asarray(x3))
         for differentiable in (True, False):
             out_t, (_, idx_t, _) = tf_moe(tf.constant(x3), differentiable)
             scheme = "tiled" if differentiable else "looped"
-            moe_rows.append(_row(f"layer {layer_id} {scheme}", out_t, out_f, "moe",
-                                 routing=expert_set_agreement(idx_t, idx_f)))
+            moe_rows.append(compare_row(f"layer {layer_id} {scheme}", out_t, out_f, "moe",
+                                        routing=expert_set_agreement(idx_t, idx_f)))
     n = len(layers)
-    return [_merge(f"gate scores ({n} MoE layers)", scores),
+    return [merge_rows(f"gate scores ({n} MoE layers)", scores),
             Row("gate chosen experts (set per token)", 0.0, 0.0, Tolerance(0.0, 0.0, "exact"), min(indices),
                 min(indices) >= REQUIRED_ROUTING_AGREEMENT, f"{m} random tokens per layer"),
-            _merge("gate weights (normalised x route_scale)", weights),
-            _merge("MoE output (TF tiled and looped dispatch)", moe_rows)]
+            merge_rows("gate weights (normalised x route_scale)", weights),
+            merge_rows("MoE output (TF tiled and looped dispatch)", moe_rows)]
 
 
 def _check_mtp(p: _Pair) -> list[Row]:
@@ -398,22 +233,8 @@ def _check_mtp(p: _Pair) -> list[Row]:
         out_t, info_t = p.tf.mtp[k](emb, h, tc, ts)
         out_f, route_f = module.mtp[k](jnp.asarray(emb), jnp.asarray(h), fc, fs, causal_mask(0, t, t))
         agree = None if info_t is None else expert_set_agreement(info_t[1], route_f[1])
-        rows.append(_row(f"MTP module {k}", out_t, out_f, "mtp", routing=agree))
-    return [_merge(f"MTP module output h^k ({cfg.n_mtp_modules} module(s))", rows)]
-
-
-def _routing_agreement(aux_tf, aux_flax) -> float | None:
-    """Expert-set agreement over every MoE layer (main and MTP) of two ``forward_aux`` results."""
-    idx_t = np.asarray(aux_tf["router_indices"])
-    if not len(aux_flax["router_indices"]):
-        return None
-    agree, count = 0.0, 0
-    for layer, idx_f in enumerate(aux_flax["router_indices"]):
-        idx_f = np.asarray(idx_f)
-        n = idx_f.shape[0] * idx_f.shape[1]
-        agree += expert_set_agreement(idx_t[layer][:, : idx_f.shape[1]], idx_f) * n
-        count += n
-    return agree / count
+        rows.append(compare_row(f"MTP module {k}", out_t, out_f, "mtp", routing=agree))
+    return [merge_rows(f"MTP module output h^k ({cfg.n_mtp_modules} module(s))", rows)]
 
 
 def _check_logits(p: _Pair) -> list[Row]:
@@ -421,14 +242,15 @@ def _check_logits(p: _Pair) -> list[Row]:
     logits_f = p.flax(p.tokens)
     aux_logits_t, aux_t = p.tf.forward_aux(p.tokens)
     aux_logits_f, aux_f = p.flax.forward_aux(p.tokens)
-    routing = _routing_agreement(aux_t, aux_f)
-    rows = [_row(f"logits, all {p.tokens.shape[1]} positions (model(tokens))", logits_t, logits_f, "logits"),
-            _row("logits via forward_aux (training path)", aux_logits_t, aux_logits_f, "logits", routing=routing)]
+    routing = routing_agreement(aux_t, aux_f)
+    rows = [compare_row(f"logits, all {p.tokens.shape[1]} positions (model(tokens))", logits_t, logits_f, "logits"),
+            compare_row("logits via forward_aux (training path)", aux_logits_t, aux_logits_f, "logits",
+                        routing=routing)]
     for k, (a, b) in enumerate(zip(aux_t["mtp_logits"], aux_f["mtp_logits"]), start=1):
-        rows.append(_row(f"MTP logits, module {k}", a, b, "logits"))
+        rows.append(compare_row(f"MTP logits, module {k}", a, b, "logits"))
     if routing is not None:
-        rows.append(_row("expert load per MoE layer", aux_t["expert_load"], aux_f["expert_load"], "gate_bias",
-                         routing=routing))
+        rows.append(compare_row("expert load per MoE layer", aux_t["expert_load"], aux_f["expert_load"], "gate_bias",
+                                routing=routing))
     return rows
 
 
@@ -455,9 +277,9 @@ def _check_generation(p: _Pair, steps: int = 32) -> list[Row]:
         same = tok_t == tok_f
         first = int(np.argmin(same.all(0))) if not same.all() else steps
         n = first  # logits are comparable while the token paths agree
-        row = _row(f"greedy generation, {mode} cache ({len(prompts)} prompts x {steps} steps)", logits_t[:max(n, 1)],
-                   logits_f[:max(n, 1)], "decode_logits",
-                   note="tokens identical" if same.all() else f"tokens diverge at step {first}")
+        row = compare_row(f"greedy generation, {mode} cache ({len(prompts)} prompts x {steps} steps)",
+                          logits_t[:max(n, 1)], logits_f[:max(n, 1)], "decode_logits",
+                          note="tokens identical" if same.all() else f"tokens diverge at step {first}")
         rows.append(replace(row, passed=row.passed and bool(same.all())))
     public_t = np.asarray(p.tf.generate(prompts, steps))    # both return the new tokens only, [B, steps]
     public_f = np.asarray(p.flax.generate(prompts, steps))
@@ -537,29 +359,7 @@ def track_numbers(cfg_name: str = "tiny", tf_compiled: bool = True) -> dict[str,
             "routing_agreement": min(routing) if routing else 1.0}
 
 
-def summary(rows: Sequence[Row]) -> dict[str, float]:
-    """The verdict of a run in numbers: gating rows ``passed`` out of ``total``, their ``worst`` error in units
-    of its tolerance (1.0: at the limit), and the ``context`` rows (INFO) left out of both."""
-    gating = [r for r in rows if r.gate]
-    return {"passed": sum(bool(r.passed) for r in gating), "total": len(gating),
-            "worst": max((r.error_over_tolerance for r in gating), default=0.0), "context": len(rows) - len(gating)}
-
-
 # ------------------------------------------------------------------ CLI
-
-def format_table(rows: Sequence[Row]) -> str:
-    """The rows as a plain-text table: errors, tolerance, routing agreement and verdict per component.
-
-    A failing row's note is appended to its verdict so the reason is visible without rerunning.
-    """
-    from tabulate import tabulate
-
-    body = [[r.component, f"{r.max_abs_err:.2e}", f"{r.max_rel_err:.2e}", r.tolerance.text(),
-             f"{r.error_over_tolerance:.2g}", "-" if r.routing_agreement is None else f"{r.routing_agreement:.2%}",
-             r.verdict + (f" ({r.note})" if r.note and not (r.passed and r.gate) else "")] for r in rows]
-    return tabulate(body, headers=["component", "max abs error", "max rel error", "tolerance", "error/tolerance",
-                                   "routing agreement", "verdict"])
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m harness equivalence``: exit 0 when every check passes, 1 when one fails, 2 on bad input."""

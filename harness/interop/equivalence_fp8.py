@@ -28,8 +28,8 @@ import numpy as np
 
 from harness.config import Dtype, ModelConfig
 from harness.interop import fp8_oracle as oracle
-from harness.interop.equivalence import (TOLERANCES, Row, _merge, _routing_agreement, _row,
-                                 expert_set_agreement)
+from harness.interop.rows import Row, compare_row, expert_set_agreement, merge_rows, routing_agreement
+from harness.interop.tolerances import TOLERANCES
 from harness.state import expected_shapes
 
 _NOT_FP8 = ("embed.weight", "head.weight", "gate.weight")  # fp32 in FP8 mode, as in DeepSeek-V3
@@ -151,9 +151,10 @@ def _matmul_row(rng: np.random.Generator):
     wg = (rng.standard_normal((3, 130, 260)) * 260**-0.5).astype(np.float32)
     xg = rng.standard_normal((3, 7, 260)).astype(np.float32)
     grouped_f = np.stack([np.asarray(ff.fp8_matmul(jnp.asarray(xg[g]), jnp.asarray(wg[g]))) for g in range(3)])
-    return _merge("fp8 matmul (1x128 x 128x128 blocks; plain and grouped)",
-                  [_row("plain", tf8.fp8_matmul(x, w), ff.fp8_matmul(jnp.asarray(x), jnp.asarray(w)), "fp8_matmul"),
-                   _row("grouped", tf8.fp8_matmul(xg, wg), grouped_f, "fp8_matmul")])
+    return merge_rows("fp8 matmul (1x128 x 128x128 blocks; plain and grouped)",
+                      [compare_row("plain", tf8.fp8_matmul(x, w), ff.fp8_matmul(jnp.asarray(x), jnp.asarray(w)),
+                                   "fp8_matmul"),
+                       compare_row("grouped", tf8.fp8_matmul(xg, wg), grouped_f, "fp8_matmul")])
 
 
 def _one_ulp_up(state: Mapping[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -185,13 +186,14 @@ def fp8_model_rows(pair: Any, state: Mapping[str, np.ndarray]) -> list:
     logits_f, aux_f = flax_model.forward_aux(pair.tokens)
     control = build_model("flax", cfg8, _one_ulp_up(state, pair.rng))
     logits_c, aux_c = control.forward_aux(pair.tokens)
-    routing, routing_c = _routing_agreement(aux_t, aux_f), _flax_routing_agreement(aux_f, aux_c)
+    routing, routing_c = routing_agreement(aux_t, aux_f), _flax_routing_agreement(aux_f, aux_c)
     spread = float(np.abs(np.asarray(logits_f) - np.asarray(logits_c)).max())
     conditioned = spread <= TOLERANCES["fp8_logits"].atol and routing_c in (None, 1.0)
     control_note = (f"control: Flax FP8 vs itself with the embeddings 1 ulp off moves logits by {spread:.3g}"
                     + ("" if routing_c is None else f", routing {routing_c:.2%}"))
-    rows = [_row("fp8 mode: logits (forward_aux)", logits_t, logits_f, "fp8_logits", routing=routing),
-            _row("fp8 mode: logits (model(tokens))", tf_model(pair.tokens), flax_model(pair.tokens), "fp8_logits")]
+    rows = [compare_row("fp8 mode: logits (forward_aux)", logits_t, logits_f, "fp8_logits", routing=routing),
+            compare_row("fp8 mode: logits (model(tokens))", tf_model(pair.tokens), flax_model(pair.tokens),
+                        "fp8_logits")]
     if conditioned:
         return [replace(r, note=r.note or control_note) for r in rows]
     return [replace(r, gate=False, note=f"ill-conditioned, not gating: {control_note}") for r in rows]

@@ -20,7 +20,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from harness.interop.equivalence import TOLERANCES, Row, _merge, _row
+from harness.interop.rows import Row, compare_row, merge_rows
+from harness.interop.tolerances import TOLERANCES
 
 
 def train_configs(**fields: Any):
@@ -56,21 +57,21 @@ def training_rows(p, state: Mapping[str, np.ndarray], checks: Sequence[str]) -> 
     if "loss" in checks:
         for key, label in (("loss", "loss = ce + mtp + balance"), ("ce", "loss: main cross-entropy"),
                            ("mtp", "loss: MTP term"), ("balance", f"loss: balance term (alpha={p.cfg.balance_alpha})")):
-            rows.append(_row(label, parts_t[key], parts_f[key], "loss"))
+            rows.append(compare_row(label, parts_t[key], parts_f[key], "loss"))
     if "gradients" in checks:
         if set(grads_t) != set(grads_f):
             only_t, only_f = sorted(set(grads_t) - set(grads_f)), sorted(set(grads_f) - set(grads_t))
             rows.append(Row("gradients", math.inf, math.inf, TOLERANCES["gradients"], None, False,
                             f"names differ: only TF {only_t[:3]}, only Flax {only_f[:3]}"))
         else:
-            per = [_row(n, grads_t[n], grads_f[n], "gradients", note=n) for n in sorted(grads_f)]
+            per = [compare_row(n, grads_t[n], grads_f[n], "gradients", note=n) for n in sorted(grads_f)]
             worst = max(per, key=lambda r: r.max_rel_err)
             failed = [r.note for r in per if not r.passed]
-            rows.append(_merge(f"gradients w.r.t. all {len(per)} trained tensors", per,
-                               note=f"failed: {', '.join(failed[:5])}" if failed else f"worst {worst.note}"))
+            rows.append(merge_rows(f"gradients w.r.t. all {len(per)} trained tensors", per,
+                                   note=f"failed: {', '.join(failed[:5])}" if failed else f"worst {worst.note}"))
     if "train_step" in checks:
-        rows.append(_row("train step: loss before the update (Trainer vs train_step)", rec_t["loss"], parts_f["loss"],
-                         "loss"))
+        rows.append(compare_row("train step: loss before the update (Trainer vs train_step)", rec_t["loss"],
+                                parts_f["loss"], "loss"))
         rows.append(_optimizer_row(state, grads_f, tc_t, tc_f))
         rows += _step_rows(state, export_state(tf_model), export_state(flax_model), grads_t, grads_f, tc_f)
     return rows
@@ -106,12 +107,12 @@ def _optimizer_row(state, grads, tc_t, tc_f) -> Row:
         opt_t.apply(tf.clip_by_global_norm([tf.constant(g[n]) for n in names], tc_t.clip_norm)[0])
         params, opt_f = adamw_step(tc_f, params, opt_f, {n: jnp.asarray(g[n]) for n in names},
                                    learning_rate(step, tc_f))
-    per = [_row(n, v.numpy(), params[n], "adamw", note=n) for n, v in zip(names, variables)]
+    per = [compare_row(n, v.numpy(), params[n], "adamw", note=n) for n, v in zip(names, variables)]
     worst = max(per, key=lambda r: r.error_over_tolerance)
     failed = [r.note for r in per if not r.passed]
-    return _merge(f"AdamW alone: {ADAMW_STEPS} steps, same weights and gradients, {len(per)} of {len(grads)} "
-                  f"tensors", per,
-                  note=f"failed: {', '.join(failed[:5])}" if failed else f"worst {worst.note}")
+    return merge_rows(f"AdamW alone: {ADAMW_STEPS} steps, same weights and gradients, {len(per)} of {len(grads)} "
+                      f"tensors", per,
+                      note=f"failed: {', '.join(failed[:5])}" if failed else f"worst {worst.note}")
 
 
 def _step_rows(before, after_t, after_f, g_t, g_f, tc) -> list[Row]:
@@ -125,7 +126,7 @@ def _step_rows(before, after_t, after_f, g_t, g_f, tc) -> list[Row]:
     stable, sensitive, biases, n_sensitive, n_total = [], [], [], 0, 0
     for name in after_f:
         if name.endswith("gate.bias"):
-            biases.append(_row(name, after_t[name], after_f[name], "gate_bias", note=name))
+            biases.append(compare_row(name, after_t[name], after_f[name], "gate_bias", note=name))
             continue
         g = np.abs(g_f[name]).astype(np.float64)
         d = 10.0 * float(np.abs(g_t[name] - g_f[name]).max())
@@ -135,18 +136,18 @@ def _step_rows(before, after_t, after_f, g_t, g_f, tc) -> list[Row]:
         n_sensitive += int((~tight).sum())
         n_total += g.size
         if tight.any():
-            stable.append(_row(name, after_t[name][tight], after_f[name][tight], "step_weights", note=name))
+            stable.append(compare_row(name, after_t[name][tight], after_f[name][tight], "step_weights", note=name))
         if (~tight).any():
             w = after_f[name][~tight].astype(np.float64)
             allowed = bound[~tight] + step_tol.atol + step_tol.rtol * np.abs(w)
             diff = np.abs(after_t[name][~tight] - w)
             sensitive.append(Row(name, float(diff.max()), float((diff / allowed).max()), TOLERANCES["step_floor"],
                                  None, bool((diff <= allowed).all()), name, float((diff / allowed).max())))
-    rows = [_merge(f"train step: updated weights, AdamW insensitive to the gradient difference "
-                   f"({n_total - n_sensitive} of {n_total})", stable)]
+    rows = [merge_rows(f"train step: updated weights, AdamW insensitive to the gradient difference "
+                       f"({n_total - n_sensitive} of {n_total})", stable)]
     if sensitive:
-        rows.append(_merge(f"train step: updated weights within AdamW's sensitivity bound ({n_sensitive} entries)",
-                           sensitive))
+        rows.append(merge_rows(f"train step: updated weights within AdamW's sensitivity bound ({n_sensitive} entries)",
+                               sensitive))
     if biases:
-        rows.append(_merge("train step: gate biases after the balancing update", biases))
+        rows.append(merge_rows("train step: gate biases after the balancing update", biases))
     return rows
