@@ -80,7 +80,7 @@ def _require_green_coverage() -> None:
 def _progress_disagreement() -> float:
     """QA.progress_accuracy's value from the recorded run of the benchmarked commit, else NotImplementedError
     with the reason (raised in setup, so asv prints it and the report shows it)."""
-    from harness.qa.progress import load_tasks
+    from harness.qa.tasks import load_tasks
     from harness.qa.task_status import progress_disagreement_of
     from harness.roadmap import testrun
 

@@ -32,7 +32,7 @@ from typing import Mapping, Sequence
 
 from tabulate import tabulate
 
-from harness.qa.progress import Status, Task
+from harness.qa.tasks import Status, Task
 from harness.roadmap import testrun
 from harness.roadmap.testrun import NOT_PASSED, selects
 

@@ -31,7 +31,7 @@ import dataclasses
 import enum
 import re
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 from harness import roadmap
 from harness.roadmap.criteria import BENCHMARKS, BINDINGS, SUCCESS_RATE, Binding, Check
@@ -373,25 +373,38 @@ class MilestoneProgress:
         return completion_status(self.passed, self.total, self.measurable, self.not_measured_by_design)
 
 
-def _tally(milestone: roadmap.Milestone, verdicts: Mapping[str, CriterionResult]) -> MilestoneProgress:
-    results = [verdicts[c.id] for c in milestone.criteria]
+def tally(milestone: roadmap.Milestone, verdicts: Mapping[str, Verdict],
+          by_design: Collection[str] = ()) -> MilestoneProgress:
+    """The verdict counts of ``milestone``'s criteria: the one rule behind "complete" (``MilestoneProgress``),
+    shared by the reports and the progress tracker.
+
+    Args:
+        milestone: a roadmap milestone.
+        verdicts: {criterion_id: verdict}; a criterion absent from it counts as NOT MEASURED (no value).
+        by_design: ids of criteria NOT MEASURED by design (no benchmark can measure them here).
+
+    Returns:
+        the counts per verdict, criteria NOT MEASURED by design counted apart.
+    """
+    mine = [verdicts.get(c.id, Verdict.NOT_MEASURED) for c in milestone.criteria if c.id not in by_design]
 
     def count(verdict: Verdict) -> int:
-        return sum(r.verdict is verdict and not r.not_measured_by_design for r in results)
+        return sum(v is verdict for v in mine)
 
     return MilestoneProgress(
         milestone.id, milestone.name, milestone.phase_id,
         passed=count(Verdict.PASS), failed=count(Verdict.FAIL), failed_to_run=count(Verdict.FAILED_TO_RUN),
-        unmeasured=count(Verdict.NOT_MEASURED),
-        not_measured_by_design=sum(r.not_measured_by_design for r in results),
-        not_delivered=sum(r.not_delivered for r in results),
+        unmeasured=count(Verdict.NOT_MEASURED), not_measured_by_design=len(milestone.criteria) - len(mine),
+        not_delivered=count(Verdict.NOT_DELIVERED),
     )
 
 
 def milestone_progress(verdicts: Mapping[str, CriterionResult],
                        milestones: Sequence[roadmap.Milestone] = roadmap.MILESTONES) -> list[MilestoneProgress]:
     """Verdict counts per milestone, in roadmap order."""
-    return [_tally(m, verdicts) for m in milestones]
+    by_design = {cid for cid, r in verdicts.items() if r.not_measured_by_design}
+    plain = {cid: r.verdict for cid, r in verdicts.items()}
+    return [tally(m, plain, by_design) for m in milestones]
 
 
 @dataclass(frozen=True)

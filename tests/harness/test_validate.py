@@ -6,7 +6,7 @@ from harness.roadmap.criteria import BINDINGS, Binding, Check, Comparator, Evide
 from harness.roadmap.gate import regressions
 from harness.roadmap.results import load_benchmarks, load_machine
 from harness.roadmap.validate import (Verdict, evaluate, evaluate_history, is_failing, milestone_progress, phase_progress,
-                              skip_reason, success_rate)
+                                      skip_reason, success_rate)
 from tests.harness.conftest import MACHINE
 
 

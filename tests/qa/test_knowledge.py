@@ -52,9 +52,9 @@ def test_bad_files_raise_knowledge_base_error(tmp_path):
 
 
 def test_priority_and_severity_are_one_enum():
-    from harness.qa import progress
+    from harness.qa import tasks
 
-    task_field = {f.name: f.type for f in dataclasses.fields(progress.Task)}["priority"]
+    task_field = {f.name: f.type for f in dataclasses.fields(tasks.Task)}["priority"]
     issue_field = {f.name: f.type for f in dataclasses.fields(knowledge.Issue)}["severity"]
     assert task_field == issue_field == "Level"
     assert Level.parse("Critical") is Level.CRITICAL and Level.LOW < Level.HIGH

@@ -7,7 +7,8 @@ import pytest
 
 from harness import roadmap
 from harness.qa import progress
-from harness.qa.progress import Status, TasksError, load_tasks, milestone_states, parse_tasks
+from harness.qa.progress import milestone_states
+from harness.qa.tasks import Status, TasksError, consistency_warnings, load_tasks, parse_tasks, ready_tasks
 
 
 def task(tid, phase="phase_1", status="todo", deps=(), priority="medium", **extra):
@@ -28,7 +29,7 @@ def test_project_tasks_file_is_valid_and_uses_roadmap_ids():
     phases = {p.id for p in roadmap.PHASES} | {roadmap.CROSS_PHASE}
     assert len(tasks) >= 20
     assert {t.phase for t in tasks} == phases  # every phase has tasks
-    assert progress.consistency_warnings(tasks) == []
+    assert consistency_warnings(tasks) == []
 
 
 def test_task_milestone_defaults_to_its_phase_milestone():
@@ -121,12 +122,12 @@ def test_not_delivered_counts_as_not_met():
 def test_ready_tasks_need_closed_dependencies_and_sort_by_priority():
     tasks = parse(task("a", status="done"), task("b", deps=["a"], priority="low"),
                   task("c", deps=["a"], priority="critical"), task("d", deps=["b"]), task("e", status="in_progress"))
-    assert [t.id for t in progress.ready_tasks(tasks)] == ["c", "b"]
+    assert [t.id for t in ready_tasks(tasks)] == ["c", "b"]
 
 
 def test_done_task_with_open_dependency_is_warned():
     tasks = parse(task("a", status="todo"), task("b", status="done", deps=["a"]))
-    assert progress.consistency_warnings(tasks) == ["task b is done but depends on a (todo)"]
+    assert consistency_warnings(tasks) == ["task b is done but depends on a (todo)"]
     assert "## Warnings" in progress.dashboard(tasks, {})
 
 

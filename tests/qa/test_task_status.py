@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.qa import progress, task_status
-from harness.qa.progress import Status, load_tasks, parse_tasks
+from harness.qa.tasks import Status, TasksError, load_tasks, parse_tasks
 
 
 def task(tid, status="todo", tests=(), phase="phase_1", **extra):
@@ -93,9 +93,9 @@ def test_project_tasks_with_passing_tests_are_done_not_hand_kept():
 
 
 def test_tests_field_is_validated():
-    with pytest.raises(progress.TasksError, match="tests must be a list of test node ids or files under tests/"):
+    with pytest.raises(TasksError, match="tests must be a list of test node ids or files under tests/"):
         parse(task("a", tests=["harness/progress.py"]))
-    with pytest.raises(progress.TasksError, match="tests must be a list"):
+    with pytest.raises(TasksError, match="tests must be a list"):
         parse({**task("b"), "tests": "tests/a.py"})
 
 
