@@ -5,7 +5,6 @@ formatting lives here; verdicts come from validate. The HTML pages are ``harness
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -13,58 +12,14 @@ from tabulate import tabulate
 
 from harness import roadmap
 from harness.roadmap.criteria import Evidence
-from harness.roadmap.gate import Regression, regressions
+from harness.roadmap.history import History
 from harness.roadmap.validate import (NOT_RUN_REASON, CheckResult, CriterionResult, Verdict, milestone_progress,
-                              phase_progress, success_rate)
+                                      phase_progress, success_rate)
 
 
-@dataclass(frozen=True)
-class History:
-    """Verdicts for consecutive commits of one machine, oldest first.
-
-    ``baseline`` is the index of the commit the newest one is compared with (``--baseline REF``); None
-    means the one before the newest.
-    """
-
-    machine: str
-    commits: tuple[str, ...]
-    dates: tuple[int, ...]
-    verdicts: tuple[dict[str, CriterionResult], ...]
-    baseline: int | None = None
-
-    @property
-    def latest(self) -> dict[str, CriterionResult]:
-        """Verdicts of the newest commit, keyed by criterion id."""
-        return self.verdicts[-1]
-
-    @property
-    def baseline_commit(self) -> str | None:
-        """The commit the newest one is compared with; None when there is only one commit."""
-        index = self.baseline_index
-        return None if index is None else self.commits[index]
-
-    @property
-    def baseline_index(self) -> int | None:
-        """Index of the baseline commit in ``commits``; None when there is nothing to compare with."""
-        if self.baseline is not None:
-            return self.baseline
-        return len(self.commits) - 2 if len(self.commits) > 1 else None
-
-    def regressions_of(self, index: int) -> list[Regression]:
-        """Regressions of commit ``index`` against the baseline (``--baseline``) or the commit before it."""
-        base = self.baseline if self.baseline is not None else index - 1
-        return [] if base < 0 or base == index else regressions(self.verdicts[base], self.verdicts[index])
-
-    def latest_regressions(self) -> list[Regression]:
-        """Regressions of the newest commit against the baseline; [] with a single commit."""
-        return self.regressions_of(len(self.commits) - 1)
-
-    def all_regressions(self) -> list[Regression]:
-        """Regressions between every pair of consecutive commits, oldest pair first."""
-        return [r for a, b in zip(self.verdicts, self.verdicts[1:]) for r in regressions(a, b)]
-
-
-def _fmt(value: float | None) -> str:
+def format_value(value: float | None) -> str:
+    """A measured value as the reports print it: 4 significant digits, an exponent outside [1e-3, 1e5), "—" for
+    no value."""
     if value is None:
         return "—"
     if value == 0 or 1e-3 <= abs(value) < 1e5:
@@ -72,7 +27,8 @@ def _fmt(value: float | None) -> str:
     return f"{value:.3e}"
 
 
-def _date(js_ms: int) -> str:
+def format_date(js_ms: int) -> str:
+    """asv's commit date (milliseconds since the epoch) as ``YYYY-MM-DD HH:MM UTC``."""
     return datetime.datetime.fromtimestamp(js_ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -119,14 +75,14 @@ def verdict_rows(verdicts: dict[str, CriterionResult], with_reasons: bool = True
             continue
         if len(res.checks) == 1:
             chk = res.checks[0]
-            rows.append([mid, f"{cid}: {chk.check.label}", _fmt(chk.value), chk.check.threshold_text,
+            rows.append([mid, f"{cid}: {chk.check.label}", format_value(chk.value), chk.check.threshold_text,
                          res.verdict.value, _evidence(chk), measured_at(res.checks, sha)])
             continue
         rows.append([mid, cid, "", "all gating checks", res.verdict.value, _criterion_evidence(res),
                      measured_at([c for c in res.checks if c.check.gate], sha)])
         for chk in res.checks:
             label = f"  └ {chk.check.label}" + ("" if chk.check.gate else " (context)")
-            rows.append(["", label, _fmt(chk.value), chk.check.threshold_text, chk.verdict.value,
+            rows.append(["", label, format_value(chk.value), chk.check.threshold_text, chk.verdict.value,
                          _evidence(chk), measured_at([chk], sha)])
     return rows
 
@@ -169,7 +125,8 @@ def summary_table(history: History) -> str:
     return "\n".join(lines)
 
 
-def _progress_rows(verdicts: dict[str, CriterionResult]) -> tuple[list[list[str]], list[list[str]]]:
+def progress_rows(verdicts: dict[str, CriterionResult]) -> tuple[list[list[str]], list[list[str]]]:
+    """The phase rows (``PHASE_HEADERS``) and milestone rows (``MILESTONE_HEADERS``) of one commit's verdicts."""
     phases = [[p.phase_id, p.name, f"{sum(m.complete for m in p.milestones)}/{len(p.milestones)}",
                f"{p.passed}/{p.measurable}", p.not_measured_by_design, p.not_delivered, p.status]
               for p in phase_progress(verdicts)]
@@ -184,18 +141,18 @@ MILESTONE_HEADERS = ["milestone", "name", "pass", "fail", "failed to run", "no v
                      "not delivered", "complete"]
 
 
-def markdown(history: History) -> str:
+def render(history: History) -> str:
     """``report/roadmap.md``: progress by phase and milestone, verdicts, regressions, and the reasons.
 
     Checks without a value (FAILED-TO-RUN, NOT MEASURED) get their own section with the captured
     stderr, so a reader can see why a criterion has no number without digging into asv's results.
     """
     latest, sha = history.latest, history.commits[-1]
-    phases, milestones = _progress_rows(latest)
+    phases, milestones = progress_rows(latest)
     out = [
         "# Roadmap verdicts",
         "",
-        f"Commit `{sha[:8]}` ({_date(history.dates[-1])}), machine `{history.machine}`, "
+        f"Commit `{sha[:8]}` ({format_date(history.dates[-1])}), machine `{history.machine}`, "
         f"{len(history.commits)} commit(s) of history. Written by `python -m harness report` from asv's results; "
         "nothing here is re-run or assumed. A milestone is complete only when every one of its criteria PASSes; "
         "when all criteria with a value pass but some cannot be measured here, it says \"measurable part complete "
@@ -253,8 +210,8 @@ def markdown(history: History) -> str:
 
 
 def write_markdown(history: History, path: str | Path) -> Path:
-    """Write ``markdown(history)`` to ``path`` (creating its directory); returns the path written."""
+    """Write ``render(history)`` to ``path`` (creating its directory); returns the path written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(markdown(history))
+    path.write_text(render(history))
     return path

@@ -26,8 +26,9 @@ import jinja2
 
 from harness import roadmap
 from harness.reports import publish
-from harness.reports.markdown import PHASE_HEADERS, History, _date, _fmt, _progress_rows
+from harness.reports.markdown import PHASE_HEADERS, format_date, format_value, progress_rows
 from harness.roadmap.criteria import DERIVED, Check, Comparator
+from harness.roadmap.history import History
 from harness.roadmap.validate import CheckResult, Verdict
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -38,7 +39,7 @@ COLORS = {Verdict.PASS: "#2e7d32", Verdict.FAIL: "#c62828", Verdict.FAILED_TO_RU
 
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                           undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-_ENV.filters["fmt"] = _fmt
+_ENV.filters["fmt"] = format_value
 _ENV.globals["colors"] = {v.value: c for v, c in COLORS.items()}
 
 
@@ -92,7 +93,7 @@ def check_history(history: History, criterion_id: str, check: Check) -> list[Poi
     for i, (sha, date, verdicts) in enumerate(zip(history.commits, history.dates, history.verdicts)):
         res = verdicts.get(criterion_id)
         found = next((c for c in res.checks if c.check == check), None) if res else None
-        points.append(Point(i, sha, _date(date), found))
+        points.append(Point(i, sha, format_date(date), found))
     return points
 
 
@@ -131,9 +132,9 @@ def roadmap_page(history: History, max_commits: int = 12) -> str:
                                "params": " ".join(f"{k}={v}" for k, v in chk.check.params)})
             rows.append({"criterion": crit, "result": res, "checks": checks, "page": criterion_path(crit.id)})
         milestones.append({"milestone": milestone, "rows": rows})
-    phases, _ = _progress_rows(latest)
+    phases, _ = progress_rows(latest)
     return _render("roadmap.html.j2", root="", history=history, latest_sha=history.commits[-1][:8],
-                   latest_date=_date(history.dates[-1]), phase_headers=PHASE_HEADERS, phases=phases,
+                   latest_date=format_date(history.dates[-1]), phase_headers=PHASE_HEADERS, phases=phases,
                    regressions=history.latest_regressions(), window=[history.commits[i] for i in window],
                    milestones=milestones)
 

@@ -5,7 +5,7 @@ import pytest
 from harness import roadmap
 from harness.roadmap import testrun
 from harness.roadmap.criteria import (BENCHMARKS, BINDINGS, DERIVED, Binding, BindingError, Check, Comparator, Evidence,
-                              NotDelivered, NotMeasured, check_bindings, group_passed)
+                                      NotDelivered, NotMeasured, check_bindings, group_passed)
 
 
 def test_bindings_are_consistent():

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from harness.cli import Paths, load_history, main
+from harness.cli import main
+from harness.roadmap.history import Paths, load_history
 from harness.reports import migrate
 from harness.reports.asv_env import stable_env_name
 from tests.harness.conftest import MACHINE, SHA_A
