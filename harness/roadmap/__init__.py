@@ -1,6 +1,7 @@
 """The roadmap as data: phases 0-6, their milestones and success criteria, and the cross-phase QA criteria.
 
-Everything here is transcribed from the seed specification (``shared/seed/roadmap-and-qa-spec.txt``):
+The data is ``harness/roadmap/roadmap.toml``, read into the frozen records below when the module is imported.
+Everything in it is transcribed from the seed specification (``shared/seed/roadmap-and-qa-spec.txt``):
 section 4 "Master Implementation Roadmap" gives the seven phases (deliverables, success criteria,
 dependencies, risks, mitigations, resources, cost); section 2 gives the tracker's default milestone for
 phase 0; section 5 gives the cross-phase QA criteria. Texts are kept verbatim so that
@@ -14,7 +15,11 @@ binds ids to asv benchmarks; this module knows nothing of measurement.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from harness.data_files import read_toml
 
 
 @dataclass(frozen=True)
@@ -79,197 +84,85 @@ class Phase:
         return tuple(zip(self.risks, self.mitigations))
 
 
-def _c(*pairs: tuple[str, str]) -> tuple[Criterion, ...]:
-    return tuple(Criterion(cid, text) for cid, text in pairs)
+class RoadmapError(ValueError):
+    """An invalid roadmap file; the message names the file, the entry and the field."""
 
 
-def _phase(number: int, name: str, description: str, weeks: int, deps: tuple[str, ...],
-           deliverables: tuple[str, ...], criteria: tuple[Criterion, ...], risks: tuple[str, ...],
-           mitigations: tuple[str, ...], resources: Resources, cost: float) -> Phase:
-    pid = f"phase_{number}"
-    milestone = Milestone(f"M{number}", f"Phase {number} success criteria", pid, "seed 4.1", criteria)
-    return Phase(pid, number, name, description, weeks, deps, deliverables, milestone, risks, mitigations,
-                 resources, cost)
+ROADMAP_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "roadmap.toml")
+_GROUPS = ("tracker", "qa", "project")
 
 
-PHASES: tuple[Phase, ...] = (
-    _phase(
-        0, "Development Environment & Infrastructure Setup",
-        "Establish development infrastructure, tooling, and foundational components", 4, (),
-        ("Conda/Docker environment configurations",
-         "GPU acceleration setup with CUDA 12.4+",
-         "Testing framework and validation pipeline",
-         "Jupyter development workflow templates",
-         "Infrastructure scaling strategy documentation"),
-        _c(("P0.tf_gpu", "TensorFlow 2.15+ working with GPU acceleration"),
-           ("P0.dev_tools", "All development tools operational"),
-           ("P0.synthetic_validation", "Testing framework validates synthetic data"),
-           ("P0.doc_standards", "Documentation standards established")),
-        ("CUDA compatibility issues", "Hardware procurement delays", "Environment configuration complexity"),
-        ("Use pre-configured conda environments", "Have backup hardware options",
-         "Create detailed setup documentation"),
-        Resources(team_size=2, gpu_hours=100, storage_tb=1, compute_instances=2), 5000.0,
-    ),
-    _phase(
-        1, "Core Components Implementation",
-        "Implement MLA attention, basic MoE layers, and FP8 mixed precision", 6, ("phase_0",),
-        ("Multi-head Latent Attention (MLA) implementation",
-         "Basic MoE layer with top-k routing",
-         "FP8 mixed precision integration",
-         "Component-level testing suites",
-         "Performance benchmarking framework"),
-        _c(("P1.mla_kv_reduction", "MLA achieves 93.3% KV cache reduction"),
-           ("P1.moe_functional", "MoE layer functional with load balancing"),
-           ("P1.fp8_stable", "FP8 training stable without accuracy loss"),
-           ("P1.synthetic_tests", "All tests pass with synthetic data")),
-        ("MLA implementation complexity", "FP8 precision numerical instability", "Memory optimization challenges"),
-        ("Implement MLA incrementally with validation", "Use gradient scaling for FP8 stability",
-         "Extensive memory profiling and optimization"),
-        Resources(team_size=4, gpu_hours=500, storage_tb=2, compute_instances=4), 25000.0,
-    ),
-    _phase(
-        2, "Advanced MoE Architecture Implementation",
-        "Implement 256 routed + 1 shared expert architecture with auxiliary-loss-free load balancing", 8,
-        ("phase_1",),
-        ("DeepSeekMoE architecture (256 routed + 1 shared experts)",
-         "Auxiliary-loss-free load balancing system",
-         "Expert parallelism across multiple nodes",
-         "Multi-Token Prediction (MTP) for inference acceleration",
-         "Scaled MoE testing and validation framework"),
-        _c(("P2.moe_balance", "Expert utilization variance < 5%"),
-           ("P2.mtp_speedup", "MTP achieves > 1.5x inference speedup"),
-           ("P2.expert_parallel_nodes", "Expert parallelism scales to 8+ nodes"),
-           ("P2.balance_stability", "Load balancing maintains training stability")),
-        ("Expert routing collapse", "Communication overhead in expert parallelism", "MTP validation complexity"),
-        ("Implement bias-based load balancing", "Optimize communication kernels",
-         "Extensive MTP testing with multiple validation methods"),
-        Resources(team_size=5, gpu_hours=1000, storage_tb=5, compute_instances=8), 50000.0,
-    ),
-    _phase(
-        3, "Distributed Training & Parallelism Implementation",
-        "Implement DualPipe parallelism, distributed training strategies, and memory optimization", 8,
-        ("phase_2",),
-        ("DualPipe bidirectional pipeline parallelism",
-         "Custom TensorFlow distributed training strategy",
-         "ZeRO-1 optimizer state partitioning",
-         "Communication kernel optimization",
-         "Distributed training testing framework"),
-        _c(("P3.dualpipe_bubbles", "DualPipe reduces pipeline bubbles by > 40%"),
-           ("P3.scale_64_gpus", "Distributed training scales to 64+ GPUs"),
-           ("P3.optimizer_memory", "Memory optimization reduces optimizer memory by > 50%"),
-           ("P3.comm_overhead", "Communication overhead < 20% of training time")),
-        ("Pipeline synchronization complexity", "Communication bottlenecks", "Memory management across nodes"),
-        ("Implement comprehensive pipeline monitoring", "Use compression for communication optimization",
-         "Extensive distributed testing with fault tolerance"),
-        Resources(team_size=6, gpu_hours=2000, storage_tb=10, compute_instances=16), 100000.0,
-    ),
-    _phase(
-        4, "Training Pipeline & Data Management",
-        "Implement complete training pipeline for 14.8T tokens with monitoring and checkpointing", 10,
-        ("phase_3",),
-        ("Pre-training data pipeline (14.8T tokens)",
-         "Training orchestration and monitoring systems",
-         "Distributed checkpointing for 671B parameters",
-         "Progressive context extension (4K→32K→128K)",
-         "Complete training pipeline validation"),
-        _c(("P4.data_throughput", "Data pipeline processes > 10K tokens/sec/worker"),
-           ("P4.uptime", "Training stability > 99.9% uptime"),
-           ("P4.checkpoint_time", "Checkpoint save/load time < 10 minutes"),
-           ("P4.context_extension", "Context extension maintains performance")),
-        ("Data pipeline bottlenecks", "Training instability at scale", "Checkpoint corruption risks"),
-        ("Implement robust data validation and retry logic", "Comprehensive monitoring with automatic recovery",
-         "Redundant checkpointing with integrity validation"),
-        Resources(team_size=6, gpu_hours=5000, storage_tb=50, compute_instances=32), 250000.0,
-    ),
-    _phase(
-        5, "Fine-tuning & Alignment Implementation",
-        "Implement SFT, GRPO alignment, and knowledge distillation from R1 models", 8, ("phase_4",),
-        ("Supervised Fine-Tuning (SFT) with synthetic data",
-         "Group Relative Policy Optimization (GRPO)",
-         "Knowledge distillation from R1 reasoning models",
-         "Chain-of-Thought integration with self-verification",
-         "Alignment validation and testing framework"),
-        _c(("P5.instruction_following", "Instruction-following accuracy > 85%"),
-           ("P5.grpo_no_value_fn", "GRPO achieves alignment without value functions"),
-           ("P5.r1_retention", "R1 reasoning capabilities transferred with > 70% retention"),
-           ("P5.cot_gain", "CoT improves complex task performance by > 25%")),
-        ("Alignment objective conflicts", "Knowledge distillation efficiency", "Reasoning capability degradation"),
-        ("Careful balance of alignment objectives", "Progressive distillation with validation",
-         "Extensive reasoning capability testing"),
-        Resources(team_size=5, gpu_hours=3000, storage_tb=20, compute_instances=16), 150000.0,
-    ),
-    _phase(
-        6, "Production Deployment & Optimization",
-        "Deploy model with TensorFlow Serving, implement monitoring, and optimize for production", 6,
-        ("phase_5",),
-        ("TensorFlow Serving integration with TensorRT",
-         "Production infrastructure with auto-scaling",
-         "Comprehensive performance monitoring",
-         "Model quantization and compression",
-         "Production deployment testing framework"),
-        _c(("P6.latency_p95", "Inference latency P95 < 2 seconds"),
-           ("P6.throughput_per_gpu", "Throughput > 1000 tokens/sec/GPU"),
-           ("P6.availability", "Service availability > 99.9%"),
-           ("P6.autoscale_time", "Auto-scaling response time < 2 minutes")),
-        ("Production scaling challenges", "Performance optimization complexity", "Monitoring system reliability"),
-        ("Gradual production rollout with monitoring", "Extensive load testing and optimization",
-         "Redundant monitoring with alerting"),
-        Resources(team_size=4, gpu_hours=1000, storage_tb=10, compute_instances=20), 75000.0,
-    ),
-)
+def _criteria(entry: Mapping[str, Any], where: str) -> tuple[Criterion, ...]:
+    try:
+        return tuple(Criterion(str(c["id"]), str(c["text"])) for c in entry["criteria"])
+    except (KeyError, TypeError) as e:
+        raise RoadmapError(f"{where}: criteria must be a list of {{id, text}} tables ({e!r})") from None
 
+
+def _phase(entry: Mapping[str, Any], source: str) -> Phase:
+    """One ``[[phase]]`` table as a Phase; its milestone is ``M<number>``, the phase's success criteria."""
+    where = f"{source}: phase {entry.get('number', '?')}"
+    criteria = _criteria(entry, where)
+    try:
+        number = int(entry["number"])
+        pid = f"phase_{number}"
+        milestone = Milestone(f"M{number}", f"Phase {number} success criteria", pid, "seed 4.1", criteria)
+        return Phase(pid, number, str(entry["name"]), str(entry["description"]), int(entry["duration_weeks"]),
+                     tuple(entry["dependencies"]), tuple(entry["deliverables"]), milestone, tuple(entry["risks"]),
+                     tuple(entry["mitigations"]), Resources(**entry["resources"]), float(entry["estimated_cost"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise RoadmapError(f"{where}: missing or malformed field ({e!r}); see the field list at the top of the "
+                           f"file") from None
+
+
+def _milestone(entry: Mapping[str, Any], source: str) -> Milestone:
+    """One ``[[milestone]]`` table (a tracker, QA or project milestone) as a Milestone."""
+    where = f"{source}: milestone {entry.get('id', '?')}"
+    criteria = _criteria(entry, where)
+    try:
+        return Milestone(str(entry["id"]), str(entry["name"]), entry.get("phase_id"), str(entry["source"]),
+                         criteria, entry.get("target_date"),
+                         tuple(entry.get("validation_tests", ())))
+    except KeyError as e:
+        raise RoadmapError(f"{where}: missing field {e}") from None
+
+
+def load_roadmap(path: str | os.PathLike = ROADMAP_PATH) -> tuple[tuple[Phase, ...], dict[str, tuple[Milestone, ...]]]:
+    """The phases and the other milestones by group (``tracker``, ``qa``, ``project``) of a roadmap TOML file.
+
+    Args:
+        path: the file (default: the project's ``harness/roadmap/roadmap.toml``).
+
+    Returns:
+        (phases in file order, {group: milestones in file order}); a missing, malformed or incomplete file
+        raises RoadmapError naming the entry.
+    """
+    source = os.fspath(path)
+    data = read_toml(path, RoadmapError, "roadmap file")
+    if data.get("schema_version") != 1:
+        raise RoadmapError(f"{source}: schema_version must be 1, got {data.get('schema_version')!r}")
+    phases = tuple(_phase(e, source) for e in data.get("phase", ()))
+    groups: dict[str, tuple[Milestone, ...]] = {g: () for g in _GROUPS}
+    for entry in data.get("milestone", ()):
+        group = entry.get("group")
+        if group not in groups:
+            raise RoadmapError(f"{source}: milestone {entry.get('id', '?')}: group {group!r} is not one of "
+                               f"{list(_GROUPS)}")
+        groups[group] += (_milestone(entry, source),)
+    if not phases:
+        raise RoadmapError(f"{source}: no [[phase]] entries")
+    return phases, groups
+
+
+_PHASES, _MILESTONE_GROUPS = load_roadmap()
+PHASES: tuple[Phase, ...] = _PHASES
 # Seed section 2.1: the progress tracker's default milestone ("Additional milestones would be defined here").
-TRACKER_MILESTONES: tuple[Milestone, ...] = (
-    Milestone(
-        "milestone_phase_0", "Development Environment Setup Complete", "phase_0", "seed 2.1",
-        _c(("P0.env_conda_tf", "Conda environment configured with TensorFlow 2.15+"),
-           ("P0.env_cuda", "GPU acceleration working with CUDA 12.4+"),
-           ("P0.test_framework", "Testing framework operational"),
-           ("P0.jupyter_workflow", "Jupyter development workflow established")),
-        target_date="2024-02-15",
-        validation_tests=("test_environment_setup", "test_gpu_acceleration", "test_framework_functionality"),
-    ),
-)
-
+TRACKER_MILESTONES: tuple[Milestone, ...] = _MILESTONE_GROUPS["tracker"]
 # Seed section 5: cross-phase success criteria and validation targets.
-QA_MILESTONES: tuple[Milestone, ...] = (
-    Milestone(
-        "QA5.1", "Cross-Phase Quality Requirements", None, "seed 5.1",
-        _c(("QA.doc_completeness", "Documentation completeness score > 90% across all phases"),
-           ("QA.coverage", "Code coverage > 85% for all components"),
-           ("QA.milestone_success_rate", "All milestone validation criteria met with > 95% success rate"),
-           ("QA.troubleshooting_coverage", "Troubleshooting guide coverage for > 90% of common issues"),
-           ("QA.progress_accuracy", "Progress tracking accuracy within 5% of actual completion")),
-    ),
-    Milestone(
-        "QA5.2", "Integration Requirements", None, "seed 5.2",
-        _c(("QA.phase_integration", "Seamless integration between all phases"),
-           ("QA.api_consistency", "Consistent API and interface standards"),
-           ("QA.e2e_testing", "Comprehensive end-to-end testing"),
-           ("QA.cross_phase_performance", "Performance validation across phase boundaries"),
-           ("QA.doc_consistency", "Documentation consistency and cross-references")),
-    ),
-    Milestone(
-        "QA5.3", "Quality Assurance Requirements", None, "seed 5.3",
-        _c(("QA.automated_checks", "Automated quality checks passing for all deliverables"),
-           ("QA.peer_review", "Peer review completion for all major components"),
-           ("QA.test_frameworks", "Standardized testing frameworks operational"),
-           ("QA.issue_resolution", "Issue resolution time < 48 hours for critical problems"),
-           ("QA.knowledge_transfer", "Knowledge transfer documentation complete")),
-    ),
-)
-
+QA_MILESTONES: tuple[Milestone, ...] = _MILESTONE_GROUPS["qa"]
 # Not in the seed: what this project itself must show (ARCHITECTURE.md: the Flax reference under jax.jit
 # is the speed peer; MoE cost must follow activated, not total, experts).
-PROJECT_MILESTONES: tuple[Milestone, ...] = (
-    Milestone(
-        "PX", "Project criteria (ARCHITECTURE.md, issue #4; not in the seed)", None, "project",
-        _c(("PX.tf_prefill_speed", "TensorFlow prefill throughput at least matches the Flax reference under jax.jit"),
-           ("PX.tf_decode_speed", "TensorFlow decode throughput at least matches the Flax reference under jax.jit"),
-           ("PX.tf_train_speed", "TensorFlow training step at least as fast as the Flax reference under jax.jit"),
-           ("PX.moe_sparsity", "MoE layer time follows activated experts, not total experts (64 vs 8 routed)")),
-    ),
-)
+PROJECT_MILESTONES: tuple[Milestone, ...] = _MILESTONE_GROUPS["project"]
 
 MILESTONES: tuple[Milestone, ...] = (
     tuple(p.milestone for p in PHASES) + TRACKER_MILESTONES + QA_MILESTONES + PROJECT_MILESTONES
