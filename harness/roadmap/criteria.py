@@ -1,12 +1,12 @@
 """Binding roadmap criteria to asv benchmarks: which number, compared how, against what, on what evidence.
 
-Two tables live here and nothing else:
+The bindings live here (their parts are ``harness.roadmap.checks``):
 
-* ``BENCHMARKS``: the asv benchmarks the criteria read, by full asv name (``module.Class.method``) with
-  their parameters and units. The benchmark suite in ``benchmarks/`` must provide exactly these names
-  and parameter values; this table is the contract for its author.
 * ``BINDINGS``: for every criterion of ``harness.roadmap``, exactly one of
-  - one or more ``Check``s against those benchmarks;
+  - one or more ``Check``s against asv benchmarks, by full asv name (``module.Class.method``), parameter
+    values and unit. The benchmark code in ``benchmarks/`` is the one source of those: ``check_bindings``
+    holds every check against the suite as asv's own discovery describes it (``harness.roadmap.suite``,
+    the same records as ``benchmarks.json``), so no second table restates them;
   - a ``derived`` check: a roll-up that ``harness.roadmap.validate`` computes from the other verdicts of the
     same commit (``DERIVED`` names them; today the milestone success rate);
   - ``NotMeasured`` with the concrete reason: the project delivers it, but it cannot be measured
@@ -14,6 +14,8 @@ Two tables live here and nothing else:
   - ``NotDelivered`` with what is missing: the spec asks for it and the project does not build it.
     It counts as not met everywhere (milestone completion, the success rate).
   A criterion without a value never passes.
+
+* ``GATE_TWINS``: the calibrated twins the regression gate compares instead of a raw value.
 
 A ``Check`` with ``gate=False`` is context (a control or a published reference figure): it is evaluated
 and shown, but does not decide the criterion's verdict.
@@ -28,424 +30,27 @@ pass (or is absent from the run), and PASS only when every named test passed.
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Mapping
 
 from harness import roadmap
 from harness.roadmap import testrun
+from harness.roadmap.checks import (Binding, BindingError, Check, Comparator, Evidence, NotDelivered,  # noqa: F401
+                                    NotMeasured)
+from harness.roadmap.results import BenchmarkInfo
 
 
-class Evidence(str, enum.Enum):
-    """What a verdict rests on (ARCHITECTURE.md, decision 5)."""
-
-    MEASURED = "MEASURED"            # the quantity itself, measured on this machine
-    PROXY = "PROXY"                  # a smaller/synthetic stand-in for the quantity
-    SIMULATION = "SIMULATION"        # a schedule or system simulation
-    EXTRAPOLATION = "EXTRAPOLATION"  # measured at small scale, scaled up by a stated model
-    DERIVED = "DERIVED"              # computed from the other verdicts of the same commit (a roll-up)
-
-
-class Comparator(str, enum.Enum):
-    """How a measured value is compared with a criterion's threshold."""
-
-    LT = "<"
-    LE = "<="
-    GT = ">"
-    GE = ">="
-    EQ = "=="
-    WITHIN = "within"  # |value - threshold| <= tolerance
-
-    def holds(self, value: float, threshold: float, tolerance: float = 0.0) -> bool:
-        """True when ``value`` satisfies this comparison with ``threshold`` (``tolerance`` only for WITHIN)."""
-        if self is Comparator.LT:
-            return value < threshold
-        if self is Comparator.LE:
-            return value <= threshold
-        if self is Comparator.GT:
-            return value > threshold
-        if self is Comparator.GE:
-            return value >= threshold
-        if self is Comparator.EQ:
-            return value == threshold
-        return abs(value - threshold) <= tolerance
-
-
-@dataclass(frozen=True)
-class BenchmarkSpec:
-    """One asv benchmark the criteria read. ``params`` maps param name -> allowed values (asv order).
-
-    ``gate_on`` names a calibrated twin: the same measurement from the same run divided by a
-    calibration of this host (e.g. a raw hashed write+fsync+read), so that host noise cancels. The verdict
-    reads this benchmark's raw value against its threshold; the regression gate (``harness.roadmap.gate``)
-    compares the twin, which must grow with the raw value and share its parameters.
-    """
-
-    name: str
-    unit: str
-    description: str
-    params: tuple[tuple[str, tuple[Any, ...]], ...] = ()
-    gate_on: str | None = None
-
-    @property
-    def param_names(self) -> tuple[str, ...]:
-        """The asv ``param_names`` of the benchmark, in order."""
-        return tuple(name for name, _ in self.params)
-
-
-def _params(**kw: tuple[Any, ...]) -> tuple[tuple[str, tuple[Any, ...]], ...]:
-    return tuple(kw.items())
-
-
-_FRAMEWORKS = ("tf-eager", "tf-xla", "flax-jit")
 # Full-tier experiments (run by ``python -m harness run --full``; see benchmarks/bench_fp8.py, bench_context.py).
 _FP8 = "bench_fp8.FP8StabilityFull."
 _CTX = "bench_context.ContextExtensionFull."
-_ROPES = ("yarn", "pi", "none")
-_STAGES = ("finetuned", "zero-shot")
 TEST_GROUPS = tuple(testrun.load_groups())
 
-# The contract for benchmarks/. Parameter values are Python values; asv stores them as repr() strings.
-BENCHMARKS: dict[str, BenchmarkSpec] = {spec.name: spec for spec in (
-    BenchmarkSpec(
-        "bench_throughput.Throughput.track_tf_over_flax", "ratio",
-        "TF tokens/s divided by Flax (jax.jit) tokens/s on the same ModelConfig.bench() weights and inputs; "
-        "prefill: B=8, T=256 prompt; decode: B=8, one token per step from a 256-token absorbed cache. "
-        "Both sides compiled and warmed up before timing.",
-        _params(phase=("prefill", "decode"))),
-    BenchmarkSpec(
-        "bench_throughput.Prefill.time_prefill", "seconds",
-        "One prefill of B=8 x seq_len random tokens into an empty absorbed cache, ModelConfig.bench(), "
-        "logits materialised; tf-eager: tf_impl with compiled=False; tf-xla: tf.function(jit_compile=True); "
-        "flax-jit: reference under jax.jit. Compiled and warmed up in setup.",
-        _params(framework=_FRAMEWORKS, seq_len=(64, 256))),
-    BenchmarkSpec(
-        "bench_throughput.Decode.time_decode", "seconds",
-        "One decode step (B=8 tokens) at position 256 after a 256-token prompt, ModelConfig.bench(), "
-        "absorbed or naive cache, per framework.",
-        _params(framework=_FRAMEWORKS, cache=("absorb", "naive"))),
-    BenchmarkSpec(
-        "bench_throughput.TrainStep.time_train_step", "seconds",
-        "One training step (forward with MTP, losses, backward, AdamW, gate-bias update) on B=2 x T=64 tokens, "
-        "ModelConfig.bench(); tf-eager: tf_impl.train.Trainer under tf.config.run_functions_eagerly; "
-        "tf-graph: the Trainer's tf.function without XLA (XLA compiling this step takes > 5 min on 2 cores); "
-        "flax-jit: reference.train.train_step.",
-        _params(framework=("tf-eager", "tf-graph", "flax-jit"))),
-    BenchmarkSpec(
-        "bench_throughput.TrainThroughput.track_tf_over_flax_train", "ratio",
-        "TF training throughput / Flax (jax.jit) training throughput on the same ModelConfig.bench() weights and "
-        "B=2 x T=64 tokens: TF runs tf_impl.train.Trainer's default step (tf.function, no XLA), Flax "
-        "reference.train.train_step; both warmed up in setup, steps alternating in one process, median Flax "
-        "step time / median TF step time.",
-        ()),
-    BenchmarkSpec(
-        "bench_throughput.TrainMemoryFull.peakmem_train_step", "bytes",
-        "Peak RSS of a process that built the bench model and ran two TF training steps (the Trainer's default "
-        "path) on B=2 x T=64 tokens. Not B=4 x T=128: there the second TF step is killed for memory on the "
-        "24 GB shared host today (issue 13). Full tier (run with --full).",
-        ()),
-    BenchmarkSpec(
-        "bench_throughput.Memory.peakmem_prefill", "bytes",
-        "Peak RSS of a process that built the bench model and prefilled B=8 x 256 tokens (absorbed cache).",
-        _params(framework=_FRAMEWORKS)),
-    BenchmarkSpec(
-        "bench_throughput.Memory.peakmem_decode", "bytes",
-        "Peak RSS of a process that built the bench model and ran one decode step after a 256-token absorbed cache.",
-        _params(framework=_FRAMEWORKS)),
-    BenchmarkSpec(
-        "bench_kvcache.KVCache.track_reduction_vs_mha", "fraction",
-        "1 - absorbed-MLA cache bytes / full multi-head K,V cache bytes (naive mode: per-head keys and values), "
-        "per token over all layers, both fp32 caches allocated by tf_impl. v3_671b: the KVCache objects "
-        "Transformer.new_cache returns for ModelConfig.v3_671b() (61 layers, 128 heads, C=512, R=64; "
-        "max_seq_len=4, one sequence; no 671B weights), expected 0.986; bench: new_cache of a real "
-        "ModelConfig.bench() model, expected 0.875.",
-        _params(dims=("bench", "v3_671b"))),
-    BenchmarkSpec(
-        "bench_kvcache.KVCache.track_reduction_vs_67b_gqa", "fraction",
-        "The DeepSeek-V2 paper's comparison: 1 - (MLA absorbed cache elements per token at V2 dims, 60 layers, "
-        "C=512, R=64) * kv_bits / (DeepSeek-67B GQA: 95 layers * 8 KV heads * 128 * 2 = 194,560 elements * 16). "
-        "kv_bits=16: no quantisation (expected 0.822); kv_bits=6: V2's ~6-bit average (expected 0.933).",
-        _params(kv_bits=(16, 6))),
-    BenchmarkSpec(
-        "bench_equivalence.Equivalence.track_max_abs_logits_error", "abs",
-        "max |logits_TF - logits_Flax| over all positions, same canonical state, fp32, random tokens.",
-        _params(config=("tiny",))),
-    BenchmarkSpec(
-        "bench_equivalence.Equivalence.track_routing_agreement", "fraction",
-        "Fraction of (token, layer) routing decisions whose top-k expert sets agree between TF and Flax.",
-        _params(config=("tiny",))),
-    BenchmarkSpec(
-        "bench_equivalence.EquivalenceBench.track_fraction_passed", "fraction",
-        "FP8 block checks passed / run at ModelConfig.bench() widths: e4m3 codes and block scales of TF eager, "
-        "TF XLA and Flax against the ml_dtypes oracle (tie cases, a weight of every FP8 shape, activations of every "
-        "FP8 width) and the blocked matmul TF vs Flax (harness.interop.equivalence, checks=fp8_blocks).",
-        ()),
-    BenchmarkSpec(
-        "bench_equivalence.EquivalenceBench.track_worst_error_over_tolerance", "ratio",
-        "The largest |error| / (atol + rtol * |ref|) among those FP8 block checks; 1.0 is at the limit, 1e6 caps "
-        "an exact check that differs.",
-        ()),
-    BenchmarkSpec(
-        "bench_equivalence.EquivalenceBenchFull.track_fraction_passed", "fraction",
-        "Gating checks passed / run by `python -m harness equivalence --config bench` (every component, logits, "
-        "losses, gradients, an AdamW step, generation, FP8); full tier.",
-        ()),
-    BenchmarkSpec(
-        "bench_equivalence.EquivalenceBenchFull.track_worst_error_over_tolerance", "ratio",
-        "The largest |error| / tolerance of any gating check of that run; 1.0 is at the limit, 1e6 caps an exact "
-        "check that differs; full tier.",
-        ()),
-    BenchmarkSpec(
-        "bench_moe.MoE.track_time_ratio_64_vs_8_experts", "ratio",
-        "TF MoE layer wall time with 64 routed experts / with 8, same activated experts, tokens and widths.",
-        ()),
-    BenchmarkSpec(
-        "bench_moe.MoE.track_load_cv", "cv",
-        "Coefficient of variation of per-expert token counts over the last quarter of 120 training steps of "
-        "ModelConfig.tiny() (8 experts, top-2) on the shipped corpus, router skewed at init towards two "
-        "experts; bias: aux-loss-free bias updates on (gamma=0.01: 10x DeepSeek's 0.001 because the run is "
-        "~100x shorter), none: off.",
-        _params(balancing=("bias", "none"))),
-    BenchmarkSpec(
-        _FP8 + "track_loss_gap_upper95", "fraction",
-        "Full tier. Upper 95% bound |mean gap| + t(0.975, n-1) * sem of the paired relative final-loss gap "
-        "(L_fp8 - L_fp32) / L_fp32 over seeds 0-4: ModelConfig.tiny widened to D=128 (one dense + one MoE "
-        "layer, no MTP), 800 AdamW steps of 16 x 64 tokens of the shipped corpus per run, fp32 (the BF16 stand-in) "
-        "and FP8 from the same init and data order; loss = validation CE of each model in its own mode "
-        "(experiments.fp8_stability)."),
-    BenchmarkSpec(
-        _FP8 + "track_loss_gap_mean", "fraction",
-        "Full tier. Mean over the seeds of the signed paired relative final-loss gap (same runs as track_loss_gap_upper95)."),
-    BenchmarkSpec(
-        _FP8 + "track_loss_gap_std", "fraction",
-        "Full tier. Standard deviation over the seeds of the paired relative final-loss gap: its run-to-run spread."),
-    BenchmarkSpec(
-        _FP8 + "track_fp32_seed_spread", "fraction",
-        "Full tier. std / mean over the seeds of the fp32 run's final validation loss: one run's noise floor."),
-    BenchmarkSpec(
-        _FP8 + "track_logits_rel_error", "fraction",
-        "Full tier. ||centred logits FP8 - fp32||_F / ||centred logits fp32||_F (logits minus their mean over the "
-        "vocabulary) of the seed-0 trained fp32 weights loaded in both modes, 16 held-out 16 x 64 batches."),
-    BenchmarkSpec(
-        _FP8 + "track_top1_agreement", "fraction",
-        "Full tier. Share of held-out positions where the FP8 and fp32 models (same trained weights) pick the same next token."),
-    BenchmarkSpec(
-        _FP8 + "track_logits_kl", "nats",
-        "Full tier. Mean KL(p_fp32 || p_fp8) per held-out position, same trained weights."),
-    BenchmarkSpec(
-        "bench_mtp.MTP.track_acceptance_rate", "fraction",
-        "Fraction of MTP draft tokens accepted under greedy speculative decoding, ModelConfig.tiny() (one MTP "
-        "module) trained 200 steps on the shipped corpus, 2 validation prompts.",
-        ()),
-    BenchmarkSpec(
-        "bench_mtp.MTP.track_speculative_speedup", "ratio",
-        "Tokens/s with MTP speculative decoding / tokens/s of plain greedy decoding, same outputs, the same "
-        "trained ModelConfig.tiny() model and prompts as the acceptance rate.",
-        ()),
-    BenchmarkSpec(
-        "bench_data.DataPipeline.track_tokens_per_second", "tokens/s",
-        "Tokens per second delivered by one tf.data worker (one-thread pool) reading the shipped synthetic "
-        "corpus (data/corpus), byte-level tokenising, packing, shuffling and batching 8 x 512 windows: the "
-        "median of 9 windows, with their spread.",
-        ()),
-    BenchmarkSpec(
-        "bench_data.DataPipeline.track_bpe_tokens_per_second", "tokens/s",
-        "Tokens per second delivered by one data-pipeline worker with a byte-level BPE tokenizer (8,192 ids, "
-        "trained with the tokenizers library) over real English text shipped by CPython (pydoc_data: the "
-        "Python Language Reference topics, ~465 KB): the median of 9 one-second windows, with their spread.",
-        ()),
-    BenchmarkSpec(
-        "bench_checkpoint.Checkpoint.track_save_load_seconds_671b", "s",
-        "Seconds to save then load a 671B checkpoint on one host, extrapolated linearly in bytes from "
-        "measured save+load of the bench model (FP8 weights + fp32 block scales).",
-        (), gate_on="bench_checkpoint.Checkpoint.track_save_load_over_raw_io"),
-    BenchmarkSpec(
-        "bench_checkpoint.Checkpoint.track_save_load_over_raw_io", "ratio",
-        "The regression gate's twin of track_save_load_seconds_671b: per repeat, checkpoint save+load seconds "
-        "over the seconds of a raw hashed write+fsync+read of the same bytes in the same directory, measured "
-        "right after it.",
-        ()),
-    BenchmarkSpec(
-        "bench_uptime.UptimeFull.track_uptime", "fraction",
-        "Share of wall time spent on training steps that were kept (steps x steady step time / wall time) "
-        "of a 200-step ModelConfig.tiny job checkpointing every 20 steps, under a supervisor that injects "
-        "kill -9 twice, kill -9 + a corrupted newest checkpoint, and a NaN batch at seeded steps and "
-        "restarts the job, which resumes from latest_good() (experiments.uptime). Full tier.",
-        ()),
-    BenchmarkSpec(
-        "bench_uptime.UptimeFull.track_weights_equal", "bool",
-        "1 when the faulted job's final weights and optimizer slots are bit-identical to the same job run "
-        "without faults (same seed and data order), else 0. Full tier.",
-        ()),
-    BenchmarkSpec(
-        "bench_uptime.UptimeFull.track_steps_lost_per_fault", "steps",
-        "Training steps recomputed per injected fault in the faulted job. Full tier.",
-        ()),
-    BenchmarkSpec(
-        "bench_uptime.UptimeFull.track_recovery_seconds", "s",
-        "Mean seconds from an injected fault (the kill, the NaN) to training resumed. Full tier.",
-        ()),
-    BenchmarkSpec(
-        "bench_uptime.UptimeFull.track_uptime_fault_free", "fraction",
-        "The uptime share of the same job without faults: what checkpointing alone costs. Full tier.",
-        ()),
-    BenchmarkSpec(
-        _CTX + "track_passkey_retention", "ratio",
-        "Full tier. Passkey exact-match accuracy at 4x the pretraining context (256 tokens, needles at depths 0, "
-        "1/4, 1/2, 3/4: all beyond any trained distance) / the pretrained model's accuracy at 1x (64 tokens, same "
-        "depths). Model: ModelConfig.tiny with a 32-wide rope key, 2 dense layers, no MTP, pretrained 4,000 steps of "
-        "16 x 64 tokens on passkey samples and cast documents; rope: the RoPE scaling its weights are loaded with at "
-        "256 tokens (yarn = DeepSeek's YaRN, pi = position interpolation, none = plain extrapolation); stage: "
-        "zero-shot, or after a 40-step fine-tune at 256 tokens (experiments.context_extension). Raises when the "
-        "1x accuracy is below 0.5 (the task was never learned).",
-        _params(rope=_ROPES, stage=_STAGES)),
-    BenchmarkSpec(
-        _CTX + "track_passkey_accuracy", "fraction",
-        "Full tier. Passkey exact-match accuracy at 4x context, mean over the four depths (same runs as "
-        "track_passkey_retention).",
-        _params(rope=_ROPES, stage=_STAGES)),
-    BenchmarkSpec(
-        _CTX + "track_ppl_ratio", "ratio",
-        "Full tier. exp(mean CE read in one 256-token window by the extended model - mean CE of the same target "
-        "tokens read in four 64-token windows by the pretrained model), 16 cast documents whose names recur "
-        "(experiments.context_tasks): below 1 the longer context helps, above 1 the extension hurts.",
-        _params(rope=_ROPES, stage=_STAGES)),
-    BenchmarkSpec(
-        "bench_training.Training.track_loss_spike_rate", "fraction",
-        "Fraction of training steps that are loss spikes per harness.qa.troubleshoot.loss_spike_count (above the "
-        "median of the previous 20 steps by > 6 robust std, or non-finite), 100-step training run of the tiny "
-        "MoE model (ModelConfig.tiny, balance_alpha=1e-4); bias: aux-loss-free balancing on, none: off.",
-        _params(balancing=("bias", "none"))),
-    BenchmarkSpec(
-        "bench_quality.Quality.track_doc_completeness", "fraction",
-        "Share of passed documentation checks over tf_impl/, reference/ and harness/ (harness.qa.docs_check): the "
-        "seed's code documentation standard as far as a program can check it: docstrings of modules, classes "
-        "and public functions, Args/Returns sections, type hints of every parameter and return, PascalCase/"
-        "snake_case names (rules D100-D107).",
-        ()),
-    BenchmarkSpec(
-        "bench_quality.Quality.track_test_coverage", "fraction",
-        "Line coverage of harness/, tf_impl/ and reference/ by the fast test suite (pytest-cov), from the "
-        "report a green run of the whole default suite on a clean checkout left for the benchmarked commit; "
-        "skipped (NaN) with the reason when there is none.",
-        ()),
-    BenchmarkSpec(
-        "bench_quality.SuiteRun.track_tests_passed", "fraction",
-        "Tests passed / tests selected in the latest recorded run of the whole default suite at the benchmarked "
-        "commit (.asv/tests/<sha>.json, harness.roadmap.testrun); skipped (NaN) when no run is recorded.",
-        ()),
-    BenchmarkSpec(
-        "bench_quality.SuiteRun.track_tests_failed", "tests",
-        "Tests that failed or errored in that recorded run.",
-        ()),
-    BenchmarkSpec(
-        "bench_quality.SuiteRun.track_tests_total", "tests",
-        "Tests pytest collected and selected in that recorded run.",
-        ()),
-    BenchmarkSpec(
-        "bench_quality.SuiteRun.track_group_passed", "fraction",
-        "Share of the tests named by a group of harness/roadmap/test_groups.toml that passed in that recorded run "
-        "(0 when none of them ran).",
-        _params(group=TEST_GROUPS)),
-    BenchmarkSpec(
-        "bench_quality.DevTools.track_pinned_tools_ok", "fraction",
-        "Share of pyproject's pinned requirements installed inside their pinned range whose top-level module "
-        "imports, on the interpreter running the benchmarks (harness.qa.devtools.check_pins).",
-        ()),
-    BenchmarkSpec(
-        "bench_quality.DevTools.track_pip_check_problems", "problems",
-        "Problems `python -m pip check` reports on the interpreter running the benchmarks (0 = consistent).",
-        ()),
-    BenchmarkSpec(
-        "bench_quality.Quality.track_troubleshooting_coverage", "fraction",
-        "Share of the spec's common issues (every error message, symptom and named issue of its troubleshooting "
-        "guide) and of held-out real failures (captured by scripts/capture_failures.py after the knowledge base "
-        "was frozen: CPU, GPU/CUDA and distributed setups) whose expected issue harness.qa.diagnosis ranks first "
-        "(harness.qa.diagnosis_coverage.troubleshooting_coverage); the dev captures the patterns came from do not count.",
-        ()),
-    BenchmarkSpec(
-        "bench_quality.Quality.track_progress_disagreement", "fraction",
-        "Share of the tasks of harness/qa/tasks.toml whose named tests ran in the recorded test run of the commit "
-        "(.asv/tests/<sha>.json) whose hand-set status disagrees with the status those tests give "
-        "(harness.qa.task_status: all passed -> done, any failed or absent -> in_progress).",
-        ()),
-)}
-
-
-@dataclass(frozen=True)
-class Check:
-    """One comparison: the value of ``benchmark`` at ``params`` against ``threshold``."""
-
-    benchmark: str
-    comparator: Comparator
-    threshold: float
-    unit: str
-    evidence: Evidence
-    params: tuple[tuple[str, Any], ...] = ()
-    tolerance: float = 0.0      # only for WITHIN
-    gate: bool = True           # False: context only, never decides the verdict
-    note: str = ""
-
-    @property
-    def label(self) -> str:
-        """Short name: ``method[param=value,...]``."""
-        short = self.benchmark.rsplit(".", 1)[-1]
-        if not self.params:
-            return short
-        return f"{short}[{','.join(f'{k}={v}' for k, v in self.params)}]"
-
-    @property
-    def threshold_text(self) -> str:
-        """The threshold as reports print it, e.g. ``>= 1 ratio``."""
-        if self.comparator is Comparator.WITHIN:
-            return f"{self.threshold:g}±{self.tolerance:g} {self.unit}"
-        return f"{self.comparator.value} {self.threshold:g} {self.unit}"
-
-    def holds(self, value: float) -> bool:
-        """True when the measured ``value`` meets this check's threshold."""
-        return self.comparator.holds(value, self.threshold, self.tolerance)
-
-
-@dataclass(frozen=True)
-class NotMeasured:
-    """A criterion this project delivers but cannot measure here, and the concrete reason (GPUs, a cluster,
-    a production service, human review)."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class NotDelivered:
-    """A criterion the spec asks for and this project does not build, and what is missing. Not met."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class Binding:
-    """How one criterion is decided: by its checks, by a roll-up (``derived``), NOT MEASURED with the reason,
-    or NOT DELIVERED with what is missing."""
-
-    criterion_id: str
-    checks: tuple[Check, ...] = ()
-    not_measured: NotMeasured | None = None
-    not_delivered: NotDelivered | None = None
-    derived: Check | None = None   # its ``benchmark`` names an entry of DERIVED, computed by harness.roadmap.validate
-
-    @property
-    def measurable(self) -> bool:
-        """True when a benchmark or a roll-up gives this criterion a value."""
-        return self.not_measured is None and self.not_delivered is None
-
-    @property
-    def evidence(self) -> tuple[Evidence, ...]:
-        """The evidence kinds of the gating checks (or of the roll-up), each once, in order."""
-        seen: list[Evidence] = []
-        for check in self.checks + ((self.derived,) if self.derived else ()):
-            if check.gate and check.evidence not in seen:
-                seen.append(check.evidence)
-        return tuple(seen)
-
+# Calibrated twins the regression gate compares instead of a raw value (raw benchmark -> twin): the same
+# measurement from the same run divided by a calibration of this host (a raw hashed write+fsync+read), so
+# that host noise cancels. The verdict reads the raw value against its threshold; the twin must grow with the
+# raw value and share its parameters (``check_bindings`` checks that against the suite).
+GATE_TWINS: dict[str, str] = {
+    "bench_checkpoint.Checkpoint.track_save_load_seconds_671b": "bench_checkpoint.Checkpoint.track_save_load_over_raw_io",
+}
 
 E, C = Evidence, Comparator
 
@@ -765,13 +370,17 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
 )}
 
 
-class BindingError(ValueError):
-    """A binding that cannot be evaluated: names an unknown criterion, benchmark or parameter."""
+def check_bindings(bindings: Mapping[str, Binding] = BINDINGS, suite: Mapping[str, BenchmarkInfo] | None = None,
+                   twins: Mapping[str, str] = GATE_TWINS) -> None:
+    """Raise BindingError listing every problem of ``bindings``.
 
-
-def check_bindings(bindings: Mapping[str, Binding] = BINDINGS,
-                   benchmarks: Mapping[str, BenchmarkSpec] = BENCHMARKS) -> None:
-    """Raise BindingError listing every problem: unbound or unknown criteria, unknown benchmarks/params."""
+    Always: unbound or unknown criteria, a binding of no kind or of two, only context checks, an unknown
+    roll-up. With ``suite`` (the benchmarks as asv describes them: ``harness.roadmap.suite.discover()``, or
+    ``benchmarks.json`` through ``harness.roadmap.results.load_benchmarks``), also every check against it: the
+    benchmark exists, the check selects each of its parameters with a value asv lists, its unit is the
+    benchmark's; every gate twin exists with its raw benchmark's parameters; and every benchmark of the suite
+    is read by a check or is a gate twin (a number no criterion reads is noise).
+    """
     problems: list[str] = []
     known = roadmap.all_criteria()
     problems += [f"criterion {cid} has no binding; add a Check or a NotMeasured to BINDINGS"
@@ -787,23 +396,43 @@ def check_bindings(bindings: Mapping[str, Binding] = BINDINGS,
             problems.append(f"binding {cid} has only context checks; at least one must gate the verdict")
         if binding.derived is not None and binding.derived.benchmark not in DERIVED:
             problems.append(f"{cid}: derived {binding.derived.benchmark} is not one of {sorted(DERIVED)}")
-        for check in binding.checks:
-            spec = benchmarks.get(check.benchmark)
-            if spec is None:
-                problems.append(f"{cid}: benchmark {check.benchmark} is not in BENCHMARKS")
-                continue
-            allowed = dict(spec.params)
-            if set(dict(check.params)) != set(allowed):
-                problems.append(f"{cid}: {check.label} must select every parameter of {check.benchmark}: "
-                                f"{sorted(allowed)}")
-            for name, value in check.params:
-                if name in allowed and value not in allowed[name]:
-                    problems.append(f"{cid}: {check.label}: {name}={value!r} is not one of {allowed[name]}")
-    for spec in benchmarks.values():
-        twin = benchmarks.get(spec.gate_on) if spec.gate_on else spec
-        if twin is None:
-            problems.append(f"{spec.name}: its gate_on twin {spec.gate_on} is not in BENCHMARKS")
-        elif twin.params != spec.params:
-            problems.append(f"{spec.name}: its gate_on twin {twin.name} must have the same parameters")
+        if suite is not None:
+            problems += [f"{cid}: {p}" for check in binding.checks for p in _suite_problems(check, suite)]
+    if suite is not None:
+        problems += _twin_problems(bindings, suite, twins)
     if problems:
         raise BindingError("criteria bindings are inconsistent:\n  " + "\n  ".join(problems))
+
+
+def _suite_problems(check: Check, suite: Mapping[str, BenchmarkInfo]) -> list[str]:
+    """What is wrong with ``check`` against the suite asv describes: unknown benchmark, parameter, value, unit."""
+    info = suite.get(check.benchmark)
+    if info is None:
+        return [f"benchmark {check.benchmark} is not in the asv suite (benchmarks/); add it there or fix the name"]
+    problems = []
+    allowed = dict(zip(info.param_names, info.params))
+    if set(dict(check.params)) != set(allowed):
+        problems.append(f"{check.label} must select every parameter of {check.benchmark}: {sorted(allowed)}")
+    for name, value in check.params:
+        if name in allowed and repr(value) not in allowed[name]:
+            problems.append(f"{check.label}: {name}={value!r} is not one of {list(allowed[name])}")
+    if check.unit != info.unit:
+        problems.append(f"{check.label}: unit {check.unit!r}, but asv records {info.unit!r} for {check.benchmark}")
+    return problems
+
+
+def _twin_problems(bindings: Mapping[str, Binding], suite: Mapping[str, BenchmarkInfo],
+                   twins: Mapping[str, str]) -> list[str]:
+    """Gate twins missing from the suite or with other parameters than their raw benchmark, and suite
+    benchmarks that no check reads and that are no gate twin."""
+    problems = []
+    for raw, twin in twins.items():
+        if twin not in suite:
+            problems.append(f"{raw}: its gate twin {twin} is not in the asv suite")
+        elif raw in suite and (suite[raw].param_names, suite[raw].params) != (suite[twin].param_names,
+                                                                              suite[twin].params):
+            problems.append(f"{raw}: its gate twin {twin} must have the same parameters")
+    read = {c.benchmark for b in bindings.values() for c in b.checks}
+    problems += [f"benchmark {name} is read by no check in BINDINGS and is no gate twin; bind it or drop it"
+                 for name in suite if name not in read and name not in set(twins.values())]
+    return problems

@@ -9,7 +9,7 @@ Two kinds of regression, both between the verdicts of two commits (``harness.roa
   is gone) counts; a check left out of a partial run (``-b REGEX``, the full tier not run), whose value
   is stale or absent, does not.
 * **Value.** A gating check measured at the later commit whose compared value (its own, or the
-  calibrated twin of ``BenchmarkSpec.gate_on``) is worse than the baseline's, same benchmark version
+  calibrated twin of ``GATE_TWINS``) is worse than the baseline's, same benchmark version
   only, by asv compare's rule: worse by more than ``FACTOR`` (asv's default ``--factor`` 1.1) *and*
   statistically different by ``asv._stats.is_different`` (a Mann-Whitney U test at p < 0.002 on the
   recorded samples when there are enough of them, otherwise non-overlapping 99% confidence intervals of

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Collection, Mapping, Sequence
 
 from harness import roadmap
-from harness.roadmap.criteria import BENCHMARKS, BINDINGS, SUCCESS_RATE, Binding, Check
+from harness.roadmap.criteria import BINDINGS, GATE_TWINS, SUCCESS_RATE, Binding, Check
 from harness.roadmap.results import AWAITING, BenchmarkInfo, CommitResults, ResultsError, Status, Value, lookup
 
 
@@ -65,7 +65,7 @@ class CheckResult:
     ``measured_at`` is the commit whose results hold the value (or the failure); None when no commit
     recorded it. ``stale`` is True when that is an earlier commit than the one evaluated. ``compared``
     is what the regression gate compares: this check's own value, or the calibrated twin named by
-    ``BenchmarkSpec.gate_on`` (``compared_name``).
+    ``harness.roadmap.criteria.GATE_TWINS`` (``compared_name``).
     """
 
     check: Check
@@ -197,8 +197,7 @@ def _compared(check: Check, value: Value, commit: CommitResults, benchmarks: Map
               earlier: Sequence[CommitResults]) -> tuple[Value | None, str]:
     """What the regression gate compares for ``check``: its own value, or the calibrated twin's value
     from the same run (None when the twin was not recorded with it)."""
-    spec = BENCHMARKS.get(check.benchmark)
-    twin = spec.gate_on if spec is not None else None
+    twin = GATE_TWINS.get(check.benchmark)
     if not twin:
         return value, check.benchmark
     try:

@@ -20,7 +20,8 @@ import venv
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.roadmap.criteria import BENCHMARKS, BINDINGS, Check
+from harness.roadmap import suite
+from harness.roadmap.criteria import BINDINGS, Check
 
 REPO = Path(__file__).resolve().parents[2]
 MACHINE = "harness-host"
@@ -59,7 +60,8 @@ def pick_check() -> tuple[str, Check]:
 
 def _benchmark_source(check: Check) -> str:
     module, cls, method = check.benchmark.split(".")
-    spec = BENCHMARKS[check.benchmark]
+    spec = suite.discover()[check.benchmark]   # asv's values are repr() strings: source text as they stand
+    params = "[" + ", ".join("[" + ", ".join(values) + "]" for values in spec.params) + "]"
     return textwrap.dedent(f'''\
         """Scratch stand-in for {check.benchmark}: returns the value values.json holds for its parameters."""
         import json
@@ -67,7 +69,7 @@ def _benchmark_source(check: Check) -> str:
 
 
         class {cls}:
-            params = {[list(v) for _, v in spec.params]!r}
+            params = {params}
             param_names = {list(spec.param_names)!r}
             version = "1"
 

@@ -1,10 +1,12 @@
 """Every criterion is bound, and every binding names a known benchmark and parameter values."""
 
+import functools
+
 import pytest
 
 from harness import roadmap
 from harness.roadmap import testrun
-from harness.roadmap.criteria import (BENCHMARKS, BINDINGS, DERIVED, Binding, BindingError, Check, Comparator, Evidence,
+from harness.roadmap.criteria import (BINDINGS, DERIVED, GATE_TWINS, Binding, BindingError, Check, Comparator, Evidence,
                                       NotDelivered, NotMeasured, check_bindings, group_passed)
 
 
@@ -16,15 +18,16 @@ def test_every_roadmap_criterion_is_bound_and_every_binding_is_in_the_roadmap():
     assert set(BINDINGS) == set(roadmap.all_criteria())
 
 
-def test_every_benchmark_in_the_table_answers_a_criterion():
-    """Each benchmark is read by a check, or is the calibrated twin the regression gate compares for one."""
+def test_every_gate_twin_answers_a_criterion():
+    """Each twin is the calibrated twin the regression gate compares for a benchmark a check reads, and no check
+    reads the twin itself (the suite side, every benchmark read or a twin: tests/benchmarks/test_suite_contract.py)."""
     used = {c.benchmark for b in BINDINGS.values() for c in b.checks}
-    twins = {BENCHMARKS[name].gate_on for name in used if BENCHMARKS[name].gate_on}
-    assert used | twins == set(BENCHMARKS) and not used & twins
+    twins = set(GATE_TWINS.values())
+    assert set(GATE_TWINS) <= used and not used & twins
 
 
 def test_benchmark_names_are_module_class_method():
-    for name in BENCHMARKS:
+    for name in {c.benchmark for b in BINDINGS.values() for c in b.checks} | set(GATE_TWINS.values()):
         module, cls, method = name.split(".")
         assert module.startswith("bench_") and cls[0].isupper() and method.startswith(("track_", "time_", "peakmem_"))
 
@@ -125,19 +128,36 @@ def test_check_bindings_reports_unknown_benchmark_and_param():
     bad["PX.tf_decode_speed"] = Binding("PX.tf_decode_speed", checks=(
         Check("bench_throughput.Throughput.track_tf_over_flax", Comparator.GE, 1, "ratio", Evidence.MEASURED,
               (("phase", "train"),)),))
-    with pytest.raises(BindingError, match="bench_nope.Nope.track_x is not in BENCHMARKS") as exc:
-        check_bindings(bad)
+    with pytest.raises(BindingError, match="bench_nope.Nope.track_x is not in the asv suite") as exc:
+        check_bindings(bad, _suite())
     assert "phase='train'" in str(exc.value)
 
 
 def test_check_bindings_reports_a_missing_gate_twin():
+    twins = dict(GATE_TWINS)
+    twins["bench_data.DataPipeline.track_tokens_per_second"] = "bench_data.DataPipeline.track_gone"
+    with pytest.raises(BindingError, match="gate twin bench_data.DataPipeline.track_gone is not in the asv suite"):
+        check_bindings(BINDINGS, _suite(), twins)
+
+
+def test_check_bindings_reports_a_wrong_unit_and_an_unread_benchmark():
     import dataclasses
 
-    benchmarks = dict(BENCHMARKS)
+    suite = dict(_suite())
     name = "bench_data.DataPipeline.track_tokens_per_second"
-    benchmarks[name] = dataclasses.replace(benchmarks[name], gate_on="bench_data.DataPipeline.track_gone")
-    with pytest.raises(BindingError, match="gate_on twin bench_data.DataPipeline.track_gone is not in BENCHMARKS"):
-        check_bindings(BINDINGS, benchmarks)
+    suite[name] = dataclasses.replace(suite[name], unit="bytes/s")
+    suite["bench_data.DataPipeline.track_orphan"] = dataclasses.replace(suite[name], name="orphan")
+    with pytest.raises(BindingError, match="unit 'tokens/s', but asv records 'bytes/s'") as exc:
+        check_bindings(BINDINGS, suite)
+    assert "bench_data.DataPipeline.track_orphan is read by no check" in str(exc.value)
+
+
+@functools.lru_cache(maxsize=1)
+def _suite():
+    """The suite as asv describes it (asv's discovery of benchmarks/)."""
+    from harness.roadmap import suite
+
+    return suite.discover()
 
 
 @pytest.mark.parametrize("comparator,value,expect", [
