@@ -12,6 +12,7 @@ Commands:
   equivalence  TF-vs-Flax checks (harness.interop.equivalence)
   diagnose     troubleshooting (harness.qa.troubleshoot)
   progress     progress tracker (harness.qa.progress)
+  serve        export a SavedModel, serve it with Ray Serve, query it (harness.serve_cli)
 
 Regressions are decided by harness.roadmap.gate against the previous recorded commit, or --baseline REF.
 
@@ -310,6 +311,7 @@ _HOOKS = {
     "diagnose": "harness.qa.troubleshoot",
     "progress": "harness.qa.progress",
     "docs": "harness.qa.docs_check",
+    "serve": "harness.serve_cli",
 }
 
 

@@ -111,23 +111,23 @@ class _Export(tf.Module):
     signature functions. The Transformer itself is not tracked, so its MTP modules and, in FP8 mode, its
     fp32 master weights are not saved."""
 
-    def __init__(self, model: Transformer):
+    def __init__(self, model: Transformer, sites: list[tuple[tf.Module, str]]):
         super().__init__(name="deepseek_v3_serving")
-        self.sites = _fp8_sites(model)
-        skip = {id(getattr(m, attr)) for m, attr in self.sites}
+        # ``sites`` is not kept as an attribute: tf.Module would track its modules and save their variables.
+        skip = {id(getattr(m, attr)) for m, attr in sites}
         used = {}
         for name, (var, _) in model.named_variables().items():
             if not name.startswith("mtp.") and id(var) not in skip:
                 used[id(var)] = var
         self.weights = list(used.values())
         self.fp8_codes, self.fp8_scales = [], []
-        for m, attr in self.sites:
+        for m, attr in sites:
             codes, scales = quantize_weight(getattr(m, attr))              # e4m3 [.., O, I], fp32 [.., O/128, I/128]
             self.fp8_codes.append(tf.Variable(codes, trainable=False, name="fp8_codes"))
             self.fp8_scales.append(tf.Variable(scales, trainable=False, name="fp8_scales"))
 
     def blocks(self) -> list[tuple[tf.Variable, tf.Variable]]:
-        """(codes, scales) per FP8 site, in ``sites`` order."""
+        """(codes, scales) per FP8 site, in the order of the ``sites`` it was built with."""
         return list(zip(self.fp8_codes, self.fp8_scales))
 
 
@@ -138,7 +138,8 @@ def _cache_specs(model: Transformer, batch: int) -> tuple[tf.TensorSpec, tf.Tens
     return kv, pe
 
 
-def _model_functions(model: Transformer, export: _Export, batch: int, chunks: Sequence[int]) -> dict:
+def _model_functions(model: Transformer, export: _Export, sites: list[tuple[tf.Module, str]], batch: int,
+                     chunks: Sequence[int]) -> dict:
     """The ``new_cache``, ``prefill`` and ``decode`` concrete functions for one batch size, by signature name."""
     kv_spec, pe_spec = _cache_specs(model, batch)
 
@@ -153,14 +154,14 @@ def _model_functions(model: Transformer, export: _Export, batch: int, chunks: Se
         caches = [(bufs[2 * i], bufs[2 * i + 1]) for i in range(model.cfg.n_layers)]
         positions = start + tf.range(tokens.shape[1])                                  # [c]
         cos, sin = tf.gather(model._cos, positions), tf.gather(model._sin, positions)  # [c, R/2]
-        with _dequantized(export.sites, export.blocks()):
+        with _dequantized(sites, export.blocks()):
             h, _ = model._trunk(tokens, cos, sin, caches, "absorb", start)            # [B, c, D]
             logits = model.head(model.norm(h))                                         # [B, c, V]
         return {"logits": logits, **state(bufs)}
 
     def decode(tokens, pos, kv, pe):
         bufs = buffers(kv, pe)
-        with _dequantized(export.sites, export.blocks()):
+        with _dequantized(sites, export.blocks()):
             logits = model._decode_impl(tokens, pos, "absorb", bufs)                  # [B, V]
         return {"logits": logits, **state(bufs)}
 
@@ -208,7 +209,7 @@ def _check_args(model: Transformer, batch_sizes: Sequence[int], chunks: Sequence
         raise ExportError("chunks must not contain 1: single tokens go through the decode signature")
 
 
-def metadata(model: Transformer, batch_sizes: Sequence[int], chunks: Sequence[int], export: _Export) -> dict:
+def metadata(model: Transformer, batch_sizes: Sequence[int], chunks: Sequence[int], fp8_weights: int) -> dict:
     """The description a TF-only server reads: config, shapes, signature names, tokenizer, weight storage."""
     cfg = model.cfg
     return {
@@ -222,7 +223,7 @@ def metadata(model: Transformer, batch_sizes: Sequence[int], chunks: Sequence[in
                   "pe": ["L", "B", cfg.max_seq_len, cfg.qk_rope_head_dim], "layers": cfg.n_layers},
         "tokenizer": {"kind": "bytes", "vocab": BYTE_VOCAB},
         "dtype": cfg.dtype.value,
-        "fp8_weights": len(export.sites),
+        "fp8_weights": fp8_weights,
         "signatures": {"new_cache": "new_cache_b{B}", "prefill": "prefill_b{B}_t{c}", "decode": "decode_b{B}",
                        "tokenize": "tokenize", "detokenize": "detokenize"},
     }
@@ -249,10 +250,11 @@ def export_savedmodel(model: Transformer, path: str | os.PathLike, *, batch_size
     out = Path(path)
     if out.exists() and not force:
         raise ExportError(f"{out} already exists; choose another path or pass force=True (--force) to replace it")
-    export = _Export(model)
+    sites = _fp8_sites(model)
+    export = _Export(model, sites)
     signatures = _tokenizer_functions()
     for b in batch_sizes:
-        signatures.update(_model_functions(model, export, b, chunks))
+        signatures.update(_model_functions(model, export, sites, b, chunks))
     for name, fn in signatures.items():
         setattr(export, name, fn)  # tracked, so `tf.saved_model.load(path).<name>` works beside the signatures
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -260,7 +262,7 @@ def export_savedmodel(model: Transformer, path: str | os.PathLike, *, batch_size
     try:
         tf.saved_model.save(export, str(tmp), signatures=signatures)
         (tmp / METADATA).parent.mkdir(exist_ok=True)
-        (tmp / METADATA).write_text(json.dumps(metadata(model, batch_sizes, chunks, export), indent=2) + "\n")
+        (tmp / METADATA).write_text(json.dumps(metadata(model, batch_sizes, chunks, len(sites)), indent=2) + "\n")
         if out.exists():
             old = out.with_name(f".{out.name}.old")
             shutil.rmtree(old, ignore_errors=True)
