@@ -21,6 +21,7 @@ import json
 import os
 import time
 
+import gevent
 from locust import HttpUser, LoadTestShape, constant, events, task
 from locust.exception import StopUser
 
@@ -39,6 +40,8 @@ class CompletionsUser(HttpUser):
     def complete(self) -> None:
         rid = next(_ids)
         if rid >= SPEC.get("max_requests", 0):
+            if all(r["outcome"] != "unfinished" for r in RECORDS.values()):
+                gevent.spawn(self.environment.runner.quit)  # the last request is answered: end the test now
             raise StopUser()
         prompts = SPEC["prompts"]
         record = {"id": rid, "prompt": rid % len(prompts), "sent": time.time(), "attempts": 0, "statuses": [],

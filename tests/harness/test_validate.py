@@ -27,16 +27,16 @@ def test_older_commit_passes_every_measured_criterion_but_not_the_success_rate(h
 
 
 def test_success_rate_fails_today_computed_from_the_fixture_verdicts(history):
-    """28 PASS against 15 NOT DELIVERED (not met) at a1a1a1a1: 28/43 = 0.65, far below the seed's 95%."""
+    """32 PASS against 12 NOT DELIVERED (not met) at a1a1a1a1: 32/44 = 0.73, far below the seed's 95%."""
     rate = history[0]["QA.milestone_success_rate"]
     (check,) = rate.checks
-    assert check.value == pytest.approx(28 / 43) and rate.verdict is Verdict.FAIL
+    assert check.value == pytest.approx(32 / 44) and rate.verdict is Verdict.FAIL
     assert check.check.evidence is Evidence.DERIVED
-    assert "28 of 43 criteria met" in rate.reason and "7 NOT MEASURED left out" in rate.reason
+    assert "32 of 44 criteria met" in rate.reason and "6 NOT MEASURED left out" in rate.reason
     # b2b2b2b2: FAILED-TO-RUN counts as not met, NOT MEASURED (skipped, missing) is left out, itself too.
     new = history[1]
     counts = success_rate(new, exclude=("QA.milestone_success_rate",)).counts
-    assert counts[Verdict.FAILED_TO_RUN] == 1 and counts[Verdict.NOT_DELIVERED] == 15
+    assert counts[Verdict.FAILED_TO_RUN] == 1 and counts[Verdict.NOT_DELIVERED] == 12
     counted = sum(counts[v] for v in (Verdict.PASS, Verdict.FAIL, Verdict.FAILED_TO_RUN, Verdict.NOT_DELIVERED))
     assert new["QA.milestone_success_rate"].checks[0].value == pytest.approx(counts[Verdict.PASS] / counted)
 
@@ -47,7 +47,7 @@ def test_success_rate_passes_when_everything_that_counts_passes(results_dir):
     bindings = {cid: Binding(cid, not_measured=NotMeasured("test: " + b.not_delivered.reason)) if b.not_delivered
                 else b for cid, b in BINDINGS.items()}
     res = evaluate(commit, load_benchmarks(results_dir), bindings)["QA.milestone_success_rate"]
-    assert res.verdict is Verdict.PASS and res.checks[0].value == 1.0 and "28 of 28" in res.reason
+    assert res.verdict is Verdict.PASS and res.checks[0].value == 1.0 and "32 of 32" in res.reason
 
 
 def test_verdicts_of_newer_commit(history):
