@@ -9,8 +9,8 @@
   query   ``POST /v1/completions`` with ``--prompt TEXT`` or ``--tokens 1,2,3`` and ``--max-tokens N``; prints
           the JSON answer.
 
-Exit codes: 0 done; 1 the server answered with an error (the message is printed); 2 bad usage, a missing or
-existing path, a port in use, or no server at the URL.
+Exit codes: 0 done; 1 the server answered with an error (the message is printed); 2 bad usage, a missing,
+corrupt or existing path, a port in use, a server whose replicas failed to start, or no server at the URL.
 """
 
 from __future__ import annotations
@@ -106,11 +106,11 @@ def _port_free(host: str, port: int) -> bool:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the server, block until SIGINT/SIGTERM, shut everything down."""
-    from serving.cluster import start, stop
-    from serving.runtime import read_metadata
+    from serving.cluster import DeployFailed, start, stop
+    from serving.runtime import check_export
 
     try:
-        read_metadata(args.model)
+        check_export(args.model)
     except (FileNotFoundError, ValueError) as exc:
         return _fail(str(exc))
     if not _port_free(args.host, args.port):
@@ -127,7 +127,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
-    server = start(args.model, host=args.host, port=args.port, num_cpus=args.num_cpus, **options)
+    try:
+        server = start(args.model, host=args.host, port=args.port, num_cpus=args.num_cpus, **options)
+    except (DeployFailed, TimeoutError) as exc:  # start() has shut everything down already
+        return _fail(str(exc))
     try:
         print(f"serving {args.model} at {server.url}/v1/completions (Ctrl-C to stop)", flush=True)
         while not stopping.wait(0.5):

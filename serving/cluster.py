@@ -102,7 +102,7 @@ def start(model_dir: str, *, port: int = DEFAULT_PORT, host: str = LOOPBACK, num
         serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": "WARNING"})
         serve.run(application(model_dir, **app_options), name=APP_NAME, route_prefix="/", blocking=False)
         server.processes = descendants()
-        wait_ready(server.url, ready_timeout_s)
+        _wait_deployed(server.url, ready_timeout_s)
     except BaseException:
         stop(server)
         raise
@@ -121,6 +121,30 @@ def wait_ready(url: str, timeout_s: float) -> dict[str, Any]:
             last = str(exc)
         time.sleep(0.5)
     raise TimeoutError(f"the server at {url} did not answer /v1/info within {timeout_s:.0f} s (last error: {last})")
+
+
+class DeployFailed(RuntimeError):
+    """Ray Serve gave up on the deployment: its replicas failed to start (the message says why)."""
+
+
+def _wait_deployed(url: str, timeout_s: float) -> dict[str, Any]:
+    """``wait_ready``, but give up as soon as Ray Serve reports the app DEPLOY_FAILED (a replica's constructor
+    failed its retries, e.g. on a corrupt export), with the replicas' error instead of a timeout."""
+    from ray import serve
+
+    from serving.app import APP_NAME
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        app = serve.status().applications.get(APP_NAME)
+        if app is not None and str(getattr(app.status, "value", app.status)) == "DEPLOY_FAILED":
+            messages = [app.message] + [d.message for d in app.deployments.values()]
+            raise DeployFailed("the completions app failed to deploy: " + " | ".join(m for m in messages if m)[-3000:])
+        try:
+            return wait_ready(url, min(5.0, max(deadline - time.monotonic(), 0.1)))
+        except TimeoutError:
+            if time.monotonic() >= deadline:
+                raise
 
 
 def replica_counts() -> dict[str, int]:

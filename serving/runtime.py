@@ -59,7 +59,7 @@ class Completion:
 def chunk_plan(length: int, chunks: Sequence[int]) -> list[int]:
     """Chunk lengths that feed a ``length``-token prompt: longest exported chunk first, then ones (decode).
 
-    The same plan as ``tf_impl.export.chunk_plan``; repeated here so that serving imports TensorFlow only.
+    ``tf_impl.export``'s docstring states the same plan; it lives here, with the server that feeds the chunks.
     """
     plan: list[int] = []
     for c in sorted(chunks, reverse=True):
@@ -68,16 +68,60 @@ def chunk_plan(length: int, chunks: Sequence[int]) -> list[int]:
     return plan + [1] * length
 
 
+REEXPORT = "write it again with `python -m harness serve export --out DIR --force`"
+
+
+class ExportInvalid(ValueError):
+    """A serving export that exists but cannot be served: corrupt or incomplete files, or another format."""
+
+
 def read_metadata(path: str | os.PathLike) -> dict:
     """The export's ``assets.extra/serving.json``; a clear error when ``path`` is not a serving export."""
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"{path} does not exist or is not a directory; give the directory written by "
+                                "`python -m harness serve export --out DIR`")
     meta_file = Path(path) / METADATA
     if not meta_file.is_file():
         raise FileNotFoundError(f"{path} is not a serving export (no {METADATA}); write one with "
                                 "`python -m harness serve export --out DIR`")
-    meta = json.loads(meta_file.read_text())
-    if meta.get("format") != SUPPORTED_FORMAT:
-        raise ValueError(f"{meta_file} has format {meta.get('format')!r}; this server reads format "
-                         f"{SUPPORTED_FORMAT}: export the model again with this version")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ExportInvalid(f"{meta_file} is not valid JSON ({exc}): the export is corrupt; {REEXPORT}") from None
+    if not isinstance(meta, dict) or meta.get("format") != SUPPORTED_FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise ExportInvalid(f"{meta_file} has format {found!r}; this server reads format "
+                            f"{SUPPORTED_FORMAT}: export the model again with this version")
+    return meta
+
+
+def check_export(path: str | os.PathLike) -> dict:
+    """The export's metadata, once its files are where a SavedModel has them and ``saved_model.pb`` parses.
+
+    Cheap (no weights are read): the CLI runs it before starting a cluster, so a missing or corrupt export
+    is refused in a second, not after a replica failed to load it three times. Raises FileNotFoundError
+    (not an export) or ExportInvalid (corrupt or incomplete), each naming the file and the fix.
+    """
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    meta = read_metadata(path)
+    graph = Path(path) / "saved_model.pb"
+    index = Path(path) / "variables" / "variables.index"
+    for needed in (graph, index):
+        if not needed.is_file():
+            raise ExportInvalid(f"{path} lacks {needed.relative_to(path)}: the export is incomplete; {REEXPORT}")
+    if not list(index.parent.glob("variables.data-*")):
+        raise ExportInvalid(f"{path} lacks its weights (variables/variables.data-*): the export is incomplete; "
+                            f"{REEXPORT}")
+    saved = saved_model_pb2.SavedModel()
+    try:
+        saved.ParseFromString(graph.read_bytes())
+    except DecodeError as exc:
+        raise ExportInvalid(f"{graph} does not parse as a SavedModel ({exc}): the export is corrupt; "
+                            f"{REEXPORT}") from None
+    if not saved.meta_graphs:
+        raise ExportInvalid(f"{graph} holds no graph (an empty or truncated file): the export is corrupt; {REEXPORT}")
     return meta
 
 
@@ -85,15 +129,27 @@ class ServingModel:
     """A loaded export: request checks, tokenizer and batched greedy generation."""
 
     def __init__(self, path: str | os.PathLike):
-        self.meta = read_metadata(path)
+        self.meta = check_export(path)
         self.path = Path(path)
-        self.loaded = tf.saved_model.load(str(path))
+        try:
+            self.loaded = tf.saved_model.load(str(path))
+        except Exception as exc:  # noqa: BLE001 (TF raises many kinds for damaged files; all mean the same here)
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            raise ExportInvalid(f"TensorFlow cannot load the SavedModel in {path} ({type(exc).__name__}: {first}): "
+                                f"its files are corrupt or incomplete; {REEXPORT}") from None
         self.fns = dict(self.loaded.signatures)
         self.batch_sizes: list[int] = sorted(self.meta["batch_sizes"])
         self.chunks: list[int] = list(self.meta["chunks"])
         self.vocab_size: int = int(self.meta["vocab_size"])
         self.max_seq_len: int = int(self.meta["max_seq_len"])
         self.byte_vocab: int = int(self.meta["tokenizer"]["vocab"])
+        names = ["tokenize", "detokenize"]
+        for b in self.batch_sizes:
+            names += [f"new_cache_b{b}", f"decode_b{b}"] + [f"prefill_b{b}_t{c}" for c in self.chunks]
+        missing = [n for n in names if n not in self.fns]
+        if missing:
+            raise ExportInvalid(f"the SavedModel in {path} lacks the signatures {missing} that its {METADATA} "
+                                f"lists: the files do not belong together; {REEXPORT}")
 
     # ------------------------------------------------------------------ requests
     def check(self, prompt: Sequence[int], max_tokens: int) -> None:

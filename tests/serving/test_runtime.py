@@ -87,3 +87,70 @@ def test_answer_reports_timings_from_arrival(served):
     out = answer(req, done, served.detokenize(done.tokens), {"pid": 1, "id": "r"})
     assert out["usage"] == {"prompt_tokens": 3, "completion_tokens": 2} and out["tokens"] == done.tokens
     assert out["timing"]["ttft_s"] == done.first_token - 100.0 and out["replica"] == {"pid": 1, "id": "r"}
+
+
+def _damaged(tiny_export, tmp_path, damage) -> str:
+    """A copy of the tiny export with ``damage(path)`` applied to it."""
+    import shutil
+
+    path = tmp_path / "damaged"
+    shutil.copytree(tiny_export, path)
+    damage(path)
+    return str(path)
+
+
+def _truncate(file):
+    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+
+
+DAMAGE = {
+    "no saved_model.pb": (lambda p: (p / "saved_model.pb").unlink(), "lacks saved_model.pb"),
+    "garbage saved_model.pb": (lambda p: (p / "saved_model.pb").write_bytes(b"not a saved model" * 10),
+                               "does not parse as a SavedModel"),
+    "empty saved_model.pb": (lambda p: (p / "saved_model.pb").write_bytes(b""), "holds no graph"),
+    "no weights": (lambda p: [f.unlink() for f in (p / "variables").glob("variables.data-*")], "lacks its weights"),
+    "no variables index": (lambda p: (p / "variables" / "variables.index").unlink(), "lacks variables/variables.index"),
+    "corrupt serving.json": (lambda p: (p / "assets.extra" / "serving.json").write_text('{"format": 1, '),
+                             "serving.json is not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGE))
+def test_a_damaged_export_is_refused_before_loading_naming_the_file_and_the_fix(tiny_export, tmp_path, case):
+    from serving.runtime import ExportInvalid, check_export
+
+    damage, message = DAMAGE[case]
+    path = _damaged(tiny_export, tmp_path, damage)
+    for action in (check_export, ServingModel):
+        with pytest.raises(ExportInvalid, match="serve export --out DIR --force") as err:
+            action(path)
+        assert message in str(err.value), str(err.value)
+
+
+def test_weights_damaged_inside_are_a_clear_error_from_the_load(tiny_export, tmp_path):
+    """Truncated weights pass the cheap check (the files are there) and fail TensorFlow's restore: the error says
+    which export, that its files are damaged and how to fix it, not TensorFlow's traceback."""
+    from serving.runtime import ExportInvalid, check_export
+
+    path = _damaged(tiny_export, tmp_path, lambda p: [_truncate(f) for f in (p / "variables").glob("variables.data-*")])
+    check_export(path)
+    with pytest.raises(ExportInvalid, match=r"TensorFlow cannot load the SavedModel in .*damaged.*corrupt or "
+                                            r"incomplete; write it again"):
+        ServingModel(path)
+
+
+def test_metadata_that_does_not_match_the_signatures_is_refused(tiny_export, tmp_path):
+    from serving.runtime import ExportInvalid
+
+    def claim_batch_8(p):
+        meta = json.loads((p / "assets.extra" / "serving.json").read_text())
+        meta["batch_sizes"] = [1, 4, 8]
+        (p / "assets.extra" / "serving.json").write_text(json.dumps(meta))
+
+    with pytest.raises(ExportInvalid, match=r"lacks the signatures \['new_cache_b8', 'decode_b8', 'prefill_b8_t8'\]"):
+        ServingModel(_damaged(tiny_export, tmp_path, claim_batch_8))
+
+
+def test_a_missing_directory_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist.*serve export --out DIR"):
+        read_metadata(tmp_path / "nowhere")
