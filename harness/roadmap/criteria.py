@@ -306,8 +306,8 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
                          "on a GPU host")),
     _measured("P6.availability",
               Check(_FLT + "track_availability", C.GT, 0.999, "fraction", E.PROXY,
-                    note="one SIGKILLed replica of two during 150 s of load on one host: a fault density far above "
-                         "production's; retries allowed, every request's outcome counted (full tier)"),
+                    note="one SIGKILLed replica of two during a 1,200-request load on one host: a fault density far "
+                         "above production's; retries allowed, every request's outcome counted (full tier)"),
               Check(_FLT + "track_requests", C.GE, 1000, "requests", E.PROXY,
                     note="the run holds enough requests for its share to resolve 0.1%"),
               Check(_FLT + "track_retried_share", C.LE, 0.1, "fraction", E.PROXY, gate=False,
