@@ -10,13 +10,16 @@ All three are full tier (``python -m harness run --full``): starting Ray and a r
 SavedModel load, XLA warm-up) alone takes ~40 s on this host, so even the plain load test does not fit the
 main job's budget.
 
-* ``ServingLoadFull`` (~2.5 minutes): one replica, 60 s of load (``experiments.serving.load_experiment``).
-* ``ServingFaultsFull`` (full tier, ~4 minutes): two replicas, 8 users asking 4 tokens after 16-token prompts
+Wall times below are setup_cache's, measured once on this 2-core host while other jobs kept its load average
+at 14-37 (so, slower than on an idle host).
+
+* ``ServingLoadFull`` (162 s): one replica, 60 s of load (``experiments.serving.load_experiment``).
+* ``ServingFaultsFull`` (630 s: the 480 s cap was reached at 1,097 requests): two replicas, 8 users asking 4 tokens after 16-token prompts
   until 1,200 requests were issued (the > 1,000 a 0.1% share needs; at most 480 s), one replica's process
   killed with SIGKILL 20 s in, clients retrying failed attempts (``experiments.serving_faults``). The
   requests are short because the share needs many of them: the first version asked 8 tokens after 64-token
   prompts for 150 s and issued only 143 requests on this host, too few to resolve 0.1%.
-* ``ServingAutoscaleFull`` (full tier, ~6 minutes): 1 to 2 replicas under Ray Serve's autoscaler, 1 user
+* ``ServingAutoscaleFull`` (327 s): 1 to 2 replicas under Ray Serve's autoscaler, 1 user
   for 30 s, 8 for 150 s, none for 60 s (``experiments.serving_autoscale``).
 """
 
