@@ -106,7 +106,7 @@ def _port_free(host: str, port: int) -> bool:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the server, block until SIGINT/SIGTERM, shut everything down."""
-    from serving.cluster import DeployFailed, start, stop
+    from serving.cluster import DeployFailed, RayStartFailed, start, stop
     from serving.runtime import check_export
 
     try:
@@ -129,7 +129,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stopping.set())
     try:
         server = start(args.model, host=args.host, port=args.port, num_cpus=args.num_cpus, **options)
-    except (DeployFailed, TimeoutError) as exc:  # start() has shut everything down already
+    except (DeployFailed, RayStartFailed, TimeoutError) as exc:  # start() has shut everything down already
         return _fail(str(exc))
     try:
         print(f"serving {args.model} at {server.url}/v1/completions (Ctrl-C to stop)", flush=True)

@@ -6,7 +6,9 @@ cluster, never joins another user's). Loopback only: Ray's processes listen and 
 (``_loopback_only``; by default Ray binds every interface and talks to the host's routable address),
 and the HTTP proxy listens on 127.0.0.1 unless told otherwise. ``local_server``
 shuts everything down on exit, even after an error: ``serve.shutdown()``, ``ray.shutdown()``, and
-then any process Ray started that is still alive is killed by its pid.
+then any process Ray started that is still alive is killed by its pid. Ray waits a fixed 30 s for its
+node to register; on a crowded host that can pass, so ``start`` tries up to ``RAY_START_ATTEMPTS`` times
+before it says the machine is overloaded.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ LOOPBACK = "127.0.0.1"
 DEFAULT_PORT = 8000
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
 READY_TIMEOUT_S = 600.0
+RAY_START_ATTEMPTS = 3   # Ray gives its raylet a fixed 30 s to register, too short on a crowded 2-core host
+
+
+class RayStartFailed(RuntimeError):
+    """Ray's own processes did not come up on this machine."""
 
 
 @dataclass
@@ -91,16 +98,29 @@ def start(model_dir: str, *, port: int = DEFAULT_PORT, host: str = LOOPBACK, num
     from serving.app import APP_NAME, application
 
     model_dir = os.path.abspath(model_dir)
-    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths live under it
-    server = Server(f"http://{host}:{port}", temp_dir)
+    for attempt in range(1, RAY_START_ATTEMPTS + 1):
+        temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths live under it
+        server = Server(f"http://{host}:{port}", temp_dir)
+        try:
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                     object_store_memory=OBJECT_STORE_BYTES, _node_ip_address=LOOPBACK, _temp_dir=temp_dir,
+                     namespace="serving", log_to_driver=False, configure_logging=False)
+            break
+        except Exception as exc:  # noqa: BLE001 (Ray raises a bare Exception for a node that did not come up)
+            stop(server)
+            if "timed out during startup" not in str(exc):
+                raise
+            if attempt == RAY_START_ATTEMPTS:
+                raise RayStartFailed(f"Ray's node did not come up within its 30 s, {attempt} times ({exc}); the "
+                                     "machine is overloaded: try again when it is quieter") from None
     try:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
-                 _node_ip_address=LOOPBACK, _temp_dir=temp_dir, namespace="serving", log_to_driver=False,
-                 configure_logging=False)
         server.gpus = int(ray.cluster_resources().get("GPU", 0))
         app_options.setdefault("num_gpus", 1 if server.gpus else 0)
         serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": "WARNING"})
-        serve.run(application(model_dir, **app_options), name=APP_NAME, route_prefix="/", blocking=False)
+        try:  # serve.run waits for the deployment and raises a bare RuntimeError when it failed
+            serve.run(application(model_dir, **app_options), name=APP_NAME, route_prefix="/", blocking=False)
+        except RuntimeError as exc:
+            raise DeployFailed(_failure_message() or str(exc)) from None
         server.processes = descendants()
         _wait_deployed(server.url, ready_timeout_s)
     except BaseException:
@@ -127,19 +147,27 @@ class DeployFailed(RuntimeError):
     """Ray Serve gave up on the deployment: its replicas failed to start (the message says why)."""
 
 
-def _wait_deployed(url: str, timeout_s: float) -> dict[str, Any]:
-    """``wait_ready``, but give up as soon as Ray Serve reports the app DEPLOY_FAILED (a replica's constructor
-    failed its retries, e.g. on a corrupt export), with the replicas' error instead of a timeout."""
+def _failure_message() -> str:
+    """Why the completions app failed to deploy (its replicas' errors), or "" while it has not failed."""
     from ray import serve
 
     from serving.app import APP_NAME
 
+    app = serve.status().applications.get(APP_NAME)
+    if app is None or str(getattr(app.status, "value", app.status)) != "DEPLOY_FAILED":
+        return ""
+    messages = [app.message] + [d.message for d in app.deployments.values()]
+    return "the completions app failed to deploy: " + " | ".join(m for m in messages if m)[-3000:]
+
+
+def _wait_deployed(url: str, timeout_s: float) -> dict[str, Any]:
+    """``wait_ready``, but give up as soon as Ray Serve reports the app DEPLOY_FAILED (a replica's constructor
+    failed its retries, e.g. on a corrupt export), with the replicas' error instead of a timeout."""
     deadline = time.monotonic() + timeout_s
     while True:
-        app = serve.status().applications.get(APP_NAME)
-        if app is not None and str(getattr(app.status, "value", app.status)) == "DEPLOY_FAILED":
-            messages = [app.message] + [d.message for d in app.deployments.values()]
-            raise DeployFailed("the completions app failed to deploy: " + " | ".join(m for m in messages if m)[-3000:])
+        message = _failure_message()
+        if message:
+            raise DeployFailed(message)
         try:
             return wait_ready(url, min(5.0, max(deadline - time.monotonic(), 0.1)))
         except TimeoutError:
