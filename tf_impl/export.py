@@ -44,6 +44,7 @@ from typing import Iterator, Sequence
 
 import tensorflow as tf
 
+from tf_impl.attention import CacheMode
 from tf_impl.data import byte_ids
 from tf_impl.fp8 import dequantize_weight, quantize_weight
 from tf_impl.linear import Linear
@@ -78,6 +79,16 @@ class _StateBuffer:
     def scatter_nd_update(self, indices: tf.Tensor, updates: tf.Tensor) -> None:
         """Write ``updates`` at ``indices`` (what ``tf.Variable.scatter_nd_update`` does in place)."""
         self.value = tf.tensor_scatter_nd_update(self.value, indices, updates)
+
+
+class _StateCache:
+    """What ``Transformer.hidden_states`` reads of a KVCache inside a tf.function (its per-layer buffers and
+    mode), over ``_StateBuffer`` values instead of variables."""
+
+    mode = CacheMode.ABSORB
+
+    def __init__(self, bufs: list[_StateBuffer]):
+        self.layers = [(bufs[i], bufs[i + 1]) for i in range(0, len(bufs), 2)]  # [(kv, pe)] per layer
 
 
 def _fp8_sites(model: Transformer) -> list[tuple[tf.Module, str]]:
@@ -151,18 +162,15 @@ def _model_functions(model: Transformer, export: _Export, sites: list[tuple[tf.M
 
     def prefill(tokens, start, kv, pe):
         bufs = buffers(kv, pe)
-        caches = [(bufs[2 * i], bufs[2 * i + 1]) for i in range(model.cfg.n_layers)]
-        positions = start + tf.range(tokens.shape[1])                                  # [c]
-        cos, sin = tf.gather(model._cos, positions), tf.gather(model._sin, positions)  # [c, R/2]
         with _dequantized(sites, export.blocks()):
-            h, _ = model._trunk(tokens, cos, sin, caches, "absorb", start)            # [B, c, D]
-            logits = model.head(model.norm(h))                                         # [B, c, V]
+            h, _ = model.hidden_states(tokens, _StateCache(bufs), start)                 # [B, c, D]
+            logits = model.logits(h)                                                   # [B, c, V]
         return {"logits": logits, **state(bufs)}
 
     def decode(tokens, pos, kv, pe):
         bufs = buffers(kv, pe)
         with _dequantized(sites, export.blocks()):
-            logits = model._decode_impl(tokens, pos, "absorb", bufs)                  # [B, V]
+            logits = model._decode_impl(tokens, pos, CacheMode.ABSORB, bufs)          # [B, V]
         return {"logits": logits, **state(bufs)}
 
     def new_cache():
