@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from harness.config import ModelConfig
-from harness.equivalence import TOLERANCES
+from harness.interop.tolerances import TOLERANCES
 
 CLIENT = Path(__file__).with_name("tf_only_client.py")
 
