@@ -42,6 +42,8 @@ from harness.roadmap.results import BenchmarkInfo
 # Full-tier experiments (run by ``python -m harness run --full``; see benchmarks/bench_fp8.py, bench_context.py).
 _FP8 = "bench_fp8.FP8StabilityFull."
 _CTX = "bench_context.ContextExtensionFull."
+_PIPE = "bench_pipeline.PipelineBubbles."
+_PPS = (4, 6)
 TEST_GROUPS = tuple(testrun.load_groups())
 
 # Calibrated twins the regression gate compares instead of a raw value (raw benchmark -> twin): the same
@@ -219,8 +221,13 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
               Check(_SPIKES, C.LE, 0.01, "fraction", E.PROXY, (("balancing", "none"),), gate=False,
                     note="context: the same run without balancing")),
     # ---- Phase 3
-    _not_delivered("P3.dualpipe_bubbles", "DualPipe is not implemented, nor a schedule simulation that could "
-                                          "measure its bubbles on this host (issue 14)"),
+    _measured("P3.dualpipe_bubbles",
+              *(Check(_PIPE + "track_bubble_reduction", C.GT, 0.40, "fraction", E.SIMULATION, (("pp", pp),),
+                      note=f"PP={pp}, 20 micro-batches: both schedules replayed with per-stage F, B, W measured on "
+                           "the bench model (6 layers) on this CPU; F&B charged F + B (no overlap credit). The "
+                           "schedules run on logical devices with gradients equal to the unpipelined step, and "
+                           "match the published memory table (2x parameters, PP + 1 activations) (tests)")
+                for pp in _PPS)),
     _not_delivered("P3.scale_64_gpus", _NO_DIST + "; scaling to 64 GPUs would also need the GPUs"),
     _not_delivered("P3.optimizer_memory", "ZeRO-1 optimizer-state partitioning is not implemented (issue 14); "
                                           "its saving is measurable on logical CPU devices once it is"),
