@@ -77,10 +77,6 @@ class Schedule:
         """The rank's ops in execution order (an F&B pair contributes its F, then its BW)."""
         return [op for slot in self.ranks[rank] for op in slot]
 
-    def direction_of(self, micro: int) -> int:
-        """The direction micro-batch ``micro`` travels in."""
-        return int(self.name == "dualpipe" and micro >= self.n_micro // 2)
-
     def param_copies(self, rank: int) -> int:
         """How many stages' parameters the rank holds (1F1B: 1, DualPipe: 2)."""
         return sum(1 for r in self.placement.values() if r == rank)
