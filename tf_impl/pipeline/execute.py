@@ -40,7 +40,15 @@ class PipelineError(ValueError):
 
 
 def stage_layers(n_layers: int, n_stages: int) -> list[range]:
-    """Contiguous layer ranges, one per stage, sizes differing by at most one (earlier stages larger)."""
+    """Contiguous layer ranges, one per stage, sizes differing by at most one (earlier stages larger).
+
+    Args:
+        n_layers: the model's transformer layers.
+        n_stages: pipeline stages to cut them into (1 <= n_stages <= n_layers).
+
+    Returns:
+        one ``range`` of layer indices per stage, in order.
+    """
     if not 1 <= n_stages <= n_layers:
         raise PipelineError(f"cannot cut {n_layers} layers into {n_stages} pipeline stages: every stage needs at "
                             f"least one layer; use at most {n_layers} stages or a deeper model")
@@ -189,7 +197,7 @@ def _rank_loop(rank: int, schedule: Schedule, stages: dict, micro_tokens: list, 
                         del tapes[key]
 
 
-def run(model: Transformer, schedule: Schedule, tokens, devices: list[str] | None = None,
+def run(model: Transformer, schedule: Schedule, tokens: np.ndarray, devices: list[str] | None = None,
         timeout: float = 600.0) -> Result:
     """Run one training step's forward and backward of ``model`` on ``tokens`` [B, T] under ``schedule``.
 

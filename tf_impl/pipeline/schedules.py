@@ -98,7 +98,15 @@ def _check_counts(pp: int, n_micro: int, what: str) -> None:
 
 def one_f_one_b(pp: int, n_micro: int) -> Schedule:
     """The 1F1B schedule (PipeDream-flush): rank r runs min(PP-1-r, M) warm-up forwards, then alternates
-    one forward with one full backward, then drains the remaining backwards. One direction, stage r on rank r."""
+    one forward with one full backward, then drains the remaining backwards. One direction, stage r on rank r.
+
+    Args:
+        pp: pipeline ranks (= stages).
+        n_micro: micro-batches per step.
+
+    Returns:
+        the schedule.
+    """
     _check_counts(pp, n_micro, "1F1B")
     ranks = []
     for r in range(pp):
@@ -166,6 +174,13 @@ def dualpipe(pp: int, n_micro: int) -> Schedule:
     two overlapped F&B pairs (the steady state; the two middle ranks run their first round unoverlapped);
     H-h-1 rounds of backward + F&B pair; h+1 pairs of backwards of both directions (the later half split, their
     weight gradients deferred); H-h-1 rounds of weight + split backward; h+1 weight gradients to finish.
+
+    Args:
+        pp: pipeline ranks (= stages), even.
+        n_micro: micro-batches per step, even and >= 2 * pp; micro-batches n_micro/2.. travel the other way.
+
+    Returns:
+        the schedule, with ``placement`` holding both copies of every stage.
     """
     if pp < 2 or pp % 2:
         raise ScheduleError(f"DualPipe needs an even number of pipeline ranks >= 2, got PP={pp}; use PP=2, 4, 8, ...")
@@ -219,7 +234,16 @@ SCHEDULES = {"1f1b": one_f_one_b, "dualpipe": dualpipe}
 
 
 def build(name: str, pp: int, n_micro: int) -> Schedule:
-    """The schedule called ``name`` (``1f1b`` or ``dualpipe``) for ``pp`` ranks and ``n_micro`` micro-batches."""
+    """The schedule called ``name`` for ``pp`` ranks and ``n_micro`` micro-batches.
+
+    Args:
+        name: ``1f1b`` or ``dualpipe``.
+        pp: pipeline ranks.
+        n_micro: micro-batches per step.
+
+    Returns:
+        the schedule; unknown names and impossible sizes raise ``ScheduleError``.
+    """
     if name not in SCHEDULES:
         raise ScheduleError(f"unknown pipeline schedule {name!r}; choose one of {sorted(SCHEDULES)}")
     return SCHEDULES[name](pp, n_micro)
@@ -236,6 +260,9 @@ def validate(schedule: Schedule) -> None:
     Cross-rank dependencies (F after the previous stage's F, B after the next stage's B) and that no rank
     runs two slots at once are checked by replaying the schedule (``simulate.simulate`` raises on a deadlock;
     ``simulate.Timeline.check`` on overlapping slots).
+
+    Args:
+        schedule: the schedule to check.
     """
     problems: list[str] = []
     seen: dict[tuple[Kind, int, int], tuple[int, int]] = {}

@@ -34,7 +34,19 @@ class Costs:
     @classmethod
     def uniform(cls, n_stages: int, f: float, b: float, w: float, fb: float | None = None,
                 comm: float = 0.0) -> "Costs":
-        """Every stage alike; ``fb`` is the cost of an overlapped F&B pair (default ``f + b``: no overlap)."""
+        """Every stage alike.
+
+        Args:
+            n_stages: pipeline stages.
+            f: forward chunk seconds.
+            b: full backward chunk seconds.
+            w: its weight-gradient part (0 <= w <= b).
+            fb: seconds of an overlapped F&B pair (default ``f + b``: no overlap).
+            comm: seconds for an activation or gradient to reach another rank.
+
+        Returns:
+            the costs.
+        """
         return cls((f,) * n_stages, (b,) * n_stages, (w,) * n_stages, 0.0 if fb is None else f + b - fb, comm)
 
     def __post_init__(self):
@@ -123,7 +135,15 @@ def _ready_at(slot: tuple[Op, ...], rank: int, done: dict, costs: Costs, last_st
 
 
 def simulate(schedule: Schedule, costs: Costs) -> Timeline:
-    """Replay ``schedule`` with ``costs``; raises ``ScheduleError`` naming the stuck slots on a deadlock."""
+    """Replay ``schedule`` with ``costs``; raises ``ScheduleError`` naming the stuck slots on a deadlock.
+
+    Args:
+        schedule: what each rank runs, in order.
+        costs: seconds per op and stage.
+
+    Returns:
+        the timeline: start and end of every slot on every rank.
+    """
     if len(costs.f) != schedule.n_stages:
         raise ValueError(f"costs cover {len(costs.f)} stages, the schedule has {schedule.n_stages}")
     done: dict[tuple, tuple[float, int]] = {}  # (kind, micro, stage) -> (finish time, rank)
@@ -153,7 +173,19 @@ def simulate(schedule: Schedule, costs: Costs) -> Timeline:
 
 def bubble_formula(name: str, pp: int, f: float, b: float, w: float, fb: float | None = None) -> float:
     """The published bubble (DualPipe README, DeepSeek-V3 report Table 2) for uniform stages:
-    1F1B ``(PP-1)(F+B)``; DualPipe ``(PP/2-1)(F&B+B-3W)``, F&B defaulting to F+B (no overlap)."""
+    1F1B ``(PP-1)(F+B)``; DualPipe ``(PP/2-1)(F&B+B-3W)``.
+
+    Args:
+        name: ``1f1b`` or ``dualpipe``.
+        pp: pipeline ranks.
+        f: forward chunk seconds.
+        b: full backward chunk seconds.
+        w: its weight-gradient part.
+        fb: an overlapped F&B pair's seconds (default F + B: no overlap).
+
+    Returns:
+        the bubble in seconds.
+    """
     if name == "1f1b":
         return (pp - 1) * (f + b)
     if name == "dualpipe":
