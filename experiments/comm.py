@@ -53,7 +53,7 @@ def collective_share(n_devices: int = 2, rounds: int = 5, seed: int = 0) -> dict
 
     from harness.config import ModelConfig
     from tf_impl import Transformer
-    from tf_impl.train import compute_loss
+    from tf_impl.losses import compute_loss
 
     cfg = ModelConfig.bench()
     strategy = tf.distribute.MirroredStrategy(devices)

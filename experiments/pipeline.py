@@ -68,7 +68,7 @@ def gradient_check(names: Sequence[str], pp: int, n_micro: int, seq_len: int = 1
 
     from tf_impl import Transformer
     from tf_impl.pipeline import execute, schedules
-    from tf_impl.train import compute_loss
+    from tf_impl.losses import compute_loss
 
     cfg = bench_config()
     plans = [schedules.build(name, pp, n_micro) for name in names]

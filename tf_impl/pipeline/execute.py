@@ -13,7 +13,7 @@ Op semantics, on the rank's device, eagerly:
 * W: the gradient with respect to the stage's weights (from the same tape), accumulated per copy.
 * BW: both in one call.
 
-The loss is ``compute_loss``'s (CE + MTP + sequence balance, as ``tf_impl.train``) of the whole batch:
+The loss is ``compute_loss``'s (CE + MTP + sequence balance, ``tf_impl.losses``) of the whole batch:
 every micro-batch has the same shape, so the batch's mean is the mean of the micro-batch means, and each
 micro-batch's loss enters with weight 1/M. The balance loss is a sum over MoE layers, so each stage adds
 its own layers' terms. After the step, the gradients of the copies of one tensor (DualPipe's two
@@ -32,7 +32,7 @@ import tensorflow as tf
 from tf_impl.model import Transformer
 from tf_impl.moe import MoE
 from tf_impl.pipeline.schedules import Kind, Schedule
-from tf_impl.train import cross_entropy, mtp_loss, sequence_balance_loss
+from tf_impl.losses import main_loss, mtp_loss, sequence_balance_loss
 
 
 class PipelineError(ValueError):
@@ -83,7 +83,7 @@ class Stage(tf.Module):
                       for o, c in zip(om.trainable_variables, cm.trainable_variables)]
         if self.embed is not None:
             self.pairs.append((model.embed, self.embed))
-        self._cos, self._sin = model._cos, model._sin
+        self._rope = model.rope_at
 
     def weights(self) -> list[tf.Variable]:
         """This copy's trainable variables, in ``pairs`` order."""
@@ -94,7 +94,7 @@ class Stage(tf.Module):
         if pad:  # an MTP block routes T-k positions; pad as forward_aux does so T counts the routed ones
             scores = tf.pad(scores, [[0, 0], [0, pad], [0, 0]])
             indices = tf.pad(indices, [[0, 0], [0, pad], [0, 0]], constant_values=-1)
-        return self.cfg.balance_alpha * sequence_balance_loss(scores, indices, self.cfg.n_routed_experts)
+        return self.cfg.balance_alpha * sequence_balance_loss(scores, indices)
 
     def __call__(self, x: tf.Tensor, tokens: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """``(h [b, T, D], this stage's loss terms)``; the last stage returns ``(loss, loss)``.
@@ -103,11 +103,11 @@ class Stage(tf.Module):
         ``tokens`` [b, T]: the micro-batch (stage 0's input; the last stage's targets and MTP inputs).
         """
         t = tokens.shape[1]
-        cos, sin = self._cos[:t], self._sin[:t]
+        cos, sin = self._rope(0, t)                                              # [T, R/2] each
         h = tf.gather(self.embed, tokens) if self.first else x                   # [b, T, D]
         extra = tf.constant(0.0)
         for block in self.blocks:
-            h, info = block(h, cos, sin, None, "naive", 0, True)
+            h, info = block(h, cos, sin, differentiable=True)
             if info is not None and self.cfg.balance_alpha:
                 extra += self._balance(info)
         if not self.last:
@@ -121,7 +121,7 @@ class Stage(tf.Module):
             mtp_logits.append(self.head(module.norm(h)))                         # [b, T-k, V]
             if info is not None and self.cfg.balance_alpha:
                 extra += self._balance(info, pad=k)
-        loss = cross_entropy(logits[:, :-1], tokens[:, 1:]) + mtp_loss(mtp_logits, tokens, self.cfg.mtp_lambda) + extra
+        loss = main_loss(logits, tokens) + mtp_loss(mtp_logits, tokens, self.cfg.mtp_lambda) + extra
         return loss, loss
 
 
