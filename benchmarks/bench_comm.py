@@ -7,11 +7,12 @@ Two views, both gating:
   logical CPU devices under ``tf.distribute.MirroredStrategy``: each replica's forward and backward over
   1,536 tokens (DeepSeek-V3's tokens per step per parameter held per GPU, times the bench model's size),
   then TF's own all-reduce of every gradient. It is the data-parallel all-reduce, not the expert-parallel
-  all-to-all that dominates DeepSeek-V3's communication. Wall time: about 4 minutes on the loaded 2-core
-  host (three rounds of a 2 x 6-micro-batch step), hence the full tier.
+  all-to-all that dominates DeepSeek-V3's communication. Wall time: setup_cache 164 s on the 2-core host
+  at load average ~20 (three rounds of a 2 x 6-micro-batch step), hence the full tier.
 * ``CommModel`` (SIMULATION): ``experiments.comm_model``'s stated cost model of one 64-GPU expert-parallel
   group on 8 nodes at the 671B shapes, NVLink 160 GB/s and IB 50 GB/s, replayed by the DualPipe
-  simulator: the share of the step that communication adds beyond computation. Pure arithmetic: ~1 s.
+  simulator: the share of the step that communication adds beyond computation. Arithmetic only: setup_cache
+  15 s at load ~20, mostly the TensorFlow import the simulator's package brings.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ F&B pair charged the full F + B (no credit for overlap: this CPU has no communic
 The schedules themselves are executed on logical devices, gradients equal to the unpipelined step's, in
 ``tests/experiments/test_pipeline.py``; the simulator matches the published formulas in
 ``tests/tf_impl/test_pipeline_schedules.py``.
-Wall time: about a minute on the loaded 2-core host (model build, six stages traced, five rounds).
+Wall time: setup_cache 153 s on the 2-core host at load average ~20 (model build, six stages traced, five
+rounds); an upper bound.
 Memory per rank against the published table (DualPipe 2x parameters, PP + 1 activations) is read from the
 generated schedules in the tests, not here: it is a property of the schedule, not of this host.
 """
