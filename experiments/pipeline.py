@@ -5,7 +5,7 @@ Three pieces, each usable alone:
 * ``gradient_check``: run one training step of the bench model under a schedule on logical CPU devices
   (``tf_impl.pipeline.execute``) and compare its loss and every gradient with the unpipelined step
   (``forward_aux`` + ``compute_loss`` on the whole batch), in units of the one tolerance table
-  (``harness.equivalence.TOLERANCES``: ``loss``, ``gradients``). Logical devices must exist before TF
+  (``harness.interop.tolerances.TOLERANCES``: ``loss``, ``gradients``). Logical devices must exist before TF
   initialises, so callers run it in a fresh process: ``python -m experiments.pipeline grads ...``.
 * ``stage_costs``: per-stage seconds of a forward chunk F, a full backward chunk B and its weight part W,
   measured on the bench model cut into PP stages (graph-mode ``tf.function`` per stage, interleaved
@@ -48,7 +48,7 @@ def bench_config(balance_alpha: float = 1e-2) -> ModelConfig:
 
 def _max_over_tolerance(a: np.ndarray, b: np.ndarray, key: str) -> float:
     """max|a - b| / allowed, allowed per the tolerance table's row ``key`` (b is the unpipelined reference)."""
-    from harness.equivalence import TOLERANCES
+    from harness.interop.tolerances import TOLERANCES
 
     tol = TOLERANCES[key]
     scale = np.max(np.abs(b)) if tol.per == "tensor" else np.abs(b)
