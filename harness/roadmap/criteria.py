@@ -44,6 +44,7 @@ _FP8 = "bench_fp8.FP8StabilityFull."
 _CTX = "bench_context.ContextExtensionFull."
 _PIPE = "bench_pipeline.PipelineBubbles."
 _PPS = (4, 6)
+_THR = "bench_throughput.Throughput."
 TEST_GROUPS = tuple(testrun.load_groups())
 
 # Calibrated twins the regression gate compares instead of a raw value (raw benchmark -> twin): the same
@@ -416,6 +417,24 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
     _measured("PX.moe_sparsity",
               Check("bench_moe.MoE.track_time_ratio_64_vs_8_experts", C.LE, 1.5, "ratio", E.MEASURED,
                     note="8x the experts should cost far less than 8x the time")),
+    _measured("PX.prefill_mfu",
+              Check(_THR + "track_prefill_mfu", C.GE, 0.70, "fraction", E.MEASURED, (("framework", "tf-xla"),),
+                    note="bench config, B=8 x T=256, absorbed cache; against the fastest fp32 GEMM timed beside "
+                         "each prefill in the same process (issue 13)"),
+              Check(_THR + "track_prefill_mfu", C.GE, 0.70, "fraction", E.MEASURED, (("framework", "flax-jit"),),
+                    gate=False, note="context: the Flax peer's utilisation in the same rounds"),
+              Check(_THR + "track_gemm_peak", C.GT, 0.0, "GFLOP/s", E.MEASURED, (("engine", "tf"),), gate=False,
+                    note="context: the peak's engines side by side (jax, numpy) in the asv HTML")),
+    _measured("PX.decode_roofline",
+              Check(_THR + "track_decode_over_floor", C.LE, 2.0, "ratio", E.MEASURED, (("framework", "tf-xla"),),
+                    note="bench config, B=8 after 256 cached tokens, absorbed cache; floor = bytes it must read "
+                         "over a parallel copy's bandwidth timed beside each step in the same process (issue 13)"),
+              Check(_THR + "track_decode_over_floor", C.LE, 2.0, "ratio", E.MEASURED, (("framework", "flax-jit"),),
+                    gate=False, note="context: the Flax peer against the same floor"),
+              Check(_THR + "track_decode_bytes", C.GT, 0.0, "bytes", E.MEASURED, gate=False,
+                    note="context: what the floor divides (weights of the experts actually routed to, filled cache)"),
+              Check(_THR + "track_stream_bandwidth", C.GT, 0.0, "GB/s", E.MEASURED, gate=False,
+                    note="context: the bandwidth measured in the same run")),
 )}
 
 
