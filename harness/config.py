@@ -252,6 +252,26 @@ class ModelConfig:
         return cls(**{**base, **overrides})
 
     @classmethod
+    def mtp_proxy(cls, **overrides: Any) -> "ModelConfig":
+        """Deep and thin, for self-speculative decoding: one MTP module costs what it costs in DeepSeek-V3.
+
+        Speculative decoding's speed-up is bounded by the drafter's cost relative to the trunk. In the
+        671B model one MTP module (``eh_proj``, one MoE block, the shared head) activates ~4.4% of the
+        weights one trunk forward does (61 blocks and the head; ``experiments.mtp_speedup.mtp_cost_ratio``
+        counts them); the 2-layer ``tiny`` spends ~66% on it, which caps the speed-up below 1.5x at any
+        acceptance. This preset keeps tiny's width class and the byte vocabulary of the shipped corpus
+        but has 32 layers (3 dense, as V3), so the ratio is ~4.6% (~1/22), within 1.1x of the 671B value.
+        """
+        base = dict(
+            max_batch_size=4, max_seq_len=128, vocab_size=256, dim=128, inter_dim=256, moe_inter_dim=64,
+            n_layers=32, n_dense_layers=3, n_heads=4, n_routed_experts=8, n_shared_experts=1,
+            n_activated_experts=2, n_expert_groups=2, n_limited_groups=1, score_func=ScoreFunc.SIGMOID,
+            route_scale=2.5, q_lora_rank=64, kv_lora_rank=32, qk_nope_head_dim=32, qk_rope_head_dim=16,
+            v_head_dim=32, original_seq_len=128, rope_factor=4.0, n_mtp_modules=1,
+        )
+        return cls(**{**base, **overrides})
+
+    @classmethod
     def v3_671b(cls, **overrides: Any) -> "ModelConfig":
         """The published DeepSeek-V3 671B values (configs/config_671B.json). Shape-only: never allocate it."""
         base = dict(
@@ -341,11 +361,11 @@ class ModelConfig:
     def named(cls, name_or_path: str, presets: Mapping[str, Callable[[], "ModelConfig"]] | None = None) -> "ModelConfig":
         """A preset by name or a path to a JSON file (what the CLIs accept).
 
-        ``presets`` defaults to ``tiny``, ``bench`` and ``v3_671b``; a CLI with its own set of names
+        ``presets`` defaults to ``tiny``, ``bench``, ``mtp_proxy`` and ``v3_671b``; a CLI with its own set of names
         (the equivalence suite's) passes that set instead, and gets the same JSON handling and errors.
         """
         if presets is None:
-            presets = {"tiny": cls.tiny, "bench": cls.bench, "v3_671b": cls.v3_671b}
+            presets = {"tiny": cls.tiny, "bench": cls.bench, "mtp_proxy": cls.mtp_proxy, "v3_671b": cls.v3_671b}
         if name_or_path in presets:
             return presets[name_or_path]()
         if name_or_path.endswith(".json"):
