@@ -44,11 +44,9 @@ def _tokens(cfg, seed: int = 0) -> np.ndarray:
 
 def _worst(a: dict, b: dict, key: str) -> tuple[float, bool]:
     """Worst error over tolerance across named tensors, and whether all are within ``TOLERANCES[key]``."""
-    from harness.equivalence import TOLERANCES, _over_tolerance, _within
+    from harness.equivalence import over_tolerance, within
 
-    tol = TOLERANCES[key]
-    worst = max(_over_tolerance(a[n], b[n], tol) for n in b)
-    return worst, all(_within(a[n], b[n], tol) for n in b)
+    return max(over_tolerance(a[n], b[n], key) for n in b), all(within(a[n], b[n], key) for n in b)
 
 
 def _tf_reference(cfg, state, tokens):
@@ -57,7 +55,8 @@ def _tf_reference(cfg, state, tokens):
 
     from harness.config import TrainConfig
     from tf_impl import Transformer
-    from tf_impl.train import Trainer, compute_loss
+    from tf_impl.losses import compute_loss
+    from tf_impl.train import Trainer
 
     model = Transformer(cfg, seed=0, compiled=False)
     model.load_state_dict(state)
@@ -83,8 +82,8 @@ def tf_main(n_devices: int, layouts: list[tuple[int, int]]) -> dict:
 
     devices = use_logical_devices(n_devices)
     from harness.config import MeshConfig, ModelConfig, TrainConfig
-    from harness.equivalence import TOLERANCES, _within
-    from harness.equivalence_train import _step_rows
+    from harness.equivalence import within
+    from harness.equivalence_train import step_rows as judge_step
     from tf_impl import Transformer
     from tf_impl.parallel import DeviceMesh
     from tf_impl.parallel.expert_parallel import ExpertParallel
@@ -103,7 +102,7 @@ def tf_main(n_devices: int, layouts: list[tuple[int, int]]) -> dict:
         d_grads, parts = model.gradients(tokens)
         d_rec = model.train_step(tokens)
         d_after = model.state_dict()
-        step_rows = _step_rows(state, d_after, after, d_grads, grads, TrainConfig())
+        step_rows = judge_step(state, d_after, after, d_grads, grads, TrainConfig())
         tokens_local = BATCH * SEQ // mesh.size
         n_moe = load.shape[0]
         d = cfg.dim
@@ -113,9 +112,9 @@ def tf_main(n_devices: int, layouts: list[tuple[int, int]]) -> dict:
         out["layouts"][f"{dp}x{ep}"] = {
             "zero": zero,
             "logits_max_abs": float(np.abs(d_logits - logits).max()),
-            "logits_ok": _within(d_logits, logits, TOLERANCES["logits"]),
+            "logits_ok": within(d_logits, logits, "logits"),
             "loss": parts["loss"], "loss_ref": loss,
-            "loss_ok": _within(parts["loss"], loss, TOLERANCES["loss"]),
+            "loss_ok": within(parts["loss"], loss, "loss"),
             "grads_over_tolerance": _worst(d_grads, grads, "gradients")[0],
             "grads_ok": _worst(d_grads, grads, "gradients")[1],
             "step_ok": all(r.passed for r in step_rows),
@@ -142,7 +141,7 @@ def checkpoint_check(cfg, state, tokens, devices) -> dict:
     import tempfile
 
     from harness.config import MeshConfig
-    from harness.equivalence import TOLERANCES, _within
+    from harness.equivalence import within
     from tf_impl.parallel import DeviceMesh
     from tf_impl.parallel.expert_parallel import ExpertParallel
     from tf_impl.parallel.sharded_checkpoint import load_sharded, save_sharded
@@ -167,7 +166,7 @@ def checkpoint_check(cfg, state, tokens, devices) -> dict:
     a, b = big.state_dict(), small.state_dict()
     return {"from": "2x4", "to": "1x4", "files": written["files"], "bytes": written["bytes"],
             "write_s": written["seconds"], "read_s": read_s, "restored_exactly": restored,
-            "next_step_ok": all(_within(a[n], b[n], TOLERANCES["step_weights"]) for n in a),
+            "next_step_ok": all(within(a[n], b[n], "step_weights") for n in a),
             "next_step_max_abs": max(float(np.abs(a[n] - b[n]).max()) for n in a)}
 
 
@@ -194,7 +193,7 @@ def jax_main(n_devices: int, layouts: list[tuple[int, int]]) -> dict:
     import jax
 
     from harness.config import MeshConfig, ModelConfig
-    from harness.equivalence import TOLERANCES, _within
+    from harness.equivalence import within
     from reference import Transformer as Flax
     from reference import train as ref_train
     from reference.parallel import ExpertParallel, make_mesh
@@ -220,8 +219,8 @@ def jax_main(n_devices: int, layouts: list[tuple[int, int]]) -> dict:
         d_after = model.state_dict()
         out["layouts"][f"{dp}x{ep}"] = {
             "logits_max_abs": float(np.abs(logits - tf_logits).max()),
-            "logits_ok": _within(logits, tf_logits, TOLERANCES["logits"]),
-            "loss": loss, "loss_ok": _within(loss, tf_loss, TOLERANCES["loss"]),
+            "logits_ok": within(logits, tf_logits, "logits"),
+            "loss": loss, "loss_ok": within(loss, tf_loss, "loss"),
             "grads_over_tolerance": _worst(grads, tf_grads, "gradients")[0],
             "grads_ok": _worst(grads, tf_grads, "gradients")[1],
             "step_weights_over_tolerance": _worst(d_after, after, "step_weights")[0],

@@ -9,8 +9,9 @@ those gradients over the devices. The routed experts of a MoE layer run through
 (``reference.moe.grouped_swiglu``), and comes back the same way. Capacity C = M * min(K, L) rows per
 peer: nothing is dropped, so the result equals the unsharded model.
 
-Axis letters: M tokens of one device, K activated experts, P = M*K pairs, D model width, X devices
-on the expert axis, C capacity, L local experts (E / X).
+Axis letters (docs/internals.md): X tokens of one device, K activated experts, A = X*K assignments,
+D model width, M devices on the expert axis; declared here: P capacity (rows one device sends
+another), J local experts (E / M), as in tf_impl/parallel/expert_parallel.py.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from harness.config import MeshConfig, ModelConfig, TrainConfig
 from reference import moe as ref_moe
-from reference.model import Transformer
-from reference.train import _loss_and_load, adamw_step, bias_update, learning_rate, moe_bias_paths
+from reference.model import Transformer, to_canonical
+from reference.losses import bias_update, compute_loss
+from reference.optim import adamw_step, learning_rate
+from reference.train import moe_bias_paths
 
 AXES = ("data", "expert")
 
@@ -46,27 +49,27 @@ def make_mesh(mesh: MeshConfig, devices=None) -> Mesh:
 
 
 def dispatch_all_to_all(x, weights, indices, w1, w2, w3, *, fp8: bool, axis: str = "expert"):
-    """Inside ``shard_map``: ``sum_k weights[:, k] * expert_{indices[:, k]}(x)`` for ``x`` [M, D] with the
-    experts spread over ``axis``; ``w1``/``w3`` [L, F, D] and ``w2`` [L, D, F] are this device's shard."""
-    m, d = x.shape
+    """Inside ``shard_map``: ``sum_k weights[:, k] * expert_{indices[:, k]}(x)`` for ``x`` [X, D] with the
+    experts spread over ``axis``; ``w1``/``w3`` [J, F, D] and ``w2`` [J, D, F] are this device's shard."""
+    n, d = x.shape
     k, n_local = indices.shape[1], w1.shape[0]
     n_ranks = jax.lax.axis_size(axis)
-    p, cap = m * k, m * min(k, n_local)
-    flat = indices.reshape(p)                                                    # (P,)
-    dest, local = flat // n_local, flat % n_local                                # (P,), (P,)
-    to = jax.nn.one_hot(dest, n_ranks, dtype=jnp.int32)                          # (P, X)
-    pos = jnp.sum((jnp.cumsum(to, axis=0) - to) * to, axis=-1)                   # (P,) order among pairs to dest
-    slot = dest * cap + pos                                                      # (P,)
-    rows = x[jnp.arange(p) // k]                                                 # (P, D)
-    payload = jnp.concatenate([rows, (local + 1).astype(x.dtype)[:, None]], -1)  # (P, D+1); id 0 = padding
-    send = jnp.zeros((n_ranks * cap, d + 1), x.dtype).at[slot].set(payload)      # (X*C, D+1)
-    recv = jax.lax.all_to_all(send, axis, 0, 0, tiled=True)                      # (X*C, D+1)
-    ids = recv[:, d].astype(jnp.int32) - 1                                       # (X*C,); -1 = padding
-    valid = (ids >= 0).astype(jnp.float32)[:, None]                              # (X*C, 1)
-    y = ref_moe.grouped_swiglu(recv[:, :d], valid, jnp.maximum(ids, 0)[:, None], w1, w2, w3, fp8=fp8)  # (X*C, D)
-    back = jax.lax.all_to_all(y, axis, 0, 0, tiled=True)                         # (X*C, D)
-    y_pairs = back[slot].reshape(m, k, d)                                        # (M, K, D)
-    return jnp.einsum("MKD,MK->MD", y_pairs, weights)
+    a, cap = n * k, n * min(k, n_local)
+    flat = indices.reshape(a)                                                    # [A]
+    dest, local = flat // n_local, flat % n_local                                # [A], [A]
+    to = jax.nn.one_hot(dest, n_ranks, dtype=jnp.int32)                          # [A, M]
+    pos = jnp.sum((jnp.cumsum(to, axis=0) - to) * to, axis=-1)                   # [A] order among those to dest
+    slot = dest * cap + pos                                                      # [A]
+    rows = x[jnp.arange(a) // k]                                                 # [A, D]
+    payload = jnp.concatenate([rows, (local + 1).astype(x.dtype)[:, None]], -1)  # [A, D+1]; id 0 = padding
+    send = jnp.zeros((n_ranks * cap, d + 1), x.dtype).at[slot].set(payload)      # [M*P, D+1]
+    recv = jax.lax.all_to_all(send, axis, 0, 0, tiled=True)                      # [M*P, D+1]
+    ids = recv[:, d].astype(jnp.int32) - 1                                       # [M*P]; -1 = padding
+    valid = (ids >= 0).astype(jnp.float32)[:, None]                              # [M*P, 1]
+    y = ref_moe.grouped_swiglu(recv[:, :d], valid, jnp.maximum(ids, 0)[:, None], w1, w2, w3, fp8=fp8)  # [M*P, D]
+    back = jax.lax.all_to_all(y, axis, 0, 0, tiled=True)                         # [M*P, D]
+    y_assigned = back[slot].reshape(n, k, d)                                     # [X, K, D]
+    return jnp.einsum("XKD,XK->XD", y_assigned, weights)
 
 
 class ShardedExperts(ref_moe.Experts):
@@ -118,7 +121,9 @@ class ExpertParallel:
         graphdef = self.graphdef
 
         def local_loss(params, biases, tokens):
-            loss, (parts, load) = _loss_and_load(params, graphdef, biases, tokens)
+            logits, aux = nnx.merge(graphdef, params, biases).forward_aux(tokens)
+            loss, parts = compute_loss(logits, aux, tokens, self.cfg)
+            load = aux["expert_load"]
             n = jax.lax.psum(1, AXES)
             return (jax.lax.psum(loss, AXES) / n,
                     (jax.tree.map(lambda v: jax.lax.psum(v, AXES) / n, parts), jax.lax.psum(load, AXES)))
@@ -145,8 +150,7 @@ class ExpertParallel:
 
     def gradients(self, tokens) -> tuple[dict[str, np.ndarray], float]:
         """Canonically named gradients of the global mean loss, and the loss."""
-        from reference.model import to_canonical
-
+        
         loss, grads = self._grads(self.params, self.biases, self._tokens(tokens))
         return to_canonical(grads, self.cfg.n_routed_experts), float(loss)
 
@@ -164,7 +168,6 @@ class ExpertParallel:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The canonical state, gathered from the mesh."""
-        from reference.model import to_canonical
-
+        
         e = self.cfg.n_routed_experts
         return {**to_canonical(self.params, e), **to_canonical(self.biases, e)}

@@ -1,18 +1,18 @@
 """Expert parallelism: routed experts sharded over the expert axis, tokens moved by all-to-all.
 
-Axis letters (the repository's, plus): M tokens of one rank, K activated experts, P = M*K (token,
-expert) pairs, D model width, X ranks of one expert-parallel group, C rows one rank can send to
-another (capacity), L local experts of a rank (E / X).
+Axis letters (docs/internals.md's alphabet): X tokens of one rank, K activated experts, A = X*K
+(token, expert) assignments, D model width, M ranks of one expert-parallel group (mesh devices); and,
+declared here, P rows one rank can send to another (capacity), J local experts of a rank (E / M).
 
 One rank's MoE layer (``ExpertDispatch``):
-1. the gate (replicated) routes its M tokens: P pairs, each to expert ``e`` on rank ``e // L``;
-2. every pair's row is written to the send buffer [X, C, D] at (its rank, its order among the pairs
-   to that rank); C = M * min(K, L) is the most any rank can receive from one rank, so nothing is
+1. the gate (replicated) routes its X tokens: A assignments, each to expert ``e`` on rank ``e // J``;
+2. every assignment's row is written to the send buffer [M, P, D] at (its rank, its order among the
+   assignments to that rank); P = X * min(K, J) is the most one rank can send another, so nothing is
    ever dropped and the result equals the single-device model exactly (static shapes, no capacity
    factor); the row's local expert id rides along as one extra column;
-3. all-to-all: each rank receives [X, C, D] rows for its L experts, runs them through the same tiled
+3. all-to-all: each rank receives [M, P, D] rows for its J experts, runs them through the same tiled
    SwiGLU as the single-device model (``tf_impl.moe.tiled_swiglu``), and all-to-all sends them back;
-4. every pair reads its row back and the K rows of a token are summed with the gate weights.
+4. every assignment reads its row back and the K rows of a token are summed with the gate weights.
 Padding rows are zero and map to local expert 0: SwiGLU(0) = 0 and they add nothing to any gradient.
 
 Shared experts, attention, norms, embedding, head and the gate are replicated on every rank; their
@@ -29,8 +29,8 @@ from harness.config import ModelConfig, TrainConfig
 from tf_impl.model import Transformer
 from tf_impl.moe import MoE, dispatch_plan, sparse_dispatch, tiled_swiglu
 from tf_impl.parallel.mesh import Collectives, DeviceMesh
-from tf_impl.parallel.zero import FlatAdamW, flat_layout
-from tf_impl.train import bias_update, compute_loss
+from tf_impl.losses import bias_update, compute_loss
+from tf_impl.parallel.zero import FlatAdamW, split_flat
 
 _EXPERT_WEIGHTS = ("w1", "w2", "w3")
 
@@ -40,40 +40,41 @@ class ExpertDispatch:
 
     def __init__(self, moe: MoE, coll: Collectives, rank: int, group: tuple[int, ...], n_local: int):
         self.moe, self.coll, self.rank, self.group, self.n_local = moe, coll, rank, group, n_local
-        self.sent_rows: tf.Tensor | None = None  # pairs sent to other ranks, last traced call [scalar]
+        self.sent_rows: tf.Tensor | None = None  # assignments sent to other ranks, last traced call
 
     def __call__(self, x: tf.Tensor, weights: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
-        m, d = x.shape
-        k, x_ranks, n_local = indices.shape[1], len(self.group), self.n_local
-        p, cap = m * k, m * min(k, n_local)
-        flat = tf.reshape(indices, [p])                                          # [P]
-        dest, local = flat // n_local, flat % n_local                            # [P], [P]
-        to = tf.one_hot(dest, x_ranks, dtype=tf.int32)                           # [P, X]
-        pos = tf.reduce_sum(tf.cumsum(to, axis=0, exclusive=True) * to, -1)      # [P] order among pairs to dest
-        slot = dest * cap + pos                                                  # [P] row in the send buffer
-        rows = tf.gather(x, tf.range(p) // k)                                    # [P, D]
-        payload = tf.concat([rows, tf.cast(local + 1, x.dtype)[:, None]], -1)    # [P, D+1]; id 0 marks padding
-        send = tf.reshape(tf.scatter_nd(slot[:, None], payload, [x_ranks * cap, d + 1]), [x_ranks, cap, d + 1])
+        n, d = x.shape
+        k, n_ranks, n_local = indices.shape[1], len(self.group), self.n_local
+        a, cap = n * k, n * min(k, n_local)
+        flat = tf.reshape(indices, [a])                                          # [A]
+        dest, local = flat // n_local, flat % n_local                            # [A], [A]
+        to = tf.one_hot(dest, n_ranks, dtype=tf.int32)                           # [A, M]
+        pos = tf.reduce_sum(tf.cumsum(to, axis=0, exclusive=True) * to, -1)      # [A] order among those to dest
+        slot = dest * cap + pos                                                  # [A] row in the send buffer
+        rows = tf.gather(x, tf.range(a) // k)                                    # [A, D]
+        payload = tf.concat([rows, tf.cast(local + 1, x.dtype)[:, None]], -1)    # [A, D+1]; id 0 marks padding
+        send = tf.reshape(tf.scatter_nd(slot[:, None], payload, [n_ranks * cap, d + 1]),
+                          [n_ranks, cap, d + 1])                                 # [M, P, D+1]
         me = self.group.index(self.rank)
         self.sent_rows = tf.reduce_sum(tf.cast(dest != me, tf.int32))
-        recv = tf.reshape(self.coll.all_to_all(send, self.rank, self.group), [x_ranks * cap, d + 1])  # [X*C, D+1]
-        ids = tf.maximum(tf.cast(recv[:, d], tf.int32) - 1, 0)                   # [X*C]; padding -> expert 0
-        y = self._local_experts(recv[:, :d], ids)                                # [X*C, D]
-        back = tf.reshape(self.coll.all_to_all(tf.reshape(y, [x_ranks, cap, d]), self.rank, self.group),
-                          [x_ranks * cap, d])                                    # [X*C, D]
-        y_pairs = tf.reshape(tf.gather(back, slot), [m, k, d])                   # [M, K, D]
-        return tf.einsum("MKD,MK->MD", y_pairs, weights)
+        recv = tf.reshape(self.coll.all_to_all(send, self.rank, self.group), [n_ranks * cap, d + 1])  # [M*P, D+1]
+        ids = tf.maximum(tf.cast(recv[:, d], tf.int32) - 1, 0)                   # [M*P]; padding -> expert 0
+        y = self._local_experts(recv[:, :d], ids)                                # [M*P, D]
+        back = tf.reshape(self.coll.all_to_all(tf.reshape(y, [n_ranks, cap, d]), self.rank, self.group),
+                          [n_ranks * cap, d])                                    # [M*P, D]
+        y_assigned = tf.reshape(tf.gather(back, slot), [n, k, d])                # [X, K, D]
+        return tf.einsum("XKD,XK->XD", y_assigned, weights)
 
     def _local_experts(self, xs: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
-        """SwiGLU of rows ``xs`` [R, D] by their local expert ``ids`` [R]; the single-device tiled scheme."""
+        """SwiGLU of rows ``xs`` [M*P, D] by their local expert ``ids`` [M*P]; the single-device tiled scheme."""
         r, d = xs.shape
         tile_rows, n_rows = dispatch_plan(r, self.n_local, loop=False)
         slot_of_row, row_of_slot, counts, row_start = sparse_dispatch(ids[:, None], self.n_local, tile_rows, n_rows)
-        xs_ext = tf.concat([xs, tf.zeros([1, d], xs.dtype)], 0)                  # [R+1, D]; row R is zero
+        xs_ext = tf.concat([xs, tf.zeros([1, d], xs.dtype)], 0)                  # [M*P+1, D]; last row zero
         sorted_rows = tf.gather(xs_ext, tf.where(row_of_slot < r, row_of_slot, r))  # [n_rows, D]
         moe = self.moe
         y = tiled_swiglu(sorted_rows, counts, row_start, tile_rows, moe.w1, moe.w2, moe.w3, moe._matmul)
-        return tf.gather(y, slot_of_row)                                         # [R, D]
+        return tf.gather(y, slot_of_row)                                         # [M*P, D]
 
 
 def _moes(model: Transformer) -> list[MoE]:
@@ -114,7 +115,7 @@ class ExpertParallel:
                 for moe in _moes(model):
                     for n in _EXPERT_WEIGHTS:
                         full = getattr(moe, n)
-                        shards[id(full)] = tf.Variable(full[lo:lo + self.n_local], name=n)  # [L, ...] shard
+                        shards[id(full)] = tf.Variable(full[lo:lo + self.n_local], name=n)  # [J, ...] shard
                         setattr(moe, n, shards[id(full)])
                     moe.dispatch = ExpertDispatch(moe, self.coll, rank, mesh.expert_group(rank), self.n_local)
                 model._params = {}  # a replica is not a standalone model: its state is gathered by state_dict()
@@ -266,7 +267,7 @@ class ExpertParallel:
                 arr = value(0, pos)
                 out[name] = np.array(arr if index is None else arr[index], np.float32)
             else:
-                rank = index // self.n_local  # data index 0, expert index index // L
+                rank = index // self.n_local  # data index 0, expert index index // J
                 out[name] = np.array(value(rank, pos)[index % self.n_local], np.float32)
         return out
 
@@ -285,7 +286,7 @@ class ExpertParallel:
                 rep.append([entries[0][1], var.shape.as_list()])
                 continue
             for e in range(self.mesh.ep):
-                # The shard [L, ...] flattens row-major: expert e*L + j's tensor is run j.
+                # The shard [J, ...] flattens row-major: expert e*J + j's tensor is run j.
                 exp[e].extend([name, var.shape.as_list()[1:]] for index, name in entries
                               if index // self.n_local == e)
         return rep, exp
@@ -311,12 +312,12 @@ class ExpertParallel:
         for slot_i, slot in enumerate(("m", "v")):
             pieces = [getattr(self.optimizers[r][0], slot).numpy() for r in self.mesh.all_ranks]
             full_rep = pieces[0] if self.optimizers[0][0].parts == 1 else np.concatenate(pieces)
-            out[slot_i].update(_named(full_rep, rep))
+            out[slot_i].update(split_flat(full_rep, rep))
             for e in range(self.mesh.ep):
                 ranks = [d * self.mesh.ep + e for d in range(self.mesh.dp)]
                 pieces = [getattr(self.optimizers[r][1], slot).numpy() for r in ranks]
                 full = pieces[0] if self.optimizers[ranks[0]][1].parts == 1 else np.concatenate(pieces)
-                out[slot_i].update(_named(full, exp[e]))
+                out[slot_i].update(split_flat(full, exp[e]))
         return out
 
     def optimizer_bytes(self) -> list[int]:
@@ -328,16 +329,6 @@ class ExpertParallel:
         return [sum(v.shape.num_elements() * v.dtype.size for v in vs) for vs in self.variables]
 
 
-def _named(flat: np.ndarray, layout: list) -> dict[str, np.ndarray]:
-    """Cut a flat vector into the ``[name, shape]`` runs of ``layout`` (padding at the end is dropped)."""
-    out, offset = {}, 0
-    for name, shape in layout:
-        n = int(np.prod(shape))
-        out[name] = flat[offset:offset + n].reshape(shape)
-        offset += n
-    return out
-
-
 def _flatten(tensors: list) -> tf.Tensor:
     return tf.concat([tf.reshape(t, [-1]) for t in tensors], 0) if tensors else tf.zeros([0])
 
@@ -347,4 +338,4 @@ def _unflatten(flat: tf.Tensor, like: list) -> list:
     return [tf.reshape(p, t.shape) for p, t in zip(tf.split(flat, sizes), like)]
 
 
-__all__ = ["ExpertDispatch", "ExpertParallel", "flat_layout"]
+__all__ = ["ExpertDispatch", "ExpertParallel"]

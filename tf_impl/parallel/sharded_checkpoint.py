@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from harness.io import CheckpointError
-from tf_impl.parallel.expert_parallel import _named
+from tf_impl.parallel.zero import split_flat
 
 MANIFEST = "manifest.json"
 FORMAT = "sharded-v1"
@@ -156,10 +156,10 @@ def load_sharded(path: str) -> dict:
 
     result = {"state": {}, "m": {}, "v": {}, "count": int(shards[0]["count"]), "config": meta["config"]}
     for key, target in (("param", "state"), ("m", "m"), ("v", "v")):
-        result[target].update(_named(np.concatenate([s[f"rep.{key}"] for s in shards]), meta["rep"]))
+        result[target].update(split_flat(np.concatenate([s[f"rep.{key}"] for s in shards]), meta["rep"]))
         for e in range(ep):
             ranks = [d * ep + e for d in range(dp)]
-            result[target].update(_named(np.concatenate([shards[r][f"exp.{key}"] for r in ranks]), meta["exp"][e]))
+            result[target].update(split_flat(np.concatenate([shards[r][f"exp.{key}"] for r in ranks]), meta["exp"][e]))
     for i, name in enumerate(meta.get("biases", [])):
         result["state"][name] = shards[0][f"bias.{i}"]
     return result

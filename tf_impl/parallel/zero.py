@@ -16,16 +16,16 @@ import numpy as np
 import tensorflow as tf
 
 from harness.config import TrainConfig
-from tf_impl.train import learning_rate
+from tf_impl.optim import learning_rate
 
 
-def flat_layout(tensors) -> list[tuple[int, list[int]]]:
-    """``[(offset, shape)]`` of each tensor in the concatenation of their flattened values."""
-    out, offset = [], 0
-    for t in tensors:
-        shape = [int(s) for s in t.shape]
-        out.append((offset, shape))
-        offset += int(np.prod(shape))
+def split_flat(flat: np.ndarray, layout) -> dict[str, np.ndarray]:
+    """Cut a flat vector into the ``[name, shape]`` runs of ``layout``, in order (trailing padding dropped)."""
+    out, offset = {}, 0
+    for name, shape in layout:
+        n = int(np.prod(shape))
+        out[name] = flat[offset:offset + n].reshape(shape)
+        offset += n
     return out
 
 
