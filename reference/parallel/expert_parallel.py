@@ -6,7 +6,7 @@ The mesh has the axes ``("data", "expert")`` (``harness.config.MeshConfig``'s si
 those gradients over the devices. The routed experts of a MoE layer run through
 ``dispatch_all_to_all``: each (token, expert) pair's row goes to its expert's device with
 ``jax.lax.all_to_all``, is run through the same blocked SwiGLU as the single-device reference
-(``reference.moe.grouped_swiglu``), and comes back the same way. Capacity C = M * min(K, L) rows per
+(``reference.moe.grouped_swiglu``), and comes back the same way. Capacity P = X * min(K, J) rows per
 peer: nothing is dropped, so the result equals the unsharded model.
 
 Axis letters (docs/internals.md): X tokens of one device, K activated experts, A = X*K assignments,

@@ -274,7 +274,7 @@ class ExpertParallel:
     def flat_layout(self) -> tuple[list, list]:
         """``(rep, exp)``: the canonical ``[name, shape]`` of every element run of the flat REP vector
         (replicated tensors, the same on every rank) and, per expert index e, of the flat EXP vector of
-        shard e (its L experts of every stacked tensor), in the order the optimizers flatten them."""
+        shard e (its J experts of every stacked tensor), in the order the optimizers flatten them."""
         by_pos: dict[int, list] = {}
         for name, (pos, index, kind) in self._names.items():
             if kind == "trainable":
