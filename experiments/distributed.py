@@ -2,8 +2,10 @@
 
 Run in a fresh process (logical devices must be configured before TensorFlow or JAX starts):
 
-    python -m experiments.distributed tf --devices 8 --layouts 1x2,1x4,2x4 --out tf.json
-    python -m experiments.distributed jax --devices 8 --layouts 1x8,2x4 --out jax.json
+    python -m experiments.distributed tf --devices 8 --layouts 1x2,1x4,2x4
+    python -m experiments.distributed jax --devices 8 --layouts 1x8,2x4
+    python -m experiments.distributed memory --devices 8 --layouts 1x8,2x4   # ZeRO-1 bytes only
+    python -m experiments.distributed steps --devices 8 --layouts 1x1,1x2,1x4,1x8   # step times, TF and Flax
 
 ``run(...)`` does that in a subprocess and returns the JSON. A layout ``DxX`` is ``data_parallel`` x
 ``expert_parallel``; TF layouts run with ZeRO-1 on except ``1x2`` (the replicated-optimizer path).
@@ -230,6 +232,75 @@ def jax_main(n_devices: int, layouts: list[tuple[int, int]]) -> dict:
     return out
 
 
+def memory_main(n_devices: int, layouts: list[tuple[int, int]]) -> dict:
+    """Optimizer-state bytes per device from the allocated AdamW variables, ZeRO-1 on and off (no step run)."""
+    from tf_impl.parallel import use_logical_devices
+
+    devices = use_logical_devices(n_devices)
+    from harness.config import MeshConfig, ModelConfig
+    from tf_impl import Transformer
+    from tf_impl.parallel import DeviceMesh
+    from tf_impl.parallel.expert_parallel import ExpertParallel
+
+    cfg = ModelConfig.tiny()
+    state = Transformer(cfg, seed=0, compiled=False).state_dict()
+    out = {"devices": n_devices, "config": "tiny", "layouts": {}}
+    for dp, ep in layouts:
+        per = {}
+        for zero in (True, False):
+            mesh = DeviceMesh(MeshConfig(data_parallel=dp, expert_parallel=ep, zero=zero), devices)
+            model = ExpertParallel(cfg, mesh, state)
+            per["zero" if zero else "replicated"] = model.optimizer_bytes()
+            per["parameter_bytes"] = model.parameter_bytes()
+        per["reduction"] = 1.0 - max(per["zero"]) / max(per["replicated"])
+        out["layouts"][f"{dp}x{ep}"] = per
+    return out
+
+
+def steps_main(n_devices: int, layouts: list[tuple[int, int]], repeats: int = 5) -> dict:
+    """Seconds per training step of the TF and Flax expert-parallel models on each layout, interleaved.
+
+    One process holds both: TF's logical devices and JAX's host-platform devices are configured before
+    either starts, and each repeat times one TF step then one Flax step, so both see the same load.
+    """
+    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n_devices}"
+    from tf_impl.parallel import use_logical_devices
+
+    devices = use_logical_devices(n_devices)
+    import jax
+
+    from harness.config import MeshConfig, ModelConfig
+    from reference import Transformer as Flax
+    from reference.parallel import ExpertParallel as FlaxParallel, make_mesh
+    from tf_impl import Transformer
+    from tf_impl.parallel import DeviceMesh
+    from tf_impl.parallel.expert_parallel import ExpertParallel
+
+    cfg = ModelConfig.tiny()
+    state = Transformer(cfg, seed=0, compiled=False).state_dict()
+    tokens = _tokens(cfg)
+    out = {"devices": n_devices, "config": "tiny", "batch": [BATCH, SEQ], "layouts": {}}
+    for dp, ep in layouts:
+        mesh_cfg = MeshConfig(data_parallel=dp, expert_parallel=ep)
+        tf_model = ExpertParallel(cfg, DeviceMesh(mesh_cfg, devices), state)
+        flax = Flax(cfg, seed=0)
+        flax.load_state_dict(state)
+        jax_model = FlaxParallel(flax, make_mesh(mesh_cfg))
+        tf_model.train_step(tokens)       # trace and warm up both
+        jax_model.train_step(tokens)
+        tf_s, jax_s = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            tf_model.train_step(tokens)   # returns host floats: the step has finished
+            tf_s.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            jax.block_until_ready(jax_model.train_step(tokens))
+            jax_s.append(time.perf_counter() - t0)
+        out["layouts"][f"{dp}x{ep}"] = {"tf_s": tf_s, "flax_s": jax_s,
+                                         "tf_over_flax": [t / f for t, f in zip(tf_s, jax_s)]}
+    return out
+
+
 def run(kind: str, devices: int, layouts: str, timeout: float = 1800) -> dict:
     """``python -m experiments.distributed`` in a fresh process; its JSON, or a RuntimeError with its stderr tail."""
     cmd = [sys.executable, "-m", "experiments.distributed", kind, "--devices", str(devices), "--layouts", layouts]
@@ -241,11 +312,11 @@ def run(kind: str, devices: int, layouts: str, timeout: float = 1800) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=["tf", "jax"])
+    parser.add_argument("kind", choices=["tf", "jax", "memory", "steps"])
     parser.add_argument("--devices", type=int, default=8)
     parser.add_argument("--layouts", default="1x2,1x4,2x4")
     args = parser.parse_args(argv)
-    fn = tf_main if args.kind == "tf" else jax_main
+    fn = {"tf": tf_main, "jax": jax_main, "memory": memory_main, "steps": steps_main}[args.kind]
     print(json.dumps(fn(args.devices, _layouts(args.layouts))))
     return 0
 
