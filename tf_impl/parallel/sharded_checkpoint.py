@@ -154,7 +154,8 @@ def load_sharded(path: str) -> dict:
     shards, meta = read_shards(path)
     dp, ep = meta["data_parallel"], meta["expert_parallel"]
 
-    result = {"state": {}, "m": {}, "v": {}, "count": int(shards[0]["count"]), "config": meta["config"]}
+    result = {"state": {}, "m": {}, "v": {}, "count": int(np.asarray(shards[0]["count"]).reshape(-1)[0]),
+              "config": meta["config"]}
     for key, target in (("param", "state"), ("m", "m"), ("v", "v")):
         result[target].update(split_flat(np.concatenate([s[f"rep.{key}"] for s in shards]), meta["rep"]))
         for e in range(ep):
