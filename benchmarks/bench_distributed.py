@@ -10,7 +10,7 @@ imported both by then (benchmarks/common.py), so every measurement that needs th
   checkpoint written by 8 hosts in parallel (P4.checkpoint_time, EXTRAPOLATION).
 * ``DistributedFull`` (full tier, ~15-25 min on 2 loaded cores): the expert-parallel model (TF on 1x2,
   1x4, 2x4, 1x8 meshes; Flax under shard_map on 1x8, 2x4) against one device: logits, loss, every
-  gradient and one AdamW step within harness.equivalence.TOLERANCES; node-limited routing with 8
+  gradient and one AdamW step within harness.interop.tolerances.TOLERANCES; node-limited routing with 8
   nodes and M = 4; tokens per expert rank; all-to-all bytes per token (P2.expert_parallel_nodes, PROXY).
 * ``DistributedStepFull`` (full tier): seconds per training step of TF and Flax on 1, 2, 4 and 8
   logical devices, interleaved in one process, and their ratio. On a 2-core host more logical devices

@@ -12,7 +12,7 @@ Run in a fresh process (logical devices must be configured before TensorFlow or 
 
 Per layout the TF side reports, against the single-device ``tf_impl.Transformer`` on the same
 global batch (tiny config, B=8, T=16): the forward logits, the loss, every gradient and the weights
-after one AdamW step, each judged with ``harness.equivalence.TOLERANCES``; the routed (token,
+after one AdamW step, each judged with ``harness.interop.tolerances.TOLERANCES``; the routed (token,
 expert) pairs each expert rank receives; the all-to-all bytes per token (the rows that leave their
 rank, and the padded static buffers this implementation exchanges); and the optimizer-state bytes
 each device holds, from the allocated variables, with ZeRO-1 and replicated. The node-limited check
@@ -46,7 +46,7 @@ def _tokens(cfg, seed: int = 0) -> np.ndarray:
 
 def _worst(a: dict, b: dict, key: str) -> tuple[float, bool]:
     """Worst error over tolerance across named tensors, and whether all are within ``TOLERANCES[key]``."""
-    from harness.equivalence import over_tolerance, within
+    from harness.interop.rows import over_tolerance, within
 
     return max(over_tolerance(a[n], b[n], key) for n in b), all(within(a[n], b[n], key) for n in b)
 
@@ -84,8 +84,8 @@ def tf_main(n_devices: int, layouts: list[tuple[int, int]]) -> dict:
 
     devices = use_logical_devices(n_devices)
     from harness.config import MeshConfig, ModelConfig, TrainConfig
-    from harness.equivalence import within
-    from harness.equivalence_train import step_rows as judge_step
+    from harness.interop.rows import within
+    from harness.interop.equivalence_train import step_rows as judge_step
     from tf_impl import Transformer
     from tf_impl.parallel import DeviceMesh
     from tf_impl.parallel.expert_parallel import ExpertParallel
@@ -143,7 +143,7 @@ def checkpoint_check(cfg, state, tokens, devices) -> dict:
     import tempfile
 
     from harness.config import MeshConfig
-    from harness.equivalence import within
+    from harness.interop.rows import within
     from tf_impl.parallel import DeviceMesh
     from tf_impl.parallel.expert_parallel import ExpertParallel
     from tf_impl.parallel.sharded_checkpoint import load_sharded, save_sharded
@@ -195,7 +195,7 @@ def jax_main(n_devices: int, layouts: list[tuple[int, int]]) -> dict:
     import jax
 
     from harness.config import MeshConfig, ModelConfig
-    from harness.equivalence import within
+    from harness.interop.rows import within
     from reference import Transformer as Flax
     from reference import train as ref_train
     from reference.parallel import ExpertParallel, make_mesh

@@ -398,14 +398,3 @@ def main(argv: Sequence[str] | None = None) -> int:
           + (f", {numbers['context']} context row(s) (INFO) not gating" if numbers["context"] else "")
           + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
-
-
-def within(a, b, key: str) -> bool:
-    """True when ``a`` is within ``TOLERANCES[key]`` of ``b`` (for checks outside this module, e.g. the
-    distributed-vs-single-device comparisons of experiments.distributed)."""
-    return _within(a, b, TOLERANCES[key])
-
-
-def over_tolerance(a, b, key: str) -> float:
-    """Worst ``|a - b| / (atol + rtol * scale)`` under ``TOLERANCES[key]`` (1.0 is at the limit)."""
-    return _over_tolerance(a, b, TOLERANCES[key])

@@ -1,7 +1,7 @@
 """Expert parallelism and ZeRO-1 on 2, 4 and 8 logical devices equal one device (slow: fresh processes).
 
 Each check runs ``experiments.distributed`` in a subprocess, since logical devices must be set up
-before TensorFlow or JAX starts. Every equality is judged with harness.equivalence.TOLERANCES.
+before TensorFlow or JAX starts. Every equality is judged with harness.interop.tolerances.TOLERANCES.
 """
 
 import pytest

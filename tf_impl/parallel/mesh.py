@@ -8,7 +8,7 @@ collective ops (all-reduce, all-gather, reduce-scatter, all-to-all), which run o
 on the ring implementation on CPUs.
 
 Two facts of those ops decide the code below (both found on this host, see
-harness/knowledge_base.toml "collective-hang-without-ordering-token"):
+harness/qa/knowledge_base.toml "collective_timeout_no_ordering_token"):
 * every collective needs an ``ordering_token`` (a resource on its device); without one the ops of
   one call never meet and time out with "Collective has timed out waiting for other workers";
 * the ranks of one collective must use the same instance key, and two collectives of one group in
