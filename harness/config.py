@@ -414,3 +414,68 @@ class TrainConfig:
                               f"clip_norm={self.clip_norm} and eps={self.eps} > 0")
         if not (0.0 <= self.b1 < 1.0 and 0.0 <= self.b2 < 1.0):
             raise ConfigError(f"b1={self.b1} and b2={self.b2} must lie in [0, 1)")
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    """How a model is laid out on devices: ``data_parallel`` x ``expert_parallel`` ranks.
+
+    Rank ``r`` sits at ``(r // expert_parallel, r % expert_parallel)``: the expert axis varies fastest,
+    so an expert-parallel group is a run of adjacent devices (one node's GPUs on a real cluster, where
+    the all-to-all is cheapest). Every rank reads its own share of the batch; the routed experts are
+    split into ``expert_parallel`` contiguous shards (replicated over the data axis); attention, the
+    gate, the shared experts, norms, embedding and head are replicated. ``zero`` partitions the AdamW
+    moments of each tensor over the ranks that hold a copy of it (ZeRO-1). ``nodes`` is how many
+    nodes the expert axis spans: node-limited routing maps expert groups to nodes.
+    """
+
+    data_parallel: int = 1
+    expert_parallel: int = 1
+    zero: bool = False
+    nodes: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("data_parallel", "expert_parallel", "nodes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}={value!r} must be a positive integer")
+        if not isinstance(self.zero, bool):
+            raise ConfigError(f"zero={self.zero!r} must be True or False")
+        if self.expert_parallel % self.nodes:
+            raise ConfigError(f"nodes={self.nodes} must divide expert_parallel={self.expert_parallel} "
+                              "(every node holds the same number of expert ranks)")
+
+    @property
+    def n_devices(self) -> int:
+        """Devices the mesh needs: data_parallel * expert_parallel."""
+        return self.data_parallel * self.expert_parallel
+
+    @classmethod
+    def for_devices(cls, n_devices: int, expert_parallel: int | None = None, **kw: Any) -> "MeshConfig":
+        """A mesh over ``n_devices``: all of them on the expert axis unless ``expert_parallel`` says otherwise."""
+        ep = n_devices if expert_parallel is None else expert_parallel
+        if ep < 1 or n_devices % ep:
+            raise ConfigError(f"expert_parallel={ep} must divide the {n_devices} devices present")
+        return cls(data_parallel=n_devices // ep, expert_parallel=ep, **kw)
+
+    def check_layout(self, cfg: ModelConfig, batch_size: int | None = None) -> None:
+        """Refuse a model or batch that cannot be laid out on this mesh; each message names both numbers.
+
+        Args:
+            cfg: the model; its ``n_routed_experts`` must split evenly over the expert axis.
+            batch_size: the global batch, if known; it must split evenly over all ranks.
+        """
+        if cfg.n_routed_experts % self.expert_parallel:
+            raise ConfigError(
+                f"n_routed_experts={cfg.n_routed_experts} cannot be split over expert_parallel="
+                f"{self.expert_parallel} ranks ({cfg.n_routed_experts} % {self.expert_parallel} = "
+                f"{cfg.n_routed_experts % self.expert_parallel}); choose an expert_parallel that divides it")
+        if cfg.n_expert_groups > 1 and self.nodes > 1 and cfg.n_expert_groups % self.nodes:
+            raise ConfigError(
+                f"n_expert_groups={cfg.n_expert_groups} cannot be mapped onto nodes={self.nodes} "
+                "(node-limited routing needs whole groups per node); choose nodes dividing the groups")
+        if batch_size is not None and batch_size % self.n_devices:
+            raise ConfigError(
+                f"batch_size={batch_size} cannot be split over {self.n_devices} ranks "
+                f"(data_parallel={self.data_parallel} x expert_parallel={self.expert_parallel}); "
+                f"use a multiple of {self.n_devices}")

@@ -314,6 +314,30 @@ SCENARIOS = (
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         mesh = dtensor.create_mesh([("batch", 4)], device_type="CPU")
     """),
+    Scenario("tf_collective_no_ordering_token", "collective_timeout_no_ordering_token",
+             "all_reduce_v2 over 2 logical CPU devices in one tf.function, no ordering_token (issue 14)", """
+        import tensorflow as tf
+        from tensorflow.python.ops import collective_ops
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+
+        @tf.function
+        def step():
+            out = []
+            for i, device in enumerate(devices):
+                with tf.device(device):
+                    out.append(collective_ops.all_reduce_v2(tf.fill([2], float(i)), 2, 1, 1, timeout=5))
+            return out
+
+        print(step())
+    """),
+    Scenario("expert_axis_does_not_divide", "mesh_does_not_fit_model",
+             "64 routed experts on a 6-way expert axis (issue 14)", """
+        from harness.config import MeshConfig, ModelConfig
+        cfg = ModelConfig.bench(n_routed_experts=64, n_expert_groups=8, n_limited_groups=4)
+        MeshConfig.for_devices(6).check_layout(cfg)
+    """),
     Scenario("jax_pmap_too_many", "distributed_failure", "jax.pmap over a leading axis of 4 with 1 CPU device", """
         import jax
         import jax.numpy as jnp

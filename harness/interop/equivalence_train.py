@@ -151,3 +151,9 @@ def _step_rows(before, after_t, after_f, g_t, g_f, tc) -> list[Row]:
     if biases:
         rows.append(merge_rows("train step: gate biases after the balancing update", biases))
     return rows
+
+
+def step_rows(before, after_a, after_b, grads_a, grads_b, tc) -> list[Row]:
+    """Post-step weights of two AdamW steps from the same ``before`` state, each with its own gradients,
+    judged as the TF-vs-Flax step is (see ``_step_rows``); used by experiments.distributed too."""
+    return _step_rows(before, after_a, after_b, grads_a, grads_b, tc)

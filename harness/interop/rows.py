@@ -160,3 +160,14 @@ def format_table(rows: Sequence[Row]) -> str:
              r.verdict + (f" ({r.note})" if r.note and not (r.passed and r.gate) else "")] for r in rows]
     return tabulate(body, headers=["component", "max abs error", "max rel error", "tolerance", "error/tolerance",
                                    "routing agreement", "verdict"])
+
+
+def within(a, b, key: str) -> bool:
+    """True when ``a`` is within ``TOLERANCES[key]`` of ``b`` (for checks outside this module, e.g. the
+    distributed-vs-single-device comparisons of experiments.distributed)."""
+    return _within(a, b, TOLERANCES[key])
+
+
+def over_tolerance(a, b, key: str) -> float:
+    """Worst ``|a - b| / (atol + rtol * scale)`` under ``TOLERANCES[key]`` (1.0 is at the limit)."""
+    return _over_tolerance(a, b, TOLERANCES[key])

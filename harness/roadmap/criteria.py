@@ -45,6 +45,7 @@ _CTX = "bench_context.ContextExtensionFull."
 _PIPE = "bench_pipeline.PipelineBubbles."
 _PPS = (4, 6)
 _THR = "bench_throughput.Throughput."
+_DIST = "bench_distributed.DistributedFull."
 TEST_GROUPS = tuple(testrun.load_groups())
 
 # Calibrated twins the regression gate compares instead of a raw value (raw benchmark -> twin): the same
@@ -113,7 +114,6 @@ def group_passed(group: str, evidence: Evidence = Evidence.MEASURED, note: str =
 
 
 _NO_GPU = "needs a GPU: the benchmark host has none, and the project pins tensorflow-cpu"
-_NO_DIST = "no distributed training is implemented (issue 14 plans it on TF's distribution engine)"
 _SRV = "bench_serving.ServingLoadFull."
 _FLT = "bench_serving.ServingFaultsFull."
 _AUTO = "bench_serving.ServingAutoscaleFull."
@@ -224,8 +224,28 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
               Check("bench_mtp.MTPProxyFull.track_cost_ratio", C.LE, 0.055, "ratio", E.PROXY, gate=False,
                     note="context: MTP/trunk active weights within 1.25x of V3's 0.044, else the proxy "
                          "does not keep what makes the claim true")),
-    _not_delivered("P2.expert_parallel_nodes", "expert parallelism is not implemented (issue 14); measuring "
-                                               "its scaling to 8+ nodes would also need a cluster"),
+    _measured("P2.expert_parallel_nodes",
+              Check(_DIST + "track_expert_parallel_devices", C.GE, 8, "devices", E.PROXY,
+                    note="full tier (--full): 8 logical CPU devices stand for 8 nodes; the tiny model's routed "
+                         "experts sharded over them, tokens moved by all-to-all (tf.distribute collectives), forward, "
+                         "loss, gradients and an AdamW step equal to one device; scaling speed is not measured"),
+              Check(_DIST + "track_checks_passed", C.EQ, 1.0, "fraction", E.PROXY,
+                    note="every equality check, TF and Flax (shard_map), 2/4/8 devices, and the 8 -> 4 restore"),
+              Check(_DIST + "track_max_nodes_per_token", C.LE, 4, "nodes", E.PROXY,
+                    note="node-limited routing as DeepSeek-V3: M = 4 nodes per token, 8 nodes"),
+              Check(_DIST + "track_expert_rank_imbalance", C.LE, 1.5, "ratio", E.PROXY, gate=False,
+                    note="context: max/mean assignments per expert rank, random tokens, untrained router"),
+              Check(_DIST + "track_a2a_bytes_per_token", C.LE, 4 * 8 * (2 * 64 + 1), "bytes", E.PROXY, gate=False,
+                    note="context: bytes per token per MoE layer leaving their rank (rows out and back); bound: "
+                         "at most K = 2 rows of D + 1 and D fp32 values each, tiny D = 64"),
+              Check("bench_distributed.DistributedStepFull.track_tf_over_flax", C.LE, 1.0, "ratio", E.PROXY,
+                    (("devices", 8),), gate=False,
+                    note="context: TF / Flax step time on 8 logical CPUs, interleaved (full tier)"),
+              Check("bench_distributed.DistributedStepFull.track_tf_step_seconds", C.LE, 1e9, "s", E.PROXY,
+                    (("devices", 8),), gate=False,
+                    note="context: TF step seconds on 8 logical CPUs sharing 2 cores: no speed-up expected"),
+              Check("bench_distributed.DistributedStepFull.track_flax_step_seconds", C.LE, 1e9, "s", E.PROXY,
+                    (("devices", 8),), gate=False, note="context: the Flax step on the same mesh")),
     _measured("P2.balance_stability",
               Check(_SPIKES, C.LE, 0.01, "fraction", E.PROXY, (("balancing", "bias"),),
                     note="100-step run of the tiny MoE model, not a 14.8T-token run"),
@@ -243,8 +263,14 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
                              "gives a weak-scaling estimate, but every input of it is assumed (GPU throughput, "
                              "micro-batch count), none measured, the seed states no scaling threshold, and the "
                              "671B model's memory needs 16 such 64-GPU groups (PP16), so no verdict rests on it"),
-    _not_delivered("P3.optimizer_memory", "ZeRO-1 optimizer-state partitioning is not implemented (issue 14); "
-                                          "its saving is measurable on logical CPU devices once it is"),
+    _measured("P3.optimizer_memory",
+              Check("bench_distributed.DistributedMemoryFull.track_optimizer_memory_reduction", C.GT, 0.5, "fraction", E.PROXY,
+                    note="full tier (--full): ZeRO-1 on 8 logical CPUs, bytes of the allocated AdamW variables per device (tiny model; "
+                         "the saving is 1 - 1/ranks on the replicated tensors, whatever the model size)"),
+              Check("bench_distributed.DistributedMemoryFull.track_optimizer_memory_reduction_dp", C.GT, 0.5, "fraction",
+                    E.PROXY, gate=False, note="context: 2 data x 4 expert ranks"),
+              Check("bench_distributed.DistributedMemoryFull.track_optimizer_bytes_per_device", C.LE, 1e12, "bytes", E.PROXY,
+                    gate=False, note="context: largest per-device AdamW bytes with ZeRO-1, 1x8, tiny model")),
     _measured("P3.comm_overhead",
               Check("bench_comm.CommOverheadFull.track_collective_share", C.LT, 0.20, "fraction", E.PROXY,
                     note="full tier (--full): the timed all-reduce of a data-parallel bench-model step on 2 logical "
@@ -276,7 +302,14 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
                     note="context: the same job without faults (checkpoint saves are the only overhead)")),
     _measured("P4.checkpoint_time",
               Check("bench_checkpoint.Checkpoint.track_save_load_seconds_671b", C.LT, 600, "s", E.EXTRAPOLATION,
-                    note="linear in bytes from the bench model's measured save+load, single host")),
+                    note="linear in bytes from the bench model's measured save+load, single host"),
+              Check("bench_distributed.DistributedMemoryFull.track_checkpoint_seconds_671b_sharded", C.LT, 600, "s",
+                    E.EXTRAPOLATION, gate=False,
+                    note="8 hosts each writing 1/8 in parallel at this host's measured sharded-writer throughput "
+                         "(8 writers, tf_impl.parallel.sharded_checkpoint), FP8 weights; assumes a disk per host"),
+              Check("bench_distributed.DistributedMemoryFull.track_checkpoint_seconds_671b_training_sharded", C.LT, 600, "s",
+                    E.EXTRAPOLATION, gate=False,
+                    note="the same with the full training state, 12 bytes/param (fp32 weights, AdamW m and v)")),
     _measured("P4.context_extension",
               Check(_CTX + "track_passkey_retention", C.GE, 0.9, "ratio", E.PROXY, (("rope", "yarn"), ("stage", "zero-shot")),
                     note="full tier (--full): a tiny MLA model pretrained at 64 tokens, YaRN to 256 with no "

@@ -17,9 +17,11 @@ def history(results_dir):
 
 def test_older_commit_passes_every_measured_criterion_but_not_the_success_rate(history):
     old = history[0]
+    bound_later = {"P2.expert_parallel_nodes", "P3.optimizer_memory"}  # measured since issue 14; no fixture results
     for cid, res in old.items():
         binding = BINDINGS[cid]
-        expected = (Verdict.NOT_MEASURED if binding.not_measured else Verdict.NOT_DELIVERED if binding.not_delivered
+        expected = (Verdict.NOT_MEASURED if binding.not_measured or cid in bound_later
+                    else Verdict.NOT_DELIVERED if binding.not_delivered
                     else Verdict.FAIL if binding.derived else Verdict.PASS)
         assert res.verdict is expected, (cid, res.reason)
     assert old["P0.env_conda_tf"].reason.startswith("no conda environment")
@@ -27,16 +29,16 @@ def test_older_commit_passes_every_measured_criterion_but_not_the_success_rate(h
 
 
 def test_success_rate_fails_today_computed_from_the_fixture_verdicts(history):
-    """36 PASS against 9 NOT DELIVERED (not met) at a1a1a1a1: 36/45 = 0.80, far below the seed's 95%."""
+    """36 PASS against 7 NOT DELIVERED (not met) at a1a1a1a1: 36/43 = 0.84, far below the seed's 95%."""
     rate = history[0]["QA.milestone_success_rate"]
     (check,) = rate.checks
-    assert check.value == pytest.approx(36 / 45) and rate.verdict is Verdict.FAIL
+    assert check.value == pytest.approx(36 / 43) and rate.verdict is Verdict.FAIL
     assert check.check.evidence is Evidence.DERIVED
-    assert "36 of 45 criteria met" in rate.reason and "7 NOT MEASURED left out" in rate.reason
+    assert "36 of 43 criteria met" in rate.reason and "9 NOT MEASURED left out" in rate.reason
     # b2b2b2b2: FAILED-TO-RUN counts as not met, NOT MEASURED (skipped, missing) is left out, itself too.
     new = history[1]
     counts = success_rate(new, exclude=("QA.milestone_success_rate",)).counts
-    assert counts[Verdict.FAILED_TO_RUN] == 1 and counts[Verdict.NOT_DELIVERED] == 9
+    assert counts[Verdict.FAILED_TO_RUN] == 1 and counts[Verdict.NOT_DELIVERED] == 7
     counted = sum(counts[v] for v in (Verdict.PASS, Verdict.FAIL, Verdict.FAILED_TO_RUN, Verdict.NOT_DELIVERED))
     assert new["QA.milestone_success_rate"].checks[0].value == pytest.approx(counts[Verdict.PASS] / counted)
 
@@ -122,7 +124,9 @@ def test_milestone_complete_only_when_every_criterion_passes(history):
     # The tracker milestone: P0.test_framework and P0.jupyter_workflow pass, but conda is NOT DELIVERED (not met).
     tracker = old["milestone_phase_0"]
     assert tracker.not_delivered == 1 and tracker.passed == 2 and tracker.status == "no"
-    assert not old["M3"].complete and old["M3"].measurable == 2 and old["M3"].not_delivered == 1
+    # M3: DualPipe and the communication share pass; ZeRO-1 has no fixture value (unmeasured); 64 GPUs by design.
+    assert not old["M3"].complete and old["M3"].measurable == 3 and old["M3"].unmeasured == 1
+    assert old["M3"].not_measured_by_design == 1 and old["M3"].not_delivered == 0
     # M4 at b2b2b2b2: the data pipeline's stale value still PASSes, and so does P4.uptime (full tier, by proxy).
     assert new["M4"].unmeasured == 0 and new["M4"].complete
     phases = {p.phase_id: p for p in phase_progress(history[0])}
