@@ -9,7 +9,7 @@ model's FP8 checkpoint (1 byte per parameter plus one fp32 scale per 128x128 blo
 Disk and CPU speed on a shared host move that time by 30% between two runs of one commit (5,081 s vs
 6,689 s were recorded), so each repeat is followed by a raw hashed write+fsync+read of the same bytes in
 the same directory (``common.raw_hashed_io_seconds``): ``track_save_load_over_raw_io`` is their ratio,
-and is what the regression gate compares (``harness.criteria.BenchmarkSpec.gate_on``).
+and is what the regression gate compares (``harness.roadmap.criteria.GATE_TWINS``).
 """
 
 from __future__ import annotations

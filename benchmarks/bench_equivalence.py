@@ -1,7 +1,7 @@
 """TF against the Flax oracle on the same canonical state: logits error, routing agreement, and the whole
 equivalence suite at the bench config as checks passed and worst error.
 
-Criteria: P0.synthetic_validation and P1.synthetic_tests. The numbers come from ``harness.equivalence``, the
+Criteria: P0.synthetic_validation and P1.synthetic_tests. The numbers come from ``harness.interop.equivalence``, the
 same code ``python -m harness equivalence`` runs.
 
 Two tiers at ``ModelConfig.bench()``. The full suite (every check, 90M parameters: gradients, an AdamW step
@@ -29,7 +29,7 @@ class Equivalence:
     param_names = ["config"]
 
     def setup_cache(self):
-        from harness.equivalence import track_numbers
+        from harness.interop.equivalence import track_numbers
 
         return {name: dict(track_numbers(name)) for name in CONFIGS}
 
@@ -51,10 +51,11 @@ class Equivalence:
 
 
 def _suite(checks: tuple[str, ...]) -> dict[str, float]:
-    """``harness.equivalence.summary`` of ``compare`` at the bench config (``checks``; empty: all), exactly as
+    """``harness.interop.equivalence.summary`` of ``compare`` at the bench config (``checks``; empty: all), exactly as
     ``python -m harness equivalence --config bench`` runs it (TF eager; the FP8 block checks also run TF's
     quantiser under XLA)."""
-    from harness.equivalence import ALL, compare, named_config, summary
+    from harness.interop.equivalence import ALL, compare, named_config
+    from harness.interop.rows import summary
 
     return {k: float(v) for k, v in summary(compare(named_config("bench"), checks=checks or ALL)).items()}
 
@@ -100,7 +101,7 @@ class EquivalenceBenchFull:
     """Every check of ``python -m harness equivalence --config bench`` (full tier)."""
 
     version = "1"
-    CHECKS = ()  # all of harness.equivalence.ALL
+    CHECKS = ()  # all of harness.interop.equivalence.ALL
 
     def setup_cache(self):
         return _suite(self.CHECKS)

@@ -7,11 +7,11 @@ against the recorded test run); P0.dev_tools (the pinned stack and ``pip check``
 
 The test suite is not run here: running it inside a benchmark would take minutes, and the result
 belongs to the README's test command. A run of the whole default suite on a clean checkout records
-every test's outcome in ``.asv/tests/<commit>.json`` (``harness.testrun``, written by
+every test's outcome in ``.asv/tests/<commit>.json`` (``harness.roadmap.testrun``, written by
 ``tests/conftest.py``) and, when green, pytest-cov's report in ``.asv/coverage/<commit>.json``. The
 benchmarks below read the record of the benchmarked commit and raise ``NotImplementedError`` in
 ``setup`` when there is none, so asv records NaN and prints the reason, which the harness keeps beside
-the results and shows in the report. That reason starts with ``harness.results.AWAITING``: the tests of
+the results and shows in the report. That reason starts with ``harness.roadmap.results.AWAITING``: the tests of
 the commit have not been recorded yet, so validation shows the latest earlier value, marked stale, and
 the criterion is NOT MEASURED only when no earlier commit has one.
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib.resources
 import tomllib
 
-from harness.results import AWAITING
+from harness.roadmap.results import AWAITING
 
 from . import common
 
@@ -31,11 +31,17 @@ RECORD_DIR = common.REPO_ROOT / ".asv" / "tests"
 
 def _group_names() -> tuple[str, ...]:
     """The test-group names, the ``group`` parameter values needed at discovery: from the installed harness
-    package's data file, else the checkout's (an environment of a commit older than the file), read
-    without importing harness.testrun so that discovery works in either."""
-    installed = importlib.resources.files("harness").joinpath("test_groups.toml")
-    source = installed if installed.is_file() else common.REPO_ROOT / "harness" / "test_groups.toml"
-    return tuple(tomllib.loads(source.read_text()))
+    package's data file (``harness/roadmap/``, or ``harness/`` before issue 12 moved it), else the checkout's
+    (an environment of a commit older than the file), read without importing harness.roadmap.testrun so that
+    discovery works in any of them."""
+    for package in ("harness.roadmap", "harness"):
+        try:
+            installed = importlib.resources.files(package).joinpath("test_groups.toml")
+        except (ModuleNotFoundError, TypeError):  # no such package at the installed commit
+            continue
+        if installed.is_file():
+            return tuple(tomllib.loads(installed.read_text()))
+    return tuple(tomllib.loads((common.REPO_ROOT / "harness" / "roadmap" / "test_groups.toml").read_text()))
 
 
 GROUPS = _group_names()
@@ -43,7 +49,7 @@ GROUPS = _group_names()
 
 def _recorded_run():
     """The latest recorded run of the whole default suite at the benchmarked commit, else NotImplementedError."""
-    from harness import testrun
+    from harness.roadmap import testrun
 
     commit = common.benchmarked_commit()
     run = testrun.latest_run(commit, RECORD_DIR)
@@ -55,7 +61,7 @@ def _recorded_run():
 
 def _require_green_coverage() -> None:
     """setup of track_test_coverage: a green, coverage-measured run of this commit, else the true reason."""
-    from harness import testrun
+    from harness.roadmap import testrun
 
     commit = common.benchmarked_commit()
     if (COVERAGE_DIR / f"{commit}.json").exists():
@@ -74,9 +80,9 @@ def _require_green_coverage() -> None:
 def _progress_disagreement() -> float:
     """QA.progress_accuracy's value from the recorded run of the benchmarked commit, else NotImplementedError
     with the reason (raised in setup, so asv prints it and the report shows it)."""
-    from harness import testrun
-    from harness.progress import load_tasks
-    from harness.task_status import progress_disagreement_of
+    from harness.qa.tasks import load_tasks
+    from harness.qa.task_status import progress_disagreement_of
+    from harness.roadmap import testrun
 
     try:
         value = progress_disagreement_of(common.benchmarked_commit(), load_tasks(), RECORD_DIR)
@@ -89,14 +95,14 @@ def _progress_disagreement() -> float:
 
 
 class Quality:
-    """Docstring completeness (harness.docs_check), line coverage of the fast suite, troubleshooting."""
+    """Docstring completeness (harness.qa.docs_check), line coverage of the fast suite, troubleshooting."""
 
     version = "2"  # 2: coverage skips in setup with its reason
 
     def track_doc_completeness(self):
         """P0.doc_standards, QA.doc_completeness: share of passed documentation checks over
-        tf_impl/, reference/ and harness/ (``harness.docs_check.docs_score``)."""
-        from harness.docs_check import docs_score
+        tf_impl/, reference/ and harness/ (``harness.qa.docs_check.docs_score``)."""
+        from harness.qa.docs_check import docs_score
 
         return docs_score()[0]
 
@@ -106,7 +112,7 @@ class Quality:
     def track_test_coverage(self):
         """QA.coverage: line coverage of harness/, tf_impl/, reference/ by the fast tests, from
         ``.asv/coverage/<commit>.json``; skipped (with the reason) when no green full test run wrote one."""
-        from harness.docs_check import coverage_percent
+        from harness.qa.docs_check import coverage_percent
 
         return coverage_percent(COVERAGE_DIR / f"{common.benchmarked_commit()}.json") / 100.0
 
@@ -117,10 +123,10 @@ class Quality:
     def track_troubleshooting_coverage(self):
         """QA.troubleshooting_coverage: share of the spec's common issues (its error messages, symptoms and
         named issues, tests/qa/fixtures/spec_common_issues.toml) and of held-out real failures (captured
-        after the knowledge base was frozen, never used to write a pattern) that ``harness.diagnosis``
-        ranks as their expected issue first (``harness.diagnosis_coverage.troubleshooting_coverage``).
+        after the knowledge base was frozen, never used to write a pattern) that ``harness.qa.diagnosis``
+        ranks as their expected issue first (``harness.qa.diagnosis_coverage.troubleshooting_coverage``).
         The dev captures the patterns were written from do not count."""
-        from harness.diagnosis_coverage import troubleshooting_coverage
+        from harness.qa.diagnosis_coverage import troubleshooting_coverage
 
         # The captured logs are data of the checkout, not of the installed package (asv's virtualenv
         # mode installs harness/ without tests/), so read them from beside this suite.
@@ -131,9 +137,9 @@ class Quality:
     track_troubleshooting_coverage.pretty_name = "Troubleshooting coverage: spec common issues and held-out failures"
 
     def track_progress_disagreement(self):
-        """QA.progress_accuracy: share of the tasks of harness/tasks.toml that the recorded test run of this
+        """QA.progress_accuracy: share of the tasks of harness/qa/tasks.toml that the recorded test run of this
         commit covers (their named tests ran) whose hand-set status disagrees with the status derived from
-        those tests (``harness.task_status``); skipped, with the reason, when no run of the whole default
+        those tests (``harness.qa.task_status``); skipped, with the reason, when no run of the whole default
         suite is recorded for this commit or it covers no task."""
         return _progress_disagreement()
 
@@ -179,8 +185,8 @@ class SuiteRun:
 
     def track_group_passed(self, group):
         """QA.e2e_testing (group=e2e), QA.api_consistency (group=api): share of the tests named in
-        harness/test_groups.toml that passed in the recorded run; 0 when none of them ran."""
-        from harness import testrun
+        harness/roadmap/test_groups.toml that passed in the recorded run; 0 when none of them ran."""
+        from harness.roadmap import testrun
 
         return testrun.group_passed_fraction(self.run, testrun.load_groups()[group])
 
@@ -191,13 +197,13 @@ class SuiteRun:
 
 
 class DevTools:
-    """The pinned tool stack on the interpreter that runs the benchmarks (``harness.devtools``)."""
+    """The pinned tool stack on the interpreter that runs the benchmarks (``harness.qa.devtools``)."""
 
     version = "1"
     timeout = 180
 
     def setup(self):
-        from harness.devtools import check_pins, pip_check
+        from harness.qa.devtools import check_pins, pip_check
 
         self.pins = check_pins(common.REPO_ROOT / "pyproject.toml")
         self.pip_problems = pip_check()

@@ -13,7 +13,7 @@ Everything is built, compiled and warmed up in ``setup``; the timed code waits f
 
 from __future__ import annotations
 
-from . import common
+from . import common, roofline
 from .common import BATCH, FRAMEWORKS, PROMPT_LEN
 
 TRAIN_FRAMEWORKS = ("tf-eager", "tf-graph", "flax-jit")
@@ -30,42 +30,155 @@ class _Timed:
     timeout = 300
 
 
-class Throughput:
-    """TF tokens/s over Flax tokens/s, both compiled, timed alternately in one process.
+ROOFLINE_FRAMEWORKS = ("tf-xla", "flax-jit")
 
-    Serves PX.tf_prefill_speed (phase=prefill) and PX.tf_decode_speed (phase=decode).
+
+def _experts_read(model, cfg) -> list[int]:
+    """Per MoE layer of the trunk, the routed experts the B tokens of the benchmarked decode step go to.
+
+    The step decodes ``tokens(BATCH, 0, seed=SEED + 1)`` after ``tokens(BATCH, PROMPT_LEN)`` (as
+    ``common.decode_call``); the causal forward of the concatenated sequence routes its last position as
+    that step does. Run eagerly (nothing compiled for it); the Flax model loads the same weights, so it
+    reads the same experts up to near-tie flips.
+    """
+    import numpy as np
+
+    prompt = common.tokens(BATCH, PROMPT_LEN, cfg.vocab_size)
+    nxt = common.tokens(BATCH, 0, cfg.vocab_size, seed=common.SEED + 1)
+    compiled, model.compiled = model.compiled, False
+    _, aux = model.forward_aux(np.concatenate([prompt, nxt[:, None]], 1))  # [B, PROMPT_LEN + 1]
+    model.compiled = compiled
+    trunk = cfg.n_layers - cfg.n_dense_layers                              # MTP blocks come after the trunk
+    return roofline.distinct_experts(np.asarray(aux["router_indices"])[:trunk, :, -1])  # [L, B, K] -> L counts
+
+
+def _throughput_numbers(reps: int) -> dict:
+    """Everything ``Throughput`` reports, measured in one process (see its docstring)."""
+    common.reuse_jax_compiles()
+    cfg = common.config("bench")
+    models = {fw: common.build_model(fw, cfg) for fw in ROOFLINE_FRAMEWORKS}
+    gemms = {engine: common.gemm_call(engine) for engine in common.GEMM_ENGINES}
+    gflops = {engine: common.best_rate(*gemms[engine]) / 1e9 for engine in common.GEMM_ENGINES}
+    gemm, gemm_flops = gemms[max(gflops, key=gflops.get)]                  # the machine's best fp32 GEMM
+    copy, moved = common.stream_copy_call()
+    out = {"gemm_gflops": gflops, "stream_gbs": common.best_rate(copy, moved) / 1e9,
+           "ratio": {}, "mfu": {}, "over_floor": {}}
+
+    calls = [common.prefill_call(fw, models[fw], BATCH, PROMPT_LEN) for fw in ("flax-jit", "tf-xla")]
+    for call in calls:
+        common.warm_up(call)
+    flops = roofline.forward_flops(cfg, BATCH, PROMPT_LEN, mode="absorb")
+    rounds = common.interleaved_seconds([*calls, gemm], reps)              # [reps][flax, tf, gemm]
+    out["ratio"]["prefill"] = [flax / tf for flax, tf, _ in rounds]
+    for j, fw in enumerate(("flax-jit", "tf-xla")):
+        out["mfu"][fw] = [(flops / r[j]) / (gemm_flops / r[2]) for r in rounds]
+
+    calls = [common.decode_call(fw, models[fw], BATCH, PROMPT_LEN, "absorb") for fw in ("flax-jit", "tf-xla")]
+    for call in calls:
+        common.warm_up(call)
+    out["experts_read"] = _experts_read(models["tf-xla"], cfg)
+    out["decode_bytes"] = roofline.decode_bytes(cfg, BATCH, PROMPT_LEN, out["experts_read"], "absorb")
+    rounds = common.interleaved_seconds([*calls, copy], reps)              # [reps][flax, tf, copy]
+    out["ratio"]["decode"] = [flax / tf for flax, tf, _ in rounds]
+    for j, fw in enumerate(("flax-jit", "tf-xla")):
+        out["over_floor"][fw] = [r[j] / (out["decode_bytes"] / (moved / r[2])) for r in rounds]
+    return out
+
+
+class Throughput:
+    """TF tokens/s over Flax tokens/s, both compiled, timed alternately in one process; and both against
+    this machine's fp32 GEMM peak (prefill) and stream bandwidth (decode), measured in the same rounds.
+
+    Serves PX.tf_prefill_speed (phase=prefill), PX.tf_decode_speed (phase=decode), PX.prefill_mfu and
+    PX.decode_roofline. One ``setup_cache`` process builds both bench models once, compiles and warms up
+    their prefill and decode, and times ``reps`` rounds per phase: Flax, TF, then the machine's peak (the
+    fastest of the TF, JAX and numpy GEMMs for prefill, a 2 x 128 MB parallel copy for decode). The
+    ``track_`` methods read those numbers, so the six results cost one TF and one JAX import.
     """
 
     params = [("prefill", "decode")]
     param_names = ["phase"]
     timeout = 400
-    reps = 9  # alternating Flax/TF timing pairs: >= 7 per side lets asv's Mann-Whitney test reach p < 0.002
+    reps = 9  # rounds per phase: >= 7 samples per side lets asv's Mann-Whitney test reach p < 0.002
     version = "2"  # 2: the median of per-pair ratios, with their spread (was: ratio of the two medians)
 
-    def setup(self, phase):
-        cfg = common.config("bench")
-        tf_model = common.build_model("tf-xla", cfg)
-        flax_model = common.build_model("flax-jit", cfg)
-        if phase == "prefill":
-            self.tf_call = common.prefill_call("tf-xla", tf_model, BATCH, PROMPT_LEN)
-            self.flax_call = common.prefill_call("flax-jit", flax_model, BATCH, PROMPT_LEN)
-        else:
-            self.tf_call = common.decode_call("tf-xla", tf_model, BATCH, PROMPT_LEN, "absorb")
-            self.flax_call = common.decode_call("flax-jit", flax_model, BATCH, PROMPT_LEN, "absorb")
-        common.warm_up(self.tf_call)
-        common.warm_up(self.flax_call)
+    def setup_cache(self):
+        return _throughput_numbers(self.reps)
 
-    def track_tf_over_flax(self, phase):
+    setup_cache.timeout = 900
+
+    def track_tf_over_flax(self, numbers, phase):
         """PX.tf_prefill_speed / PX.tf_decode_speed: throughput TF (XLA) / throughput Flax (jax.jit).
 
         prefill: B=8 x T=256 prompt into an empty absorbed cache; decode: one token for each of B=8
         sequences after a 256-token absorbed cache. Same tokens both sides, so each pair's throughput
         ratio is the Flax time over the TF time; asv records the median of the pairs and their spread.
         """
-        return common.sampled(common.ratio_samples(self.flax_call, self.tf_call, self.reps))
+        return common.sampled(numbers["ratio"][phase])
 
     track_tf_over_flax.unit = "ratio"
     track_tf_over_flax.pretty_name = "Throughput TF-XLA / Flax-jit (bench config, B=8, 256-token prompt/cache)"
+
+    def track_prefill_mfu(self, numbers, framework):
+        """PX.prefill_mfu: model FLOP utilisation of a B=8 x T=256 prefill (absorbed cache, bench config).
+
+        Per round, (model FLOPs / prefill seconds) / (GEMM FLOPs / seconds of the fastest fp32 GEMM timed
+        right after it); model FLOPs per ``benchmarks.roofline.forward_flops``. Median of the rounds.
+        """
+        return common.sampled(numbers["mfu"][framework])
+
+    track_prefill_mfu.params = [ROOFLINE_FRAMEWORKS]
+    track_prefill_mfu.param_names = ["framework"]
+    track_prefill_mfu.unit = "fraction"
+    track_prefill_mfu.version = "1"
+    track_prefill_mfu.pretty_name = "Prefill model FLOP utilisation vs the fp32 GEMM peak (bench, B=8, T=256)"
+
+    def track_decode_over_floor(self, numbers, framework):
+        """PX.decode_roofline: a decode step's time over its memory-bandwidth floor (bench, B=8, 256 cached).
+
+        Per round, decode seconds / (bytes the step must read per ``benchmarks.roofline.decode_bytes``:
+        active weights incl. only the routed experts its tokens use, plus the filled absorbed cache, over
+        the copy bandwidth timed right after it). 1.0 is the floor. Median of the rounds.
+        """
+        return common.sampled(numbers["over_floor"][framework])
+
+    track_decode_over_floor.params = [ROOFLINE_FRAMEWORKS]
+    track_decode_over_floor.param_names = ["framework"]
+    track_decode_over_floor.unit = "ratio"
+    track_decode_over_floor.version = "1"
+    track_decode_over_floor.pretty_name = "Decode step time / memory-bandwidth floor (bench, B=8, 256 cached)"
+
+    def track_decode_bytes(self, numbers):
+        """PX.decode_roofline (context): the bytes the floor divides, from the config and the step's routing."""
+        return numbers["decode_bytes"]
+
+    track_decode_bytes.params = []
+    track_decode_bytes.param_names = []
+    track_decode_bytes.unit = "bytes"
+    track_decode_bytes.version = "1"
+    track_decode_bytes.pretty_name = "Bytes a decode step must read (bench, B=8, 256 cached, absorbed)"
+
+    def track_gemm_peak(self, numbers, engine):
+        """PX.prefill_mfu (context): fp32 GEMM GFLOP/s of a 2048^3 matmul, best of 5, per engine; the
+        fastest engine is the MFU's peak."""
+        return numbers["gemm_gflops"][engine]
+
+    track_gemm_peak.params = [common.GEMM_ENGINES]
+    track_gemm_peak.param_names = ["engine"]
+    track_gemm_peak.unit = "GFLOP/s"
+    track_gemm_peak.version = "1"
+    track_gemm_peak.pretty_name = "fp32 GEMM peak, 2048 x 2048 x 2048, best of 5"
+
+    def track_stream_bandwidth(self, numbers):
+        """PX.decode_roofline (context): copy bandwidth (read + write bytes) of a 128 MB fp32 array split
+        over the CPUs, best of 5: the bandwidth the decode floor is computed with."""
+        return numbers["stream_gbs"]
+
+    track_stream_bandwidth.params = []
+    track_stream_bandwidth.param_names = []
+    track_stream_bandwidth.unit = "GB/s"
+    track_stream_bandwidth.version = "1"
+    track_stream_bandwidth.pretty_name = "Stream copy bandwidth, 128 MB, all CPUs, best of 5"
 
 
 class Prefill(_Timed):
@@ -78,6 +191,8 @@ class Prefill(_Timed):
     param_names = ["framework", "seq_len"]
 
     def setup(self, framework, seq_len):
+        if framework == "flax-jit":
+            common.reuse_jax_compiles()
         model = common.build_model(framework, common.config("bench"))
         self.call = common.prefill_call(framework, model, BATCH, seq_len)
         common.warm_up(self.call, calls=1 if framework == "tf-eager" else 2)  # eager compiles nothing
@@ -87,6 +202,8 @@ class Prefill(_Timed):
         self.call()
 
     time_prefill.pretty_name = "Prefill time, bench config, B=8"
+    # the source hash asv recorded before the suite declared versions (issue 12): the same series
+    time_prefill.version = "a37fc5ceb6cad9b5ff3e69e5c59f3d21ce657ad63a1124dcb45a1a5978e2e591"
 
 
 class Decode(_Timed):
@@ -99,6 +216,8 @@ class Decode(_Timed):
     param_names = ["framework", "cache"]
 
     def setup(self, framework, cache):
+        if framework == "flax-jit":
+            common.reuse_jax_compiles()
         model = common.build_model(framework, common.config("bench"))
         self.call = common.decode_call(framework, model, BATCH, PROMPT_LEN, cache)
         common.warm_up(self.call, calls=1 if framework == "tf-eager" else 2)
@@ -108,6 +227,8 @@ class Decode(_Timed):
         self.call()
 
     time_decode.pretty_name = "Decode step time, bench config, B=8, 256 cached tokens"
+    # the source hash asv recorded before the suite declared versions (issue 12): the same series
+    time_decode.version = "21a68dfc71350f399d4fa1899c39c73aeaf1b0f46d1d33097a64c12fa958e077"
 
 
 def _train_step_call(framework: str, batch: int, seq_len: int):
@@ -121,6 +242,8 @@ def _train_step_call(framework: str, batch: int, seq_len: int):
     """
     cfg = common.config("bench")
     toks = common.tokens(batch, seq_len, cfg.vocab_size)
+    if framework == "flax-jit":
+        common.reuse_jax_compiles()  # TrainStep[flax-jit] and TrainThroughput compile the same step
     model = common.build_model("flax-jit" if framework == "flax-jit" else "tf-eager", cfg)
     if framework.startswith("tf-"):
         import tensorflow as tf
@@ -246,9 +369,13 @@ class Memory:
         common.prefill_call(framework, self.model, BATCH, PROMPT_LEN)()
 
     peakmem_prefill.pretty_name = "Peak memory, prefill B=8 x 256, bench config"
+    # the source hash asv recorded before the suite declared versions (issue 12): the same series
+    peakmem_prefill.version = "694f9dd0bd1dadf5cfa06feecd7a9e696366c4cbe6e767061662bbdcc8d621b8"
 
     def peakmem_decode(self, framework):
         """PX.tf_decode_speed (context): peak RSS after one decode step from a 256-token absorbed cache."""
         common.decode_call(framework, self.model, BATCH, PROMPT_LEN, "absorb")()
 
     peakmem_decode.pretty_name = "Peak memory, decode B=8 after 256 tokens, bench config"
+    # the source hash asv recorded before the suite declared versions (issue 12): the same series
+    peakmem_decode.version = "c27adcada97912f02a855e16f7f4d5679cb79260238e2bcafb7e5c8a2d580847"

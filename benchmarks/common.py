@@ -101,15 +101,40 @@ def check_framework(framework: str) -> None:
 def build_model(framework: str, cfg: ModelConfig):
     """``tf_impl.Transformer`` or ``reference.Transformer`` holding ``canonical_state(cfg)``.
 
-    The one model builder is ``harness.interop.build_model``; a benchmark framework names a model
+    The one model builder is ``harness.interop.bridge.build_model``; a benchmark framework names a model
     framework plus how it runs (``tf-xla``: ``compiled=True``).
     """
-    from harness.interop import build_model as build
+    from harness.interop.bridge import build_model as build
 
     check_framework(framework)
     if framework.startswith("tf-"):
         return build("tf", cfg, canonical_state(cfg), seed=SEED, compiled=framework == "tf-xla")
     return build("flax", cfg, canonical_state(cfg), seed=SEED)
+
+
+JAX_CACHE_DIR = REPO_ROOT / ".asv" / "jax-cache"
+JAX_CACHE_BYTES = 1 << 30  # least recently used programs are evicted beyond 1 GB
+
+
+def reuse_jax_compiles() -> None:
+    """Keep JAX's compiled programs on disk (``.asv/jax-cache``) and reuse them in later processes.
+
+    Each asv benchmark process compiles its Flax programs again (a prefill or decode of the bench model
+    takes seconds on 2 cores), although the same program was compiled by the process before, or by the
+    same benchmark at the previous commit. JAX's persistent compilation cache is keyed by the program, the
+    compile options, jax/jaxlib versions and the device, so a hit returns the same executable. Call it in
+    ``setup`` of benchmarks that time compiled calls (compiling is never timed there), not of ``peakmem_``
+    benchmarks, whose peak RSS would then lose the compiler's memory on a hit; and call it before the
+    process's first JAX operation, since JAX sets the cache up at its first compile. Programs that compile
+    in under 0.5 s (the single operations run eagerly while loading weights) are not kept. TensorFlow has
+    no usable counterpart on CPU: its ``--tf_xla_persistent_cache_directory`` entries failed to parse when
+    read back (TF 2.21), and the program was compiled again.
+    """
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(JAX_CACHE_DIR))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_compilation_cache_max_size", JAX_CACHE_BYTES)
 
 
 def sync(framework: str, value) -> None:
@@ -189,7 +214,7 @@ def sampled(samples: Sequence[float]) -> dict[str, object]:
     asv's runner protocol: a benchmark process whose result is ``{"samples": [...], "number": n}`` is
     treated as a sampled result (``asv.runner`` checks for exactly these keys), so asv computes the
     median, its 99% confidence interval and the quartiles (``asv_runner.statistics.compute_stats``)
-    and, under ``--record-samples``, keeps the samples. ``harness.gate`` tests significance on them
+    and, under ``--record-samples``, keeps the samples. ``harness.roadmap.gate`` tests significance on them
     as ``asv compare`` does. tests/harness/test_gate_end_to_end.py checks that asv still does this.
     """
     values = [float(x) for x in samples]
@@ -226,6 +251,79 @@ def raw_hashed_io_seconds(nbytes: int, directory: str | os.PathLike | None = Non
     if check.digest() != digest.digest():
         raise RuntimeError(f"calibration file {path} read back differently from what was written")
     return elapsed
+
+
+# ------------------------------------------------------------------ machine peaks (same run, same process)
+GEMM_N = 2048                  # 2 * 2048**3 = 17 GFLOP: ~0.1-0.5 s on 2 cores, far beyond every cache
+GEMM_ENGINES = ("tf", "jax", "numpy")
+STREAM_BYTES = 128 << 20       # per array: 4x the 32 MB L3 of the benchmark host, so copies stream from DRAM
+
+
+def gemm_call(engine: str, n: int = GEMM_N) -> tuple[Callable[[], None], float]:
+    """A no-argument call multiplying two fp32 [n, n] matrices, and its FLOPs (2 n^3).
+
+    ``tf``: ``tf.linalg.matmul`` (oneDNN on CPU); ``jax``: ``jnp.matmul`` under ``jax.jit`` (XLA:CPU);
+    ``numpy``: ``np.matmul`` (the BLAS numpy was built with). Each call waits for its result.
+    """
+    rng = np.random.default_rng(SEED)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    flops = 2.0 * n**3
+    if engine == "tf":
+        import tensorflow as tf
+
+        ta, tb = tf.constant(a), tf.constant(b)
+        return (lambda: tf.linalg.matmul(ta, tb).numpy()), flops
+    if engine == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        ja, jb, matmul = jnp.asarray(a), jnp.asarray(b), jax.jit(jnp.matmul)
+        return (lambda: matmul(ja, jb).block_until_ready()), flops
+    if engine == "numpy":
+        out = np.empty_like(a)
+        return (lambda: np.matmul(a, b, out=out)), flops
+    raise ValueError(f"GEMM engine {engine!r} is unknown; use one of {GEMM_ENGINES}")
+
+
+def stream_copy_call(nbytes: int = STREAM_BYTES, threads: int | None = None) -> tuple[Callable[[], None], float]:
+    """A no-argument call copying an ``nbytes`` fp32 array into another, and the bytes it moves (2 nbytes:
+    read + write, STREAM's "copy" convention).
+
+    The copy is split into ``threads`` contiguous slices copied in parallel (numpy releases the GIL), one
+    per CPU by default, since a decode step reads its weights on every core.
+    """
+    threads = threads or os.cpu_count() or 1
+    src = np.ones(nbytes // 4, np.float32)
+    dst = np.empty_like(src)
+    cuts = np.linspace(0, src.size, threads + 1).astype(int)
+    pieces = [(dst[lo:hi], src[lo:hi]) for lo, hi in zip(cuts[:-1], cuts[1:])]
+    if threads == 1:
+        return (lambda: np.copyto(dst, src)), 2.0 * src.nbytes
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(threads)
+
+    def call():
+        for future in [pool.submit(np.copyto, d, s) for d, s in pieces]:
+            future.result()
+
+    return call, 2.0 * src.nbytes
+
+
+def best_rate(call: Callable[[], None], work: float, reps: int = 5) -> float:
+    """``work`` per second of the fastest of ``reps`` calls after one warm-up call: a peak, not a typical rate."""
+    call()
+    return work / min(seconds(call) for _ in range(reps))
+
+
+def interleaved_seconds(calls: Sequence[Callable[[], None]], reps: int) -> list[list[float]]:
+    """``reps`` rounds of timing every call once, in order: ``out[i][j]`` is call j's time in round i.
+
+    Timings of one round see the same machine state, so a ratio of two of them (a TF/Flax pair, a model
+    call over a peak calibration beside it) cancels the host's load, as ``ratio_samples`` does.
+    """
+    return [[seconds(call) for call in calls] for _ in range(reps)]
 
 
 # ------------------------------------------------------------------ the commit being benchmarked

@@ -2,7 +2,7 @@
 
 ``train_model`` is the shared run (a fixed seed, the shipped corpus, ``Trainer`` through its public
 API, the expert counts of every step kept); ``expert_balance_criterion`` and ``loss_spike_criterion``
-turn runs into the criteria's numbers. A spike is what ``harness.signals.loss_spike_count`` says it
+turn runs into the criteria's numbers. A spike is what ``harness.qa.signals.loss_spike_count`` says it
 is, the one definition the checkpoint-health rule and the diagnosis use too.
 
 Axis letters (the repository's one alphabet, docs/internals.md): D model width, E routed experts,
@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.config import ModelConfig, TrainConfig
-from harness.signals import loss_spike_count
+from harness.qa.signals import loss_spike_count
 
 
 def criterion_data(batch_size: int = 8, seq_len: int = 64):
@@ -109,7 +109,7 @@ def loss_spike_criterion(steps: int = 150, seed: int = 0, window: int = 20, thre
     """Loss spikes in a tiny MoE run with balancing on (bias updates + balance_alpha = 1e-4).
 
     A spike is a step whose loss exceeds the median of the previous ``window`` steps by ``threshold``
-    robust standard deviations (``harness.signals.loss_spike_count``, the one definition of a spike).
+    robust standard deviations (``harness.qa.signals.loss_spike_count``, the one definition of a spike).
 
     Args:
         steps: training steps of the run.

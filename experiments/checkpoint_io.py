@@ -126,3 +126,46 @@ def checkpoint_criterion(cfg: ModelConfig | None = None, repeats: int = 3) -> di
     ext = extrapolate_checkpoint_time(measured["save_gb_s"], measured["load_gb_s"])
     return {**measured, "params_671b": ext["params"], "bytes_671b": ext["bytes"],
             "extrapolated_671b_save_s": ext["extrapolated_save_s"], "extrapolated_671b_load_s": ext["extrapolated_load_s"]}
+
+
+def sharded_checkpoint_io(state: dict[str, np.ndarray], n_shards: int, directory: str | os.PathLike,
+                          repeats: int = 3) -> dict[str, float]:
+    """Measured throughput of ``tf_impl.parallel.sharded_checkpoint``'s parallel writer and reader on this host.
+
+    ``state`` is cut into ``n_shards`` shards of near-equal bytes (one per rank); each repeat writes them
+    at once (one thread per shard, fsync, SHA-256, atomic publish) and reads them back verified. The
+    best repeat is kept (the least disturbed by other processes on a shared host).
+
+    Returns:
+        ``{"bytes", "save_gb_s", "load_gb_s"}``: this host's aggregate throughput with ``n_shards`` writers.
+    """
+    from tf_impl.parallel.sharded_checkpoint import read_shards, write_shards
+
+    shards: list[dict[str, np.ndarray]] = [{} for _ in range(n_shards)]
+    sizes = [0] * n_shards
+    for name, arr in sorted(state.items(), key=lambda kv: -kv[1].nbytes):
+        r = sizes.index(min(sizes))                        # largest first onto the lightest shard
+        shards[r][name] = arr
+        sizes[r] += arr.nbytes
+    save, load, nbytes = [], [], 0
+    for i in range(repeats):
+        path = os.path.join(os.fspath(directory), f"sharded-{i}")
+        written = write_shards(path, shards, {"shards": n_shards})
+        nbytes = written["bytes"]
+        save.append(nbytes / written["seconds"] / 1e9)
+        t0 = time.perf_counter()
+        read_shards(path)
+        load.append(nbytes / (time.perf_counter() - t0) / 1e9)
+    return {"bytes": float(nbytes), "save_gb_s": max(save), "load_gb_s": max(load)}
+
+
+def sharded_checkpoint_time(save_gb_s: float, load_gb_s: float, hosts: int, cfg: ModelConfig | None = None,
+                            bytes_per_param: float = 12) -> dict[str, float]:
+    """EXTRAPOLATION: save/load seconds of a ``cfg`` checkpoint when ``hosts`` hosts each write their share
+    in parallel at the per-host throughput measured here (``sharded_checkpoint_io``): bytes / (hosts * rate).
+
+    Assumes every host has its own disk (or a parallel file system scaling with hosts) and writes at
+    this host's measured rate; the shards are equal. ``hosts=1`` gives the one-host figure.
+    """
+    one = extrapolate_checkpoint_time(save_gb_s * hosts, load_gb_s * hosts, cfg, bytes_per_param)
+    return {**one, "hosts": float(hosts)}

@@ -19,7 +19,7 @@ Protocol (after the YaRN paper, Peng et al. 2023, and DeepSeek-V3's 4K -> 32K ->
      and (4x) in one window by the extended model; ``ppl_ratio = exp(ce_4x - ce_1x)``. Below 1 the
      model profits from the longer context; above 1 the extension hurts.
 
-"Maintains performance" (the gate, in harness/criteria.py): passkey_retention >= 0.9 and
+"Maintains performance" (the gate, in harness/roadmap/criteria.py): passkey_retention >= 0.9 and
 ppl_ratio <= 1.10 for YaRN, zero-shot (the rule itself; the condition that tells the methods apart)
 and after the fine-tune (DeepSeek's procedure). PI and plain RoPE are context. Retention is only
 defined when the pretrained model retrieves at 1x (``MIN_BASE_ACCURACY``); a pretraining that did not

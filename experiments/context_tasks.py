@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tf_impl.data import DEFAULT_CORPUS, ByteTokenizer, corpus_files
 
 MARKER = ord("@")           # opens the planted key and the question; absent from the corpus
 NEWLINE = ord("\n")
@@ -48,15 +47,22 @@ class TaskError(ValueError):
 
 
 @functools.lru_cache(maxsize=4)
-def corpus_tokens(path: str = str(DEFAULT_CORPUS)) -> np.ndarray:
-    """All bytes of the corpus at ``path`` as int32 token ids of shape [N], files in stream order."""
-    data = b"".join(open(f, "rb").read() for f in corpus_files(path))
+def corpus_tokens(path: str | None = None) -> np.ndarray:
+    """All bytes of the corpus at ``path`` (default: the shipped one) as int32 token ids of shape [N], files in
+    stream order."""
+    # tf_impl.data imports TensorFlow: imported here, so that importing this module (asv discovers the suite by
+    # importing bench_context, which reads METHODS and STAGES) costs no TensorFlow import.
+    from tf_impl.data import DEFAULT_CORPUS, corpus_files
+
+    data = b"".join(open(f, "rb").read() for f in corpus_files(str(DEFAULT_CORPUS) if path is None else path))
     return np.frombuffer(data, np.uint8).astype(np.int32)
 
 
 @functools.lru_cache(maxsize=4)
-def corpus_sentences(path: str = str(DEFAULT_CORPUS)) -> tuple[tuple[str, ...], ...]:
+def corpus_sentences(path: str | None = None) -> tuple[tuple[str, ...], ...]:
     """The corpus's ``the ADJ NOUN VERB the ADJ NOUN.`` lines, split into words (the cast documents' frames)."""
+    from tf_impl.data import ByteTokenizer
+
     text = ByteTokenizer().decode(corpus_tokens(path))
     frames = tuple(tuple(line.split(" ")) for line in text.splitlines()
                    if line.startswith("the ") and line.endswith(".") and len(line.split(" ")) == 7)

@@ -142,15 +142,19 @@ def sample(task: str, n: int, split: str, seed: int) -> list[Problem]:
         raise ValueError(f"unknown split {split!r}; use 'train' or 'heldout'")
     want_held_out = split == "heldout"
     rng = np.random.default_rng([seed, sorted(GENERATORS).index(task), int(want_held_out)])
-    out, seen, tries = [], set(), 0
+    out, seen, misses = [], set(), 0
     while len(out) < n:
-        tries += 1
-        if tries > 200 * n + 1000:
+        # 20,000 draws in a row without a new problem: the split has (practically) run out, so say so rather
+        # than loop; a fixed budget proportional to n would spin for minutes on an impossible request.
+        if misses > 20_000:
             raise ValueError(f"task {task!r} has fewer than {n} distinct {split} problems; ask for fewer")
         p = GENERATORS[task](rng)
         if held_out(p.payload, task) == want_held_out and p.prompt not in seen:
             seen.add(p.prompt)
             out.append(p)
+            misses = 0
+        else:
+            misses += 1
     return out
 
 

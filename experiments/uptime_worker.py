@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
 
     from experiments.uptime import UptimeJob
     from harness.config import ModelConfig, TrainConfig
-    from harness.signals import loss_spike_problems
+    from harness.qa.signals import loss_spike_problems
     from tf_impl import Transformer
     from tf_impl.data import DataConfig
     from tf_impl.train import Trainer, TrainingDiverged

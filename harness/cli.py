@@ -9,11 +9,12 @@ Commands:
   publish      asv publish, made to work offline, plus the roadmap and criterion pages
   migrate      rewrite results recorded under a venv-path key to the stable key (lossless, keeps a backup)
   roadmap      print the roadmap: phases, deliverables, criteria and how each is measured
-  equivalence  TF-vs-Flax checks (harness.equivalence)
-  diagnose     troubleshooting (harness.troubleshoot)
-  progress     progress tracker (harness.progress)
+  equivalence  TF-vs-Flax checks (harness.interop.equivalence)
+  diagnose     troubleshooting (harness.qa.troubleshoot)
+  progress     progress tracker (harness.qa.progress)
+  serve        export a SavedModel, serve it with Ray Serve, query it (harness.serve_cli)
 
-Regressions are decided by harness.gate against the previous recorded commit, or --baseline REF.
+Regressions are decided by harness.roadmap.gate against the previous recorded commit, or --baseline REF.
 
 Exit codes: 0 fine, 1 criteria failed or regressed, nothing measured (or asv itself failed), 2 results unreadable /
 bad usage.
@@ -28,125 +29,29 @@ import re
 import subprocess
 import sys
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from harness import asv_env, migrate, publish, report, report_html, roadmap
-from harness.criteria import BINDINGS, check_bindings
+from harness import roadmap
 from harness.io import write_output
-from harness.results import CommitResults, ResultsError, ResultsWarning, load_benchmarks, load_machine
-from harness.validate import evaluate_history, is_failing, measured_here
+from harness.reports import asv_env, markdown, migrate, pages, publish
+from harness.roadmap.criteria import BINDINGS, check_bindings
+from harness.roadmap.history import History, Paths, load_history, nothing_measured, paths_for
+from harness.roadmap.results import ResultsError, ResultsWarning, load_machine
+from harness.roadmap.validate import is_failing
 
 DEFAULT_MACHINE = "harness-host"
 ASV_SOME_BENCHMARKS_FAILED = 2  # `asv run` exits 2 when any benchmark failed; the verdicts say which
 
 
-@dataclass(frozen=True)
-class Paths:
-    """Where the harness reads and writes, all resolved from the asv config's location.
-
-    Attributes:
-        root: the directory holding the asv config; asv and git run there.
-        config: the asv config file (asv.conf.json).
-        results_dir: asv's results directory (``--results-dir`` or the config's ``results_dir``).
-        html_dir: where ``asv publish`` writes and where roadmap.html goes.
-    """
-
-    root: Path
-    config: Path
-    results_dir: Path
-    html_dir: Path
-
-
-def paths_for(args: argparse.Namespace) -> Paths:
-    """Resolve the harness paths from the parsed ``--config``/``--results-dir`` options.
-
-    A missing config is allowed (asv's defaults apply) so that ``validate`` and ``report`` work on a
-    copied results directory; a config that exists but is not JSON is a ResultsError.
-    """
-    config = Path(args.config).resolve()
-    root = config.parent
-    conf = {}
-    if config.exists():
-        try:
-            conf = json.loads(config.read_text())
-        except json.JSONDecodeError as exc:
-            raise ResultsError(f"{config} is not valid JSON ({exc}); fix it before running the harness") from None
-    results_dir = Path(args.results_dir) if getattr(args, "results_dir", None) else root / conf.get("results_dir",
-                                                                                                    ".asv/results")
-    return Paths(root, config, results_dir.resolve(), (root / conf.get("html_dir", ".asv/html")).resolve())
-
-
-def load_history(paths: Paths, machine: str, upto: str | None = None, baseline: str | None = None) -> report.History:
-    """Verdicts for every recorded commit of ``machine`` up to ``upto`` (a hash prefix; default: all),
-    compared with ``baseline`` (a hash prefix or git ref of a recorded commit; default: the previous one)."""
-    commits = load_machine(paths.results_dir, machine)
-    if not commits:
-        raise ResultsError(f"{paths.results_dir / machine} holds no results files; run `python -m harness run`")
-    last = len(commits) - 1 if upto is None else _recorded_index(commits, upto, machine, "--commit")
-    base = None if baseline is None else _baseline_index(paths, commits, baseline, machine)
-    if base is not None and base > last:
-        raise ResultsError(f"--baseline {baseline!r} ({commits[base].commit_hash[:8]}) was recorded after the "
-                           f"evaluated commit {commits[last].commit_hash[:8]}; compare with a commit up to the "
-                           f"evaluated one")
-    commits = commits[: last + 1]
-    benchmarks = load_benchmarks(paths.results_dir)
-    verdicts = evaluate_history(commits, benchmarks)
-    return report.History(machine, tuple(c.commit_hash for c in commits), tuple(c.date for c in commits),
-                          tuple(verdicts), base)
-
-
-def _recorded_index(commits: Sequence[CommitResults], prefix: str, machine: str, option: str,
-                    given: str | None = None) -> int:
-    """Index of the one recorded commit whose hash starts with ``prefix``; ResultsError listing them if none."""
-    recorded = ", ".join(c.commit_hash[:8] for c in commits)
-    match = [i for i, c in enumerate(commits) if c.commit_hash.startswith(prefix.lower())]
-    shown = given if given is not None and given != prefix else None
-    name = f"{given!r} ({prefix[:8]})" if shown else repr(prefix)
-    if not match:
-        raise ResultsError(f"{option}: no results for commit {name} on {machine}; recorded: {recorded}")
-    if len({commits[i].commit_hash for i in match}) > 1:
-        several = ", ".join(commits[i].commit_hash[:12] for i in match)
-        raise ResultsError(f"{option}: {name} matches several recorded commits ({several}); give more of the hash")
-    return match[-1]
-
-
-def _baseline_index(paths: Paths, commits: Sequence[CommitResults], ref: str, machine: str) -> int:
-    """Index of the ``--baseline`` commit: a recorded hash prefix, else a git ref resolved in the repository."""
-    if re.fullmatch(r"[0-9a-fA-F]{4,40}", ref) and any(c.commit_hash.startswith(ref.lower()) for c in commits):
-        return _recorded_index(commits, ref, machine, "--baseline")
-    proc = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], cwd=paths.root,
-                          capture_output=True, text=True)
-    if proc.returncode:
-        raise ResultsError(f"--baseline {ref!r} is neither a recorded commit nor a git ref that resolves in "
-                           f"{paths.root}; recorded: {', '.join(c.commit_hash[:8] for c in commits)}")
-    return _recorded_index(commits, proc.stdout.strip(), machine, "--baseline", ref)
-
-
-def nothing_measured(history: report.History, index: int = -1) -> str | None:
-    """The error when commit ``index`` of ``history`` measured no value at all, else None.
-
-    Every check then lacks a number from that commit's own results: each is NaN (skipped), null (failed),
-    names a benchmark that benchmarks.json does not list, or was not run (a stale value does not count).
-    """
-    verdicts = history.verdicts[index]
-    if measured_here(verdicts):
-        return None
-    return (f"commit {history.commits[index][:8]} has no measured value at all: every benchmark a criterion reads "
-            f"was skipped (NaN), failed (null), is unknown to benchmarks.json or was not run at this commit, so "
-            f"nothing can pass. Run the benchmarks (`python -m harness run`; full-tier classes named *Full need "
-            f"--full) and see the FAILED-TO-RUN / NOT MEASURED reasons above")
-
-
-def _write_reports(paths: Paths, history: report.History, out: str | None, force: bool = False) -> None:
+def _write_reports(paths: Paths, history: History, out: str | None, force: bool = False) -> None:
     """The markdown report (report/roadmap.md, the harness's own file, or ``out``: the user's, kept unless
     ``force``) and the HTML roadmap page."""
     if out:
-        md = write_output(out, report.markdown(history), force=force)
+        md = write_output(out, markdown.render(history), force=force)
     else:
-        md = report.write_markdown(history, paths.root / "report" / "roadmap.md")
-    page = report_html.write_html(history, paths.html_dir)
+        md = markdown.write_markdown(history, paths.root / "report" / "roadmap.md")
+    page = pages.write_html(history, paths.html_dir)
     linked = (paths.html_dir / "index.html").exists()
     print(f"wrote {md} and {page}" + ("" if linked else " (no asv index.html yet: run `asv publish` to link it)"))
 
@@ -282,7 +187,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     history = load_history(paths, args.machine, baseline=args.baseline)
     published = _publish(paths)
     _write_reports(paths, history, None)
-    print(report.summary_table(history))
+    print(markdown.summary_table(history))
     ran = [i for i, sha in enumerate(history.commits) if sha in in_range]
     empty = [msg for i in ran if (msg := nothing_measured(history, i))]
     if not ran:
@@ -338,7 +243,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """``validate``: print the verdict table; exit 1 on a failed gate, a regression at the evaluated commit
     (against ``--baseline`` or the previous recorded commit), or an evaluated commit that measured nothing."""
     history = load_history(paths_for(args), args.machine, args.commit, args.baseline)
-    print(report.summary_table(history))
+    print(markdown.summary_table(history))
     empty = nothing_measured(history)
     if empty:
         print(f"error: {empty}", file=sys.stderr)
@@ -402,10 +307,11 @@ def cmd_roadmap(args: argparse.Namespace) -> int:
 
 
 _HOOKS = {
-    "equivalence": "harness.equivalence",
-    "diagnose": "harness.troubleshoot",
-    "progress": "harness.progress",
-    "docs": "harness.docs_check",
+    "equivalence": "harness.interop.equivalence",
+    "diagnose": "harness.qa.troubleshoot",
+    "progress": "harness.qa.progress",
+    "docs": "harness.qa.docs_check",
+    "serve": "harness.serve_cli",
 }
 
 

@@ -252,6 +252,26 @@ class ModelConfig:
         return cls(**{**base, **overrides})
 
     @classmethod
+    def mtp_proxy(cls, **overrides: Any) -> "ModelConfig":
+        """Deep and thin, for self-speculative decoding: one MTP module costs what it costs in DeepSeek-V3.
+
+        Speculative decoding's speed-up is bounded by the drafter's cost relative to the trunk. In the
+        671B model one MTP module (``eh_proj``, one MoE block, the shared head) activates ~4.4% of the
+        weights one trunk forward does (61 blocks and the head; ``experiments.mtp_speedup.mtp_cost_ratio``
+        counts them); the 2-layer ``tiny`` spends ~66% on it, which caps the speed-up below 1.5x at any
+        acceptance. This preset keeps tiny's width class and the byte vocabulary of the shipped corpus
+        but has 32 layers (3 dense, as V3), so the ratio is ~4.6% (~1/22), within 1.1x of the 671B value.
+        """
+        base = dict(
+            max_batch_size=4, max_seq_len=128, vocab_size=256, dim=128, inter_dim=256, moe_inter_dim=64,
+            n_layers=32, n_dense_layers=3, n_heads=4, n_routed_experts=8, n_shared_experts=1,
+            n_activated_experts=2, n_expert_groups=2, n_limited_groups=1, score_func=ScoreFunc.SIGMOID,
+            route_scale=2.5, q_lora_rank=64, kv_lora_rank=32, qk_nope_head_dim=32, qk_rope_head_dim=16,
+            v_head_dim=32, original_seq_len=128, rope_factor=4.0, n_mtp_modules=1,
+        )
+        return cls(**{**base, **overrides})
+
+    @classmethod
     def v3_671b(cls, **overrides: Any) -> "ModelConfig":
         """The published DeepSeek-V3 671B values (configs/config_671B.json). Shape-only: never allocate it."""
         base = dict(
@@ -341,11 +361,11 @@ class ModelConfig:
     def named(cls, name_or_path: str, presets: Mapping[str, Callable[[], "ModelConfig"]] | None = None) -> "ModelConfig":
         """A preset by name or a path to a JSON file (what the CLIs accept).
 
-        ``presets`` defaults to ``tiny``, ``bench`` and ``v3_671b``; a CLI with its own set of names
+        ``presets`` defaults to ``tiny``, ``bench``, ``mtp_proxy`` and ``v3_671b``; a CLI with its own set of names
         (the equivalence suite's) passes that set instead, and gets the same JSON handling and errors.
         """
         if presets is None:
-            presets = {"tiny": cls.tiny, "bench": cls.bench, "v3_671b": cls.v3_671b}
+            presets = {"tiny": cls.tiny, "bench": cls.bench, "mtp_proxy": cls.mtp_proxy, "v3_671b": cls.v3_671b}
         if name_or_path in presets:
             return presets[name_or_path]()
         if name_or_path.endswith(".json"):
@@ -394,3 +414,68 @@ class TrainConfig:
                               f"clip_norm={self.clip_norm} and eps={self.eps} > 0")
         if not (0.0 <= self.b1 < 1.0 and 0.0 <= self.b2 < 1.0):
             raise ConfigError(f"b1={self.b1} and b2={self.b2} must lie in [0, 1)")
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    """How a model is laid out on devices: ``data_parallel`` x ``expert_parallel`` ranks.
+
+    Rank ``r`` sits at ``(r // expert_parallel, r % expert_parallel)``: the expert axis varies fastest,
+    so an expert-parallel group is a run of adjacent devices (one node's GPUs on a real cluster, where
+    the all-to-all is cheapest). Every rank reads its own share of the batch; the routed experts are
+    split into ``expert_parallel`` contiguous shards (replicated over the data axis); attention, the
+    gate, the shared experts, norms, embedding and head are replicated. ``zero`` partitions the AdamW
+    moments of each tensor over the ranks that hold a copy of it (ZeRO-1). ``nodes`` is how many
+    nodes the expert axis spans: node-limited routing maps expert groups to nodes.
+    """
+
+    data_parallel: int = 1
+    expert_parallel: int = 1
+    zero: bool = False
+    nodes: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("data_parallel", "expert_parallel", "nodes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}={value!r} must be a positive integer")
+        if not isinstance(self.zero, bool):
+            raise ConfigError(f"zero={self.zero!r} must be True or False")
+        if self.expert_parallel % self.nodes:
+            raise ConfigError(f"nodes={self.nodes} must divide expert_parallel={self.expert_parallel} "
+                              "(every node holds the same number of expert ranks)")
+
+    @property
+    def n_devices(self) -> int:
+        """Devices the mesh needs: data_parallel * expert_parallel."""
+        return self.data_parallel * self.expert_parallel
+
+    @classmethod
+    def for_devices(cls, n_devices: int, expert_parallel: int | None = None, **kw: Any) -> "MeshConfig":
+        """A mesh over ``n_devices``: all of them on the expert axis unless ``expert_parallel`` says otherwise."""
+        ep = n_devices if expert_parallel is None else expert_parallel
+        if ep < 1 or n_devices % ep:
+            raise ConfigError(f"expert_parallel={ep} must divide the {n_devices} devices present")
+        return cls(data_parallel=n_devices // ep, expert_parallel=ep, **kw)
+
+    def check_layout(self, cfg: ModelConfig, batch_size: int | None = None) -> None:
+        """Refuse a model or batch that cannot be laid out on this mesh; each message names both numbers.
+
+        Args:
+            cfg: the model; its ``n_routed_experts`` must split evenly over the expert axis.
+            batch_size: the global batch, if known; it must split evenly over all ranks.
+        """
+        if cfg.n_routed_experts % self.expert_parallel:
+            raise ConfigError(
+                f"n_routed_experts={cfg.n_routed_experts} cannot be split over expert_parallel="
+                f"{self.expert_parallel} ranks ({cfg.n_routed_experts} % {self.expert_parallel} = "
+                f"{cfg.n_routed_experts % self.expert_parallel}); choose an expert_parallel that divides it")
+        if cfg.n_expert_groups > 1 and self.nodes > 1 and cfg.n_expert_groups % self.nodes:
+            raise ConfigError(
+                f"n_expert_groups={cfg.n_expert_groups} cannot be mapped onto nodes={self.nodes} "
+                "(node-limited routing needs whole groups per node); choose nodes dividing the groups")
+        if batch_size is not None and batch_size % self.n_devices:
+            raise ConfigError(
+                f"batch_size={batch_size} cannot be split over {self.n_devices} ranks "
+                f"(data_parallel={self.data_parallel} x expert_parallel={self.expert_parallel}); "
+                f"use a multiple of {self.n_devices}")

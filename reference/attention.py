@@ -85,7 +85,8 @@ class KVCache:
 
     Functional, as JAX arrays are: ``prefill``/``decode_step``/``reset``/``truncate`` return a new
     cache, and the one passed in stays valid at its own length. ``length`` is a Python int passed to the jitted step as a traced
-    scalar, so decoding compiles once.
+    scalar; the step reads the first ``read_length(length + 1, max_seq_len)`` slots (a static bucket), so decoding
+    compiles once per bucket, not once per position.
     """
 
     mode: CacheMode
@@ -121,6 +122,21 @@ class KVCache:
             raise ValueError(f"truncate({length!r}): the length must be an integer in 0..{self.length} "
                              "(the positions this cache holds)")
         return dataclasses.replace(self, length=int(length))
+
+
+def read_length(needed: int, max_seq_len: int) -> int:
+    """Cache slots a decode step reads when ``needed`` positions are filled: a static bucket for ``jax.jit``.
+
+    The smallest of 16, 24, 32, 48, 64, 96, ... (powers of two and 1.5x powers of two) that holds
+    ``needed``, capped at ``max_seq_len``: at most 1.5x the filled slots are read, and a whole decode
+    compiles ~2 log2(max_seq_len) programs. Slots past the filled ones are masked (softmax weight 0).
+    """
+    if not 1 <= needed <= max_seq_len:
+        raise ValueError(f"read_length({needed}, {max_seq_len}): needed must be in 1..max_seq_len")
+    size = 16
+    while size < needed:
+        size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3  # 16 -> 24 -> 32 -> 48 -> 64 ...
+    return min(size, max_seq_len)
 
 
 def _write(buffer: jax.Array, new: jax.Array, start: jax.Array) -> jax.Array:

@@ -5,7 +5,7 @@ block with one fp32 scale ``max(amax, 1e-4) / 448``. Values are clipped to +-448
 an e4m3fn cast of an out-of-range value gives NaN, not 448. A matmul sums the e4m3 products of one
 128-wide input block in fp32, scales that partial sum by both blocks' scales, and adds the blocks up.
 Both divisions are IEEE divisions rounded once (see ``_divide``), so the e4m3 codes are exactly those
-of ``harness.fp8_oracle`` (numpy and ml_dtypes' round-to-nearest-even), ties included.
+of ``harness.interop.fp8_oracle`` (numpy and ml_dtypes' round-to-nearest-even), ties included.
 
 The master weights stay fp32; quantisation happens on the fly in every forward. Gradients use the
 straight-through estimator: the rounding to the e4m3 grid counts as identity, the scales count as

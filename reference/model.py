@@ -29,7 +29,7 @@ from flax import nnx
 
 from harness.config import Dtype, ModelConfig
 from harness.state import check_loadable, expected_shapes
-from reference.attention import MLA, CacheMode, KVCache, causal_mask, empty_layer_cache
+from reference.attention import MLA, CacheMode, KVCache, causal_mask, empty_layer_cache, read_length
 from reference.linear import Linear, init_weight
 from reference.moe import MLP, GateBias, MoE, expert_load
 from reference.mtp import MTPModule
@@ -374,13 +374,14 @@ class Transformer:
     def decode_step(self, next_tokens, cache: KVCache) -> tuple[jax.Array, KVCache]:
         """Feed one token per sequence, ``next_tokens`` [B]; returns (logits [B, V], the extended cache).
 
-        Attends over all ``max_seq_len`` slots with the unwritten ones masked, so every step reuses one
-        compiled program.
+        Attends over the first ``read_length(length + 1)`` slots (a bucket of at most 1.5x the filled
+        ones) with the unwritten ones masked, so the steps of one bucket reuse one compiled program.
         """
         tokens = self.check_tokens(next_tokens, "next_tokens", rank=1)[:, None]  # [B, 1]
         self._check_room(tokens, cache)
         logits, layers = _cached_forward(self.graphdef, self.params, self.biases, cache.layers, tokens,
-                                         cache.length, key_len=self.cfg.max_seq_len, mode=cache.mode)
+                                         cache.length, key_len=read_length(cache.length + 1, self.cfg.max_seq_len),
+                                         mode=cache.mode)
         return logits[:, 0], KVCache(cache.mode, layers, cache.length + 1)
 
     def generate(self, prompt, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,

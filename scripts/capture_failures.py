@@ -36,9 +36,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from failure_scenarios import SCENARIOS as DEV_SCENARIOS, Scenario  # noqa: E402 (beside this script)
 from held_out_scenarios import SCENARIOS as HELD_OUT_SCENARIOS  # noqa: E402
-from harness.diagnosis import diagnose_text  # noqa: E402 (needs the repo on the path when run as a script)
-from harness.knowledge import KNOWLEDGE_BASE_PATH  # noqa: E402
-from harness.troubleshoot import environment_info  # noqa: E402
+from harness.qa.diagnosis import diagnose_text  # noqa: E402 (needs the repo on the path when run as a script)
+from harness.qa.knowledge import KNOWLEDGE_BASE_PATH  # noqa: E402
+from harness.qa.troubleshoot import environment_info  # noqa: E402
 
 FIXTURES = os.path.join(REPO, "tests", "qa", "fixtures")
 SCENARIOS: tuple[Scenario, ...] = (*DEV_SCENARIOS, *HELD_OUT_SCENARIOS)
@@ -81,7 +81,7 @@ def run_scenario(scenario: Scenario) -> tuple[int, str]:
 
 
 def knowledge_base_sha256() -> str:
-    """sha256 of ``harness/knowledge_base.toml``: which knowledge base a held-out capture was scored against."""
+    """sha256 of ``harness/qa/knowledge_base.toml``: which knowledge base a held-out capture was scored against."""
     with open(KNOWLEDGE_BASE_PATH, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
 

@@ -78,7 +78,7 @@ SCENARIOS = (
         import sys
         import tensorflow as tf
         from tensorflow.python.framework.dtypes import float8_e4m3fn
-        from harness.troubleshoot import diagnose_fp8_range
+        from harness.qa.troubleshoot import diagnose_fp8_range
 
         act = tf.random.stateless_normal([4, 128], seed=[0, 0]) * 300.0  # [M, D] activations with outliers
         for finding in diagnose_fp8_range(act.numpy(), scale=1.0):
@@ -160,7 +160,7 @@ SCENARIOS = (
         import sys
         import numpy as np
         from harness.config import ModelConfig
-        from harness.troubleshoot import diagnose_expert_load
+        from harness.qa.troubleshoot import diagnose_expert_load
 
         cfg = ModelConfig.tiny()
         E, K, G = cfg.n_routed_experts, cfg.n_activated_experts, cfg.n_expert_groups
@@ -188,7 +188,7 @@ SCENARIOS = (
         import os, time
         import numpy as np
         import tensorflow as tf
-        from harness.troubleshoot import diagnose_input_pipeline
+        from harness.qa.troubleshoot import diagnose_input_pipeline
 
         def tokenize(i):
             time.sleep(0.02)  # stands in for Python-side tokenisation
@@ -313,6 +313,30 @@ SCENARIOS = (
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         mesh = dtensor.create_mesh([("batch", 4)], device_type="CPU")
+    """),
+    Scenario("tf_collective_no_ordering_token", "collective_timeout_no_ordering_token",
+             "all_reduce_v2 over 2 logical CPU devices in one tf.function, no ordering_token (issue 14)", """
+        import tensorflow as tf
+        from tensorflow.python.ops import collective_ops
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+
+        @tf.function
+        def step():
+            out = []
+            for i, device in enumerate(devices):
+                with tf.device(device):
+                    out.append(collective_ops.all_reduce_v2(tf.fill([2], float(i)), 2, 1, 1, timeout=5))
+            return out
+
+        print(step())
+    """),
+    Scenario("expert_axis_does_not_divide", "mesh_does_not_fit_model",
+             "64 routed experts on a 6-way expert axis (issue 14)", """
+        from harness.config import MeshConfig, ModelConfig
+        cfg = ModelConfig.bench(n_routed_experts=64, n_expert_groups=8, n_limited_groups=4)
+        MeshConfig.for_devices(6).check_layout(cfg)
     """),
     Scenario("jax_pmap_too_many", "distributed_failure", "jax.pmap over a leading axis of 4 with 1 CPU device", """
         import jax

@@ -5,7 +5,7 @@ no ``-k``) on a clean checkout (no modified tracked file, no untracked file outs
 measures "the tests of commit X" (changes under .asv/, the harness' own records, do not count).
 When such a run completes, two records are written:
 
-* ``.asv/tests/<sha>.json`` (``harness.testrun``): counts, every test's outcome, durations and
+* ``.asv/tests/<sha>.json`` (``harness.roadmap.testrun``): counts, every test's outcome, durations and
   versions; green and red runs alike, so a red suite is a FAIL of the criteria that read it
   (``benchmarks/bench_quality.py``), not a missing value. An interrupted run or a collection error
   records nothing.
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import testrun
+from harness.roadmap import testrun
 
 ROOT = Path(__file__).resolve().parents[1]
 COVERAGE_DIR = ROOT / ".asv" / "coverage"

@@ -12,8 +12,10 @@ latent, Q q latent.
 
 Both follow DeepSeek-V3's ``inference/model.py``: one rope key shared by all heads, softmax in fp32,
 scale ``cfg.softmax_scale`` (YaRN mscale**2 included), causal mask only when more than one token is
-processed. Caches are tf.Variables of static shape [B, max_seq_len, ...] written in place (scatter),
-so the compiled decode step sees the same shapes at every position.
+processed. Caches are tf.Variables of static shape [B, max_seq_len, ...] written in place (scatter).
+A compiled step with a tensor position reads only the cache's first ``read_len`` slots, a bucketed
+length (``cache_read_length``: powers of two and 1.5x powers of two), so decoding reads what is
+filled (at most 1.5x of it) and XLA compiles a handful of shapes, not one per position.
 """
 
 from __future__ import annotations
@@ -61,6 +63,32 @@ def cache_bytes_per_token(cfg: ModelConfig, mode: str) -> int:
     else:
         raise ValueError(f"cache mode {mode!r} is unknown; use one of {list(CACHE_MODES)}")
     return cfg.n_layers * per_layer * _FP32_BYTES
+
+
+_MIN_READ = 16  # smallest bucket: below it a compile costs more than the slots it saves
+
+
+def cache_read_length(needed: int, max_seq_len: int) -> int:
+    """The cache slots a compiled step reads when ``needed`` positions are filled (the new ones included).
+
+    The smallest of 16, 24, 32, 48, 64, 96, ... (powers of two and 1.5x powers of two) that is at least
+    ``needed``, capped at ``max_seq_len``: at most 1.5x the filled slots are read, and a decode from 1
+    to ``max_seq_len`` compiles ~2 log2(max_seq_len) programs. Masked slots past the filled ones do not
+    change the result (their softmax weight is exactly 0), so every bucket gives the same output.
+
+    Args:
+        needed: positions that must be visible, in 1..``max_seq_len``.
+        max_seq_len: the cache's capacity.
+
+    Returns:
+        the read length, in ``needed..max_seq_len``.
+    """
+    if not 1 <= needed <= max_seq_len:
+        raise ValueError(f"cache_read_length({needed}, {max_seq_len}): needed must be in 1..max_seq_len")
+    size = _MIN_READ
+    while size < needed:
+        size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3  # 16 -> 24 -> 32 -> 48 -> 64 ...
+    return min(size, max_seq_len)
 
 
 class KVCache:
@@ -226,13 +254,15 @@ class MLA(tf.Module):
         """Output projection of per-head values [B, T, N, H] -> [B, T, D]."""
         return self.wo(tf.reshape(o, [o.shape[0], o.shape[1], self.n_heads * self.v_dim]))  # [B, T, N*H]
 
-    def __call__(self, x, cos, sin, cache=None, start=0, mode: CacheMode | str = CacheMode.NAIVE):
+    def __call__(self, x, cos, sin, cache=None, start=0, mode: CacheMode | str = CacheMode.NAIVE,
+                 read_len: int | None = None):
         """Attend ``x`` [B, T, D] at positions start..start+T-1 (cos/sin [T, R/2] for those positions).
 
         Without a cache the keys are this call's own tokens. With ``cache`` (a layer's pair of cache
         variables) the new keys are written at ``start`` first; a Python int ``start`` reads the
-        ``start + T`` valid positions, a tensor ``start`` (the compiled decode step) reads all
-        max_seq_len positions and masks the ones past the current token.
+        ``start + T`` valid positions, a tensor ``start`` (a compiled step) reads the first ``read_len``
+        slots (a static int >= start + T, e.g. ``cache_read_length``; default all max_seq_len) and
+        masks the ones past the current token.
         """
         b, t = x.shape[0], x.shape[1]
         q_nope, q_pe, kv, k_pe = self._project(x, cos, sin)
@@ -244,7 +274,7 @@ class MLA(tf.Module):
             return self._out(tf.einsum("BNTS,BSNH->BTNH", probs, v))                        # [B, T, D]
 
         a_var, b_var = cache
-        s = start + t if isinstance(start, int) else a_var.shape[1]
+        s = start + t if isinstance(start, int) else (read_len or a_var.shape[1])
         mask = causal_mask(start, t, s)                                                     # [T, S]
         if mode == CacheMode.NAIVE:
             k_nope, v = self._expand_kv(kv)

@@ -146,6 +146,15 @@ def corpus_size(path: str | os.PathLike) -> int:
     return sum(os.path.getsize(f) for f in corpus_files(path))
 
 
+def byte_ids(raw: tf.Tensor) -> tf.Tensor:
+    """The byte tokenizer as TF ops: a string scalar -> its UTF-8 bytes as int32 ids [n] (id = byte value).
+
+    The data pipeline and the exported SavedModel's ``tokenize`` signature (``tf_impl.export``) both use it,
+    so a served model reads text exactly as it was trained on it.
+    """
+    return tf.cast(tf.io.decode_raw(raw, tf.uint8), tf.int32)
+
+
 def _windows(files: list[str], seq_len: int, tokenizer: SubwordTokenizer | None = None) -> tf.data.Dataset:
     """All complete ``seq_len`` windows of the concatenated token stream, in order, as int32 [T].
 
@@ -154,7 +163,7 @@ def _windows(files: list[str], seq_len: int, tokenizer: SubwordTokenizer | None 
     """
     ds = tf.data.Dataset.from_tensor_slices(files)
     if tokenizer is None:
-        ds = ds.map(lambda f: tf.cast(tf.io.decode_raw(tf.io.read_file(f), tf.uint8), tf.int32))  # [bytes]
+        ds = ds.map(lambda f: byte_ids(tf.io.read_file(f)))  # [bytes]
     else:
         def encode(raw: bytes) -> np.ndarray:
             return tokenizer.encode(raw.decode("utf-8", errors="replace"))

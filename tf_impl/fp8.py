@@ -5,7 +5,7 @@ block with one fp32 scale ``max(amax, 1e-4) / 448``. Values are clipped to +-448
 (an e4m3fn cast of 500 gives NaN, not 448). ``fp8_matmul`` multiplies the e4m3 values, accumulates
 each 128-wide input block in fp32, applies the two block scales to that partial sum and adds the blocks up.
 The scale and ``x / scale`` are each rounded once, eagerly, as a graph and under XLA alike, so the e4m3
-codes are exactly those of ``harness.fp8_oracle`` (numpy and ml_dtypes' round-to-nearest-even).
+codes are exactly those of ``harness.interop.fp8_oracle`` (numpy and ml_dtypes' round-to-nearest-even).
 
 Gradients: the rounding to e4m3 has zero derivative almost everywhere, so ``fp8_matmul`` uses the
 straight-through estimator: the backward pass is that of the fp32 matmul ``x @ w.T`` with the

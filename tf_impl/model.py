@@ -7,8 +7,9 @@ Compiled vs eager: ``Transformer(cfg, compiled=True)`` (the default) runs ``mode
 ``forward_aux``, ``prefill`` and ``decode_step`` through ``tf.function(jit_compile=True)``; set
 ``model.compiled = False`` (or pass ``compiled=False``) to run the same code eagerly. Inside an outer
 ``tf.function`` (e.g. a training step) the model's code is inlined into that function instead.
-The decode step is one compiled call whose shapes do not depend on the position (the position is a
-tensor and the caches have static shape), so it is traced once per (batch, cache mode).
+The decode step is one compiled call whose shapes do not depend on the exact position (the position is
+a tensor and the caches have static shape); it reads the cache's first ``cache_read_length`` slots (a
+bucket: at most 1.5x the filled ones), so it is traced once per (batch, cache mode, bucket).
 
 Axis letters (the repository's one alphabet, docs/internals.md): B batch, T query length, S key
 length, D model width, R rope dim, V vocab, E routed experts, K experts activated per token.
@@ -23,7 +24,7 @@ import tensorflow as tf
 
 from harness.config import Dtype, ModelConfig
 from harness.state import check_loadable
-from tf_impl.attention import CACHE_MODES, MLA, CacheMode, KVCache
+from tf_impl.attention import CACHE_MODES, MLA, CacheMode, KVCache, cache_read_length
 from tf_impl.linear import Linear
 from tf_impl.moe import MLP, MoE
 from tf_impl.mtp import MTPModule
@@ -45,13 +46,14 @@ class Block(tf.Module):
         self.ffn_norm = RMSNorm(dim, eps=eps)
         self.ffn = ffn
 
-    def __call__(self, x, cos, sin, cache=None, start=0, mode: str = "naive", differentiable: bool = True):
+    def __call__(self, x, cos, sin, cache=None, start=0, mode: str = "naive", differentiable: bool = True,
+                 read_len: int | None = None):
         """``x`` [B, T, D] -> ``(out [B, T, D], router info)``; the info is None for a dense FFN.
 
-        ``cache``, ``start``, ``mode`` are the attention's (``MLA.__call__``); ``differentiable`` picks
-        the MoE dispatch scheme (tiled for training, looped for inference).
+        ``cache``, ``start``, ``mode``, ``read_len`` are the attention's (``MLA.__call__``);
+        ``differentiable`` picks the MoE dispatch scheme (tiled for training, looped for inference).
         """
-        h = x + self.attn(self.attn_norm(x), cos, sin, cache, start, mode)
+        h = x + self.attn(self.attn_norm(x), cos, sin, cache, start, mode, read_len)
         if isinstance(self.ffn, MoE):
             y, info = self.ffn(self.ffn_norm(h), differentiable)
             return h + y, info
@@ -186,12 +188,16 @@ class Transformer(tf.Module):
             return compiled_fn(*args)
         return eager_fn(*args)
 
-    def _trunk(self, tokens, cos, sin, caches=None, start=0, mode="naive", differentiable=False):
-        """Hidden state before the final norm, [B, T, D], and the MoE router infos."""
+    def _trunk(self, tokens, cos, sin, caches=None, start=0, mode="naive", differentiable=False, read_len=None):
+        """Hidden state before the final norm, [B, T, D], and the MoE router infos.
+
+        ``read_len``: the cache slots a compiled step (tensor ``start``) reads; see ``MLA.__call__``.
+        """
         h = tf.gather(self.embed, tokens)                                       # [B, T, D]
         infos = []
         for i, layer in enumerate(self.layers):
-            h, info = layer(h, cos, sin, None if caches is None else caches[i], start, mode, differentiable)
+            h, info = layer(h, cos, sin, None if caches is None else caches[i], start, mode, differentiable,
+                            read_len)
             if info is not None:
                 infos.append(info)
         return h, infos
@@ -264,7 +270,8 @@ class Transformer(tf.Module):
             raise InputError(f"forward_aux needs T > n_mtp_modules={self.cfg.n_mtp_modules}, got T={arr.shape[1]}")
         return self._run(self._aux_xla, self._forward_aux_impl, tf.constant(arr))
 
-    def hidden_states(self, tokens, cache: KVCache | None = None, start=None) -> tuple[tf.Tensor, KVCache | None]:
+    def hidden_states(self, tokens, cache: KVCache | None = None, start=None,
+                      read_len: int | None = None) -> tuple[tf.Tensor, KVCache | None]:
         """The main blocks' output before the final norm, ``(h [B, T, D], cache)``; ``logits(h)`` finishes it.
 
         Without a cache the T tokens sit at positions 0..T-1 and attend causally to each other (what
@@ -275,7 +282,10 @@ class Transformer(tf.Module):
 
         Inside a caller's ``tf.function`` (tokens a symbolic tensor) the call is traced into that
         function: no host-side checks, ``start`` is required with a cache and may be a scalar tensor,
-        and the cache's length (a host value) is left to the caller.
+        and the cache's length (a host value) is left to the caller. With a tensor ``start`` the call
+        reads the cache's first ``read_len`` slots (a Python int >= start + T, e.g.
+        ``tf_impl.attention.cache_read_length(length + T, max_seq_len)``; default all of them), so a
+        step traced per read length reads only what is filled.
 
         Args:
             tokens: int token ids of shape [B, T].
@@ -291,7 +301,8 @@ class Transformer(tf.Module):
             if start is None:
                 raise InputError("hidden_states inside a tf.function needs start= with a cache: the cache's "
                                  "length is a host value the compiled step cannot read")
-            h, _ = self._trunk(tokens, *self.rope_at(start, tokens.shape[1]), cache.layers, start, cache.mode)
+            h, _ = self._trunk(tokens, *self.rope_at(start, tokens.shape[1]), cache.layers, start, cache.mode,
+                               read_len=read_len)
             return h, cache
         arr = self.check_tokens(tokens)
         if cache is None:
@@ -391,15 +402,18 @@ class Transformer(tf.Module):
         cache.batch = arr.shape[0]
         return logits, cache
 
-    def _decode_impl(self, tokens, pos, mode: str, cache_vars):
+    def _decode_impl(self, tokens, pos, mode: str, cache_vars, read_len: int):
         caches = [tuple(cache_vars[2 * i: 2 * i + 2]) for i in range(self.cfg.n_layers)]
         cos, sin = tf.gather(self._cos, pos[None]), tf.gather(self._sin, pos[None])  # [1, R/2]
-        h, _ = self._trunk(tokens[:, None], cos, sin, caches, pos, mode)        # [B, 1, D]
+        h, _ = self._trunk(tokens[:, None], cos, sin, caches, pos, mode, read_len=read_len)  # [B, 1, D]
         return self.logits(h[:, 0])                                             # [B, V]
 
     def _step(self, tokens: np.ndarray, cache: KVCache) -> tf.Tensor:
+        # The position is a tensor (no retrace per position); the read length is a Python int, so the
+        # step is traced once per bucket and reads only the filled part of the cache.
+        read_len = cache_read_length(cache.length + 1, self.cfg.max_seq_len)
         logits = self._run(self._decode_xla, self._decode_impl, tf.constant(tokens),
-                           tf.constant(cache.length, tf.int32), cache.mode, cache.variables)
+                           tf.constant(cache.length, tf.int32), cache.mode, cache.variables, read_len)
         cache.length += 1
         cache.batch = tokens.shape[0]
         return logits

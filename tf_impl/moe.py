@@ -142,6 +142,26 @@ def sparse_dispatch(indices: tf.Tensor, n_experts: int, tile_rows: int, n_rows: 
     return slot_of_assignment, assignment_of_slot, counts, row_start
 
 
+def tiled_swiglu(xs, counts, row_start, tile_rows: int, w1, w2, w3, matmul) -> tf.Tensor:
+    """SwiGLU of the expert-sorted row buffer ``xs`` [n_rows, D] (``sparse_dispatch``'s layout). [n_rows, D].
+
+    Every tile of ``tile_rows`` rows gathers its expert's ``w1`` [E, F, D], ``w2`` [E, D, F] and ``w3``
+    [E, F, D]; one grouped ``matmul`` (``x`` [U, W, I] times ``w`` [U, O, I] transposed) runs all tiles.
+    Shared by ``MoE`` and the expert-parallel dispatch (``tf_impl.parallel.expert_parallel``), whose
+    ``w*`` hold only a rank's experts.
+    """
+    n_rows, d = xs.shape
+    n_tiles, n_experts = n_rows // tile_rows, w1.shape[0]
+    row_end = row_start + (counts + tile_rows - 1) // tile_rows * tile_rows  # [E]
+    tile_first_row = tf.range(n_tiles) * tile_rows                           # [U]
+    tile_expert = tf.reduce_sum(tf.cast(row_end[None, :] <= tile_first_row[:, None], tf.int32), -1)  # [U]
+    tile_expert = tf.minimum(tile_expert, n_experts - 1)                     # unused tiles: any expert
+    xt = tf.reshape(xs, [n_tiles, tile_rows, d])                             # [U, W, D]
+    w1, w2, w3 = (tf.gather(w, tile_expert) for w in (w1, w2, w3))           # [U,F,D],[U,D,F],[U,F,D]
+    h = tf.nn.silu(matmul(xt, w1)) * matmul(xt, w3)                          # [U, W, F]
+    return tf.reshape(matmul(h, w2), [n_rows, d])                            # [U, W, D] -> [n_rows, D]
+
+
 class MoE(tf.Module):
     """``out = sum_k w_k * expert_k(x) + shared(x)`` with DeepSeek-V3's gate and a sparse dispatch.
 
@@ -164,6 +184,10 @@ class MoE(tf.Module):
         self.w3 = tf.Variable(init_weight(rng, (e, f, d), d), name="w3")                     # [E, F, D]
         self.shared_experts = MLP(d, n_shared_experts * f, fp8=fp8, rng=rng) if n_shared_experts else None
         self.rows_evaluated: int | None = None  # expert-row evaluations of the last traced call
+        # Set by tf_impl.parallel.expert_parallel on a rank that holds only a shard of the experts:
+        # a callable (x [X, D], weights [X, K], indices [X, K]) -> [X, D] that sends the rows to their
+        # experts' ranks and back. None: every expert is local.
+        self.dispatch = None
 
     def params(self, prefix: str) -> dict:
         """The gate, every routed expert and the shared experts under ``prefix``, in canonical names.
@@ -208,15 +232,7 @@ class MoE(tf.Module):
 
     def _tiled(self, xs, counts, row_start, tile_rows, n_rows):
         """Every tile gathers its expert's weights; one grouped SwiGLU over all tiles. [n_rows, D]."""
-        n_tiles, d = n_rows // tile_rows, xs.shape[1]
-        row_end = row_start + (counts + tile_rows - 1) // tile_rows * tile_rows  # [E]
-        tile_first_row = tf.range(n_tiles) * tile_rows                           # [U]
-        tile_expert = tf.reduce_sum(tf.cast(row_end[None, :] <= tile_first_row[:, None], tf.int32), -1)  # [U]
-        tile_expert = tf.minimum(tile_expert, self.n_experts - 1)                # unused tiles: any expert
-        xt = tf.reshape(xs, [n_tiles, tile_rows, d])                             # [U, W, D]
-        w1, w2, w3 = (tf.gather(w, tile_expert) for w in (self.w1, self.w2, self.w3))  # [U,F,D],[U,D,F],[U,F,D]
-        h = tf.nn.silu(self._matmul(xt, w1)) * self._matmul(xt, w3)              # [U, W, F]
-        return tf.reshape(self._matmul(h, w2), [n_rows, d])                      # [U, W, D] -> [n_rows, D]
+        return tiled_swiglu(xs, counts, row_start, tile_rows, self.w1, self.w2, self.w3, self._matmul)
 
     def _looped(self, xs, counts, row_start, tile_rows, n_rows):
         """A while loop over the non-empty experts, an inner one over each expert's tiles. [n_rows, D]."""
@@ -259,7 +275,10 @@ class MoE(tf.Module):
         b, t, d = x.shape
         flat = tf.reshape(x, [b * t, d])                                          # [X, D]
         weights, indices, scores = route(flat, self.gate_weight, self.gate_bias, **self.route_args)  # [X,K], [X,K], [X,E]
-        y = self.experts(flat, weights, indices, differentiable)                 # [X, D]
+        if self.dispatch is None:
+            y = self.experts(flat, weights, indices, differentiable)             # [X, D]
+        else:
+            y = self.dispatch(flat, weights, indices)                            # [X, D]
         if self.shared_experts is not None:
             y = y + self.shared_experts(flat)
         info = (tf.reshape(scores, [b, t, self.n_experts]), tf.reshape(indices, [b, t, self.n_activated_experts]),

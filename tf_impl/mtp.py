@@ -29,14 +29,14 @@ class MTPModule(tf.Module):
         self.norm = RMSNorm(dim, eps=eps)
 
     def __call__(self, emb: tf.Tensor, h_prev: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor, cache=None, start=0,
-                 mode: str = "naive"):
+                 mode: str = "naive", read_len: int | None = None):
         """``emb``, ``h_prev`` [B, T', D] (already aligned by the caller) -> (h^k [B, T', D], router info or None).
 
-        ``cache``, ``start`` and ``mode`` are the block's (``Block.__call__``): a one-layer cache lets
-        the module run position by position, as speculative decoding drafts with it.
+        ``cache``, ``start``, ``mode`` and ``read_len`` are the block's (``Block.__call__``): a one-layer
+        cache lets the module run position by position, as speculative decoding drafts with it.
         """
         x = self.eh_proj(tf.concat([self.enorm(emb), self.hnorm(h_prev)], -1))  # [B, T', 2D] -> [B, T', D]
-        return self.block(x, cos, sin, cache, start, mode)
+        return self.block(x, cos, sin, cache, start, mode, read_len=read_len)
 
     def params(self, prefix: str) -> dict:
         """``enorm``, ``hnorm``, ``eh_proj``, the block's tensors and the final ``norm`` under ``prefix``.

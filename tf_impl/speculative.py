@@ -11,8 +11,11 @@ pass that produces the next token. One round, at cache position p, with the pend
    positions p, p+1: drafts for p+2 (valid whatever d was) and for p+3 (valid if d == y0);
 3. on the host: if d == y0 (for every sequence of the batch) both x and d are emitted, the cache
    advances by 2, the pending token is y1 and the draft the one for p+3; otherwise only x is emitted,
-   the cache rolls back to p+1 (the stale entry at p+1 is masked and later overwritten), the pending
-   token is y0 and the draft the one for p+2.
+   the cache rolls back to p+1 with ``KVCache.truncate`` (the stale entry at p+1 is masked and later
+   overwritten), the pending token is y0 and the draft the one for p+2.
+
+Each compiled round reads only the filled part of the caches (``cache_read_length`` of p+2 slots),
+so it is traced once per read bucket and batch size, as ``Transformer.decode_step`` is.
 
 Every emitted token is the main model's own argmax given the tokens before it, so the output is
 greedy decoding's output; the draft only decides how many of them one call yields (1 or 2).
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from tf_impl.attention import KVCache
+from tf_impl.attention import KVCache, cache_read_length
 from tf_impl.model import InputError
 
 
@@ -65,18 +68,18 @@ class SpeculativeDecoder:
         self._single = tf.function(self._single_impl, jit_compile=jit_compile)
 
     # ------------------------------------------------------------------ compiled pieces
-    def _main(self, tokens, start, cache: KVCache):
+    def _main(self, tokens, start, cache: KVCache, read_len=None):
         """Main model on ``tokens`` [B, T] at positions start..start+T-1: (greedy ids [B, T], h [B, T, D])."""
-        h, _ = self.model.hidden_states(tokens, cache, start)  # [B, T, D]
+        h, _ = self.model.hidden_states(tokens, cache, start, read_len)  # [B, T, D]
         ids = tf.argmax(self.model.logits(h), -1, output_type=tf.int32)  # [B, T]
         return ids, h
 
-    def _draft(self, next_tokens, h, start, mtp_cache: KVCache):
+    def _draft(self, next_tokens, h, start, mtp_cache: KVCache, read_len=None):
         """MTP drafts [B, T] for positions start+2..: inputs emb(next_tokens) [B, T] and h [B, T, D]."""
         m = self.model
         cos, sin = m.rope_at(start, next_tokens.shape[1])  # [T, R/2] each
         emb = tf.gather(m.embed, next_tokens)  # [B, T, D]
-        out, _ = self.mtp(emb, h, cos, sin, mtp_cache.layers[0], start, self.mode)  # [B, T, D]
+        out, _ = self.mtp(emb, h, cos, sin, mtp_cache.layers[0], start, self.mode, read_len)  # [B, T, D]
         return tf.argmax(m.head(self.mtp.norm(out)), -1, output_type=tf.int32)  # [B, T]
 
     def _prefill_impl(self, prompt, cache, mtp_cache):
@@ -86,14 +89,17 @@ class SpeculativeDecoder:
         drafts = self._draft(tf.concat([prompt[:, 1:], x[:, None]], 1), h, 0, mtp_cache)  # [B, n]
         return x, drafts[:, -1]
 
-    def _round_impl(self, x, d, pos, cache, mtp_cache):
-        """One verify+draft round at position ``pos``: (y [B, 2], drafts [B, 2]) as in the module doc."""
-        y, h = self._main(tf.stack([x, d], 1), pos, cache)  # [B, 2], [B, 2, D]
-        return y, self._draft(y, h, pos, mtp_cache)
+    def _round_impl(self, x, d, pos, cache, mtp_cache, read_len: int):
+        """One verify+draft round at position ``pos``: (y [B, 2], drafts [B, 2]) as in the module doc.
 
-    def _single_impl(self, x, pos, cache):
+        ``read_len`` (a Python int, one trace per value) is the cache slots read, >= pos + 2.
+        """
+        y, h = self._main(tf.stack([x, d], 1), pos, cache, read_len)  # [B, 2], [B, 2, D]
+        return y, self._draft(y, h, pos, mtp_cache, read_len)
+
+    def _single_impl(self, x, pos, cache, read_len: int):
         """Plain one-token step (used when no room is left for a draft): greedy id [B]."""
-        ids, _ = self._main(x[:, None], pos, cache)
+        ids, _ = self._main(x[:, None], pos, cache, read_len)
         return ids[:, 0]
 
     # ------------------------------------------------------------------ generation
@@ -115,17 +121,22 @@ class SpeculativeDecoder:
         mcache = KVCache(self._mtp_cfg, b, self.mode)
         x, d = self._prefill(tf.constant(arr), cache, mcache)
         x, d = x.numpy(), d.numpy()
-        p, out = n, []
+        cache.length, cache.batch = n, b  # the compiled steps leave the host-side length to the caller
+        out, top = [], self.cfg.max_seq_len
         while True:
             out.append(x)
             if len(out) == max_new_tokens:
                 break
-            if p + 2 > self.cfg.max_seq_len:  # no room to verify a draft: one plain step
-                x = self._single(tf.constant(x), tf.constant(p, tf.int32), cache).numpy()
-                p += 1
+            p = cache.length
+            if p + 2 > top:  # no room to verify a draft: one plain step
+                x = self._single(tf.constant(x), tf.constant(p, tf.int32), cache,
+                                 cache_read_length(p + 1, top)).numpy()
+                cache.length = p + 1
                 continue
-            y, drafts = self._round(tf.constant(x), tf.constant(d), tf.constant(p, tf.int32), cache, mcache)
+            y, drafts = self._round(tf.constant(x), tf.constant(d), tf.constant(p, tf.int32), cache, mcache,
+                                    cache_read_length(p + 2, top))
             y, drafts = y.numpy(), drafts.numpy()
+            cache.length = p + 2  # x and d are written at p, p+1
             stats.rounds += 1
             stats.drafts += 1
             if np.array_equal(y[:, 0], d):
@@ -133,7 +144,8 @@ class SpeculativeDecoder:
                 out.append(d)
                 if len(out) == max_new_tokens:
                     break
-                x, d, p = y[:, 1], drafts[:, 1], p + 2
+                x, d = y[:, 1], drafts[:, 1]
             else:
-                x, d, p = y[:, 0], drafts[:, 0], p + 1  # roll back: position p+1 is overwritten next round
+                cache.truncate(p + 1)  # roll back the rejected draft: position p+1 is overwritten next round
+                x, d = y[:, 0], drafts[:, 0]
         return np.stack(out, 1).astype(np.int32), stats  # [B, max_new_tokens], like Transformer.generate

@@ -5,7 +5,7 @@ in ``tf_impl.optim``. The contract both frameworks follow is ``docs/internals.md
 
 Stopping is typed: a non-finite loss, gradient norm or weight raises ``TrainingDiverged``, which
 carries the step and the per-step records (loss, its parts, gradient norm, learning rate). Diagnosing
-them is the harness's job (``harness.signals.explain_divergence``), not the model's.
+them is the harness's job (``harness.qa.signals.explain_divergence``), not the model's.
 
 Axis letters (the repository's one alphabet, docs/internals.md): B batch, T query length, E routed
 experts, L MoE layers (main layers, then MTP blocks).
@@ -41,7 +41,7 @@ class TrainingDiverged(RuntimeError):
     ``step`` is the trainer's step when it stopped (updates applied so far) and ``records`` the
     per-step records up to and including the failing step, oldest first, each with ``loss``, ``ce``,
     ``mtp``, ``balance``, ``grad_norm`` and ``lr`` (lr 0 where the update was not applied; a run
-    restored from a checkpoint has only ``loss`` for the steps before it). ``harness.signals.
+    restored from a checkpoint has only ``loss`` for the steps before it). ``harness.qa.signals.
     explain_divergence(error)`` diagnoses them.
     """
 
@@ -61,7 +61,7 @@ class Trainer:
     With ``checkpoint_dir`` and ``checkpoint_every``, a checkpoint is saved every that many steps and
     at the end of ``fit``; ``resume()`` continues from the newest good one. Each checkpoint records a
     health verdict on the steps since the previous save (``_health``): the weights are always checked,
-    and ``health`` (a ``HealthRule``, e.g. ``harness.signals.loss_spike_problems``) adds a rule on the
+    and ``health`` (a ``HealthRule``, e.g. ``harness.qa.signals.loss_spike_problems``) adds a rule on the
     loss history; ``CheckpointManager`` never counts an unhealthy checkpoint towards ``keep``.
 
     The step is one ``tf.function``; ``jit_compile=True`` also runs it through XLA. The whole tiny
@@ -154,7 +154,7 @@ class Trainer:
                 f"training stopped at step {self.step}: loss={record['loss']} (ce={record['ce']}, "
                 f"mtp={record['mtp']}, balance={record['balance']}), grad_norm={record['grad_norm']}; "
                 f"the update was not applied{previous}. The error carries the step records: "
-                "harness.signals.explain_divergence(error) diagnoses them",
+                "harness.qa.signals.explain_divergence(error) diagnoses them",
                 step=self.step, records=[*self.history, record],
             )
         if not bool(weights_finite):

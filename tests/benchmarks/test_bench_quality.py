@@ -3,7 +3,7 @@
 import pytest
 
 from benchmarks import bench_quality, common
-from harness import testrun
+from harness.roadmap import testrun
 
 SHA = "f" * 40
 
@@ -49,7 +49,7 @@ def test_green_run_without_coverage_says_so(records):
 
 
 def _tasks():
-    from harness.progress import parse_tasks
+    from harness.qa.tasks import parse_tasks
 
     def task(tid, status, tests=()):
         return {"id": tid, "title": f"task {tid}", "phase": "phase_1", "status": status, "priority": "medium",
@@ -64,11 +64,11 @@ def _tasks():
 
 
 def test_progress_disagreement_reads_the_recorded_run(records, monkeypatch):
-    """QA.progress_accuracy gets its value from the record harness.testrun writes for the commit; without one,
+    """QA.progress_accuracy gets its value from the record harness.roadmap.testrun writes for the commit; without one,
     setup skips with the reason asv prints (and the report shows)."""
-    from harness import progress
+    from harness.qa import tasks
 
-    monkeypatch.setattr(progress, "load_tasks", _tasks)
+    monkeypatch.setattr(tasks, "load_tasks", _tasks)
     with pytest.raises(NotImplementedError, match=f"{testrun.NO_RUN_REASON} \\(ffffffff\\)"):
         bench_quality.Quality.track_progress_disagreement.setup()
     _record(records, **{"tests/x.py::a": "passed", "tests/x.py::b": "passed", "tests/x.py::c": "failed"})

@@ -6,7 +6,8 @@ import functools
 
 import pytest
 
-from harness import equivalence as eq
+from harness.interop import equivalence as eq
+from harness.interop.rows import Row
 
 # What the default run compares per config (the full set for every config runs under -m slow).
 # tiny (dense + MoE with 2 groups + MTP) gets everything; the dense-only and YaRN configs get the checks
@@ -21,7 +22,7 @@ DEFAULT_CHECKS = {
 
 
 @functools.lru_cache(maxsize=None)
-def rows_for(config: str, checks: tuple[str, ...]) -> tuple[eq.Row, ...]:
+def rows_for(config: str, checks: tuple[str, ...]) -> tuple[Row, ...]:
     return tuple(eq.compare(eq.named_config(config), checks=checks))
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness import equivalence as eq
 from harness.config import ModelConfig
+from harness.interop import equivalence as eq
+from harness.interop.rows import summary
 from tests.equivalence.conftest import rows_for
 
 
@@ -25,7 +26,7 @@ def test_fp8_blocks_at_bench_widths_match_the_oracle_bit_for_bit():
         assert part in names, part
     assert all(r.passed and r.gate for r in rows), _failures(rows)
     worst = max(r.error_over_tolerance for r in rows)
-    assert eq.summary(rows) == {"passed": 4, "total": 4, "worst": pytest.approx(worst), "context": 0}
+    assert summary(rows) == {"passed": 4, "total": 4, "worst": pytest.approx(worst), "context": 0}
 
 
 def test_fp8_block_rows_name_the_framework_that_rounds_differently(monkeypatch):
@@ -45,7 +46,7 @@ def test_fp8_block_rows_name_the_framework_that_rounds_differently(monkeypatch):
 @pytest.mark.slow
 def test_every_check_at_bench():
     rows = rows_for("bench", eq.ALL)
-    numbers = eq.summary(rows)
+    numbers = summary(rows)
     assert numbers["passed"] == numbers["total"] and numbers["worst"] <= 1.0, _failures(rows)
     fp8_model = [r for r in rows if r.component.startswith("fp8 mode")]
     assert len(fp8_model) == 2

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from harness.config import ModelConfig
-from harness.interop import FRAMEWORKS, build_model
+from harness.interop.bridge import FRAMEWORKS, build_model
 
 CFG = ModelConfig.tiny(max_seq_len=32)
 TOKENS = np.random.default_rng(3).integers(0, CFG.vocab_size, (2, 12)).astype(np.int32)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from harness import equivalence as eq
 from harness.config import ModelConfig
-from harness.interop import build_model, export_state
+from harness.interop import equivalence as eq
+from harness.interop.bridge import build_model, export_state
 from harness.io import save_safetensors
 from harness.state import expected_shapes
 

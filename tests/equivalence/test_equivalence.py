@@ -1,12 +1,14 @@
-"""TF (tf_impl) against Flax (reference) on the same canonical state; tolerances: harness.equivalence.TOLERANCES."""
+"""TF (tf_impl) against Flax (reference) on the same canonical state; tolerances: harness.interop.tolerances.TOLERANCES."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from harness import equivalence as eq
 from harness.config import ModelConfig
+from harness.interop import equivalence as eq
+from harness.interop.rows import compare_row, expert_set_agreement
+from harness.interop.tolerances import TOLERANCES
 from tests.equivalence.conftest import DEFAULT_CHECKS, rows_for
 
 
@@ -60,22 +62,22 @@ def test_yarn_rows_report_the_yarn_frequencies():
 
 
 def test_row_verdict_follows_the_tolerance():
-    tol = eq.TOLERANCES["logits"]
-    assert eq._row("x", np.zeros(3), np.full(3, tol.atol), "logits").passed
-    assert not eq._row("x", np.zeros(3), np.full(3, 2 * tol.atol), "logits").passed
-    assert not eq._row("x", np.zeros(3), np.zeros(4), "logits").passed
-    assert not eq._row("x", np.array([np.nan]), np.zeros(1), "logits").passed
-    assert not eq._row("x", np.zeros(3), np.zeros(3), "logits", routing=0.99).passed
+    tol = TOLERANCES["logits"]
+    assert compare_row("x", np.zeros(3), np.full(3, tol.atol), "logits").passed
+    assert not compare_row("x", np.zeros(3), np.full(3, 2 * tol.atol), "logits").passed
+    assert not compare_row("x", np.zeros(3), np.zeros(4), "logits").passed
+    assert not compare_row("x", np.array([np.nan]), np.zeros(1), "logits").passed
+    assert not compare_row("x", np.zeros(3), np.zeros(3), "logits", routing=0.99).passed
 
 
 def test_expert_set_agreement_ignores_order_and_padding():
     a = np.array([[0, 1], [2, 3], [-1, -1]])
     b = np.array([[1, 0], [2, 4], [-1, -1]])
-    assert eq.expert_set_agreement(a, b) == 0.5
+    assert expert_set_agreement(a, b) == 0.5
 
 
 def test_every_tolerance_is_justified():
-    for key, tol in eq.TOLERANCES.items():
+    for key, tol in TOLERANCES.items():
         assert tol.why and tol.per in ("element", "tensor"), key
 
 

@@ -4,13 +4,13 @@ equal models (also part of tests/equivalence/test_equivalence.py's tiny run) and
 import numpy as np
 import pytest
 
-from harness import equivalence as eq
-from harness import equivalence_align as ea
+from harness.interop import equivalence as eq
+from harness.interop import equivalence_align as ea
 
 
 @pytest.fixture(scope="module")
 def pair():
-    from harness.interop import build_model
+    from harness.interop.bridge import build_model
 
     cfg = eq.named_config("tiny")
     state = eq.reference_state(cfg)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from harness.config import ModelConfig
-from harness.interop import FRAMEWORKS, build_model
+from harness.interop.bridge import FRAMEWORKS, build_model
 
 CFG = ModelConfig.tiny()
 

@@ -40,7 +40,7 @@ _ROPE_FP32 = (
 
 def test_tf_rope_tables_are_exact_to_float32_at_long_positions():
     from harness.config import ModelConfig
-    from harness.equivalence import TOLERANCES
+    from harness.interop.tolerances import TOLERANCES
     from reference.rope import rope_tables as flax_tables
     from tf_impl.rope import rope_tables as tf_tables
 

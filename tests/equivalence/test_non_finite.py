@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import equivalence as eq
 from harness.config import ModelConfig
-from harness.interop import build_model, export_state
+from harness.interop import equivalence as eq
+from harness.interop.bridge import build_model, export_state
+from harness.interop.rows import compare_row
 from harness.io import save_safetensors
 
 
@@ -19,12 +20,12 @@ def state():
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 def test_identical_non_finite_outputs_fail(value):
     a = np.array([1.0, value, 2.0])
-    row = eq._row("x", a, a.copy(), "logits")
+    row = compare_row("x", a, a.copy(), "logits")
     assert not row.passed and "non-finite" in row.note
 
 
 def test_non_finite_on_one_side_only_fails_and_says_which():
-    row = eq._row("x", np.array([1.0, 2.0]), np.array([1.0, np.nan]), "logits")
+    row = compare_row("x", np.array([1.0, 2.0]), np.array([1.0, np.nan]), "logits")
     assert not row.passed and "Flax 1" in row.note and "TF 0" in row.note
 
 

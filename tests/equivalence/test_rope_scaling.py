@@ -8,8 +8,8 @@ the extended length (128 > original 32), where the scaling is active.
 import numpy as np
 import pytest
 
-from harness import equivalence as eq
 from harness.config import ModelConfig
+from harness.interop import equivalence as eq
 
 
 @pytest.mark.parametrize("scaling", ["pi", "none"])

@@ -8,30 +8,31 @@ import math
 import numpy as np
 import pytest
 
-from harness import equivalence as eq
-from harness import equivalence_fp8, equivalence_train
 from harness.config import ModelConfig
+from harness.interop import equivalence as eq, equivalence_fp8, equivalence_train
+from harness.interop.rows import compare_row, summary
+from harness.interop.tolerances import TOLERANCES
 
 
 def test_error_over_tolerance_is_one_at_the_limit_and_inf_for_a_differing_exact_check():
-    tol = eq.TOLERANCES["logits"]  # atol only
-    assert eq._row("x", np.full(3, tol.atol), np.zeros(3), "logits").error_over_tolerance == pytest.approx(1.0)
-    assert eq._row("x", np.full(3, tol.atol / 4), np.zeros(3), "logits").error_over_tolerance == pytest.approx(0.25)
-    assert eq._row("x", np.ones(2), np.ones(2), "fp8_values").error_over_tolerance == 0.0
-    assert eq._row("x", np.ones(2), np.array([1.0, 1.25]), "fp8_values").error_over_tolerance == math.inf
-    per_tensor = eq._row("x", np.array([1.0, 1e-9]), np.array([1.0, 0.0]), "gradients")  # rtol of max|ref|
+    tol = TOLERANCES["logits"]  # atol only
+    assert compare_row("x", np.full(3, tol.atol), np.zeros(3), "logits").error_over_tolerance == pytest.approx(1.0)
+    assert compare_row("x", np.full(3, tol.atol / 4), np.zeros(3), "logits").error_over_tolerance == pytest.approx(0.25)
+    assert compare_row("x", np.ones(2), np.ones(2), "fp8_values").error_over_tolerance == 0.0
+    assert compare_row("x", np.ones(2), np.array([1.0, 1.25]), "fp8_values").error_over_tolerance == math.inf
+    per_tensor = compare_row("x", np.array([1.0, 1e-9]), np.array([1.0, 0.0]), "gradients")  # rtol of max|ref|
     assert per_tensor.error_over_tolerance == pytest.approx(1e-9 / (1e-7 + 1e-4))
 
 
 def test_summary_counts_gating_rows_and_leaves_context_rows_out():
-    rows = [eq._row("a", np.zeros(2), np.zeros(2), "logits"),
-            eq._row("b", np.full(2, 5e-6), np.zeros(2), "logits"),
-            eq._row("c", np.ones(2), np.zeros(2), "logits")]
+    rows = [compare_row("a", np.zeros(2), np.zeros(2), "logits"),
+            compare_row("b", np.full(2, 5e-6), np.zeros(2), "logits"),
+            compare_row("c", np.ones(2), np.zeros(2), "logits")]
     rows[2] = eq.replace(rows[2], gate=False)
     assert rows[2].verdict == "INFO" and rows[1].verdict == "PASS"
-    assert eq.summary(rows) == {"passed": 2, "total": 2, "worst": pytest.approx(0.5), "context": 1}
+    assert summary(rows) == {"passed": 2, "total": 2, "worst": pytest.approx(0.5), "context": 1}
     rows[1] = eq.replace(rows[1], passed=False, over_tolerance=3.0)
-    assert eq.summary(rows)["passed"] == 1 and eq.summary(rows)["worst"] == 3.0
+    assert summary(rows)["passed"] == 1 and summary(rows)["worst"] == 3.0
 
 
 def test_fp8_model_rows_gate_only_when_the_one_ulp_control_is_quiet(monkeypatch):

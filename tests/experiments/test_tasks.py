@@ -70,7 +70,7 @@ def test_bad_task_split_or_size_is_named():
     with pytest.raises(ValueError, match="unknown split 'test'"):
         T.sample("add", 1, "test", 0)
     with pytest.raises(ValueError, match="fewer than"):
-        T.sample("rev", 10**6, "heldout", 0)
+        T.sample("add", 10**5, "heldout", 0)  # 1-2-digit operands: < 10^4 problems
 
 
 def test_layout_left_pads_prompts_and_masks_only_the_response():

@@ -1,7 +1,7 @@
 """A scratch asv project whose history is recorded from two checkout folders with two venvs, as users do.
 
 ``build(tmp)`` makes a git repo holding ``asv.conf.json`` (the project's, with its plugins) and one generated
-benchmark module that provides a real bound benchmark of ``harness.criteria`` (so the roadmap and criterion
+benchmark module that provides a real bound benchmark of ``harness.roadmap.criteria`` (so the roadmap and criterion
 pages have data), records commits 1 and 2 from folder ``a`` with venv ``a/.venv``, clones the repo to folder
 ``b`` (the results travel with it, as committed results do), records commit 3 there with venv ``b/.venv``,
 and runs ``python -m harness publish``. Each venv is a bare venv that sees this interpreter's packages, so
@@ -20,7 +20,8 @@ import venv
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.criteria import BENCHMARKS, BINDINGS, Check
+from harness.roadmap import suite
+from harness.roadmap.criteria import BINDINGS, Check
 
 REPO = Path(__file__).resolve().parents[2]
 MACHINE = "harness-host"
@@ -53,13 +54,14 @@ def pick_check() -> tuple[str, Check]:
     """A gating check on a parameterised track_ benchmark, preferably the MLA cache reduction."""
     candidates = [(cid, c) for cid, b in BINDINGS.items() if b.checks for c in b.checks
                   if c.gate and c.params and ".track_" in c.benchmark]
-    assert candidates, "harness.criteria binds no parameterised track_ benchmark; the HTML tests need one"
+    assert candidates, "harness.roadmap.criteria binds no parameterised track_ benchmark; the HTML tests need one"
     return next(((cid, c) for cid, c in candidates if c.benchmark == PREFERRED), candidates[0])
 
 
 def _benchmark_source(check: Check) -> str:
     module, cls, method = check.benchmark.split(".")
-    spec = BENCHMARKS[check.benchmark]
+    spec = suite.discover()[check.benchmark]   # asv's values are repr() strings: source text as they stand
+    params = "[" + ", ".join("[" + ", ".join(values) + "]" for values in spec.params) + "]"
     return textwrap.dedent(f'''\
         """Scratch stand-in for {check.benchmark}: returns the value values.json holds for its parameters."""
         import json
@@ -67,7 +69,7 @@ def _benchmark_source(check: Check) -> str:
 
 
         class {cls}:
-            params = {[list(v) for _, v in spec.params]!r}
+            params = {params}
             param_names = {list(spec.param_names)!r}
             version = "1"
 

@@ -21,13 +21,13 @@ def test_validate_fails_on_latest_commit(results_dir, capsys):
 
 
 def test_validate_on_older_commit_fails_only_on_the_success_rate(results_dir, capsys):
-    """Every measured criterion passes at a1a1a1a1, but 11 criteria are NOT DELIVERED: the success-rate
-    roll-up (32 of 43 met) FAILs, so the gate fails and says why, never passing silently."""
+    """Every measured criterion passes at a1a1a1a1, but 15 criteria are NOT DELIVERED: the success-rate
+    roll-up (40 of 43 met) FAILs, so the gate fails and says why, never passing silently."""
     assert main(["validate", *_args(results_dir, "--commit", "a1a1a1a1")]) == 1
     out = capsys.readouterr().out
-    assert "PASS 32, FAIL 1, FAILED-TO-RUN 0, NOT MEASURED 7, NOT DELIVERED 11" in out
+    assert "PASS 40, FAIL 1, FAILED-TO-RUN 0, NOT MEASURED 9, NOT DELIVERED 3" in out
     rate_row = next(line for line in out.splitlines() if "QA.milestone_success_rate" in line)
-    assert "0.7442" in rate_row and "FAIL" in rate_row and "DERIVED" in rate_row
+    assert "0.9302" in rate_row and "FAIL" in rate_row and "DERIVED" in rate_row
     undelivered = next(line for line in out.splitlines() if line.startswith("NOT DELIVERED (counted as not met"))
     assert "P0.env_conda_tf" in undelivered and "P0.jupyter_workflow" not in undelivered  # the notebook is delivered
 
@@ -35,13 +35,13 @@ def test_validate_on_older_commit_fails_only_on_the_success_rate(results_dir, ca
 def test_not_delivered_alone_does_not_set_the_exit_code(results_dir, capsys, monkeypatch):
     """The gate's exit code is about FAIL, FAILED-TO-RUN and regressions: without the roll-up, the same
     NOT DELIVERED criteria are printed with their reasons but do not fail validate."""
-    from harness.criteria import BINDINGS, Binding, NotMeasured
+    from harness.roadmap.criteria import BINDINGS, Binding, NotMeasured
 
     monkeypatch.setitem(BINDINGS, "QA.milestone_success_rate",
                         Binding("QA.milestone_success_rate", not_measured=NotMeasured("switched off by this test")))
     assert main(["validate", *_args(results_dir, "--commit", "a1a1a1a1")]) == 0
     out = capsys.readouterr().out
-    assert "PASS 32, FAIL 0, FAILED-TO-RUN 0" in out and "P3.dualpipe_bubbles" in out
+    assert "PASS 40, FAIL 0, FAILED-TO-RUN 0" in out and "P3.dualpipe_bubbles" in out
 
 
 def test_validate_exit_2_on_unreadable_results(tmp_path, capsys):
@@ -112,7 +112,7 @@ def test_validate_fails_when_every_result_names_an_unknown_benchmark(tmp_results
 
 
 def test_validate_passes_with_one_measured_value(tmp_results, capsys, monkeypatch):
-    from harness.criteria import BINDINGS, Binding, NotMeasured
+    from harness.roadmap.criteria import BINDINGS, Binding, NotMeasured
 
     # The success-rate roll-up would fail validate through the NOT DELIVERED criteria (see
     # test_not_delivered_alone_does_not_set_the_exit_code); this test is about the nothing-measured refusal.

@@ -3,7 +3,8 @@ and a warning while venv-path-keyed results are left unmigrated."""
 
 import shutil
 
-from harness import cli, publish
+from harness import cli
+from harness.reports import publish
 from tests.harness.conftest import MACHINE
 
 

@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from harness.devtools import DevToolsError, check_pins, pip_check, pinned_requirements
+from harness.qa.devtools import DevToolsError, check_pins, pip_check, pinned_requirements
 
 
 def _pyproject(tmp_path, *deps):

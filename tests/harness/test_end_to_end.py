@@ -14,8 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.asv_env import stable_env_name
-from harness.results import AWAITING
+from harness.reports.asv_env import stable_env_name
+from harness.roadmap.results import AWAITING
 
 REPO = Path(__file__).resolve().parents[2]
 

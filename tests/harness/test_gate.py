@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from harness.criteria import Check, Comparator, Evidence
-from harness.gate import FACTOR, caused_here, regressions, significance, value_regressed, worse_by_factor
-from harness.results import Spread, Status, Value, load_benchmarks, load_machine
-from harness.validate import Verdict, evaluate_history
+from harness.roadmap.criteria import Check, Comparator, Evidence
+from harness.roadmap.gate import FACTOR, caused_here, regressions, significance, value_regressed, worse_by_factor
+from harness.roadmap.results import Spread, Status, Value, load_benchmarks, load_machine
+from harness.roadmap.validate import Verdict, evaluate_history
 from tests.harness.asv_files import add_commit
 from tests.harness.conftest import MACHINE
 
@@ -121,7 +121,7 @@ def test_a_value_lost_at_the_new_commit_is_a_regression(tmp_results):
 
 def _skipped_with(results_dir, sha, name, message):
     """The stderr capture the harness keeps beside ``sha``'s results file: asv's line for a skip in setup."""
-    from harness.results import stderr_path
+    from harness.roadmap.results import stderr_path
 
     path = stderr_path(results_dir, MACHINE, f"{sha[:8]}-existing-py_work_main_.venv_bin_python.json")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,7 +131,7 @@ def _skipped_with(results_dir, sha, name, message):
 def test_a_value_awaiting_its_input_record_is_stale_not_lost(tmp_results):
     """A commit whose tests have not been recorded yet skips the ratio with an AWAITING reason: the earlier
     value stands in, marked stale, and nothing is flagged; the same skip without AWAITING is a lost value."""
-    from harness.results import AWAITING
+    from harness.roadmap.results import AWAITING
 
     add_commit(tmp_results, SHA_C, 1700000300000, {RATIO: {"samples": [_noisy(1.25, seed=7), _noisy(1.15, seed=8)]}})
     add_commit(tmp_results, SHA_D, 1700000400000, {RATIO: {"values": [float("nan"), float("nan")]}})

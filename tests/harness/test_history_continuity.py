@@ -1,4 +1,4 @@
-"""One continuous history per benchmark across checkout folders and venvs (harness.asv_env).
+"""One continuous history per benchmark across checkout folders and venvs (harness.reports.asv_env).
 
 The scratch history (tests/harness/scratch_asv.py) records commits 1-2 from folder ``a`` with venv
 ``a/.venv`` and commit 3 from a clone at another path with venv ``b/.venv``, through real asv runs.
@@ -11,7 +11,7 @@ import sys
 from asv.config import Config
 from asv.environment import ExistingEnvironment
 
-from harness.asv_env import StableExistingEnvironment, stable_env_name
+from harness.reports.asv_env import StableExistingEnvironment, stable_env_name
 from tests.harness.scratch_asv import MACHINE, asv
 
 

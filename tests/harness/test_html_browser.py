@@ -20,7 +20,8 @@ import warnings
 
 import pytest
 
-from harness import publish, report_html, roadmap
+from harness import roadmap
+from harness.reports import pages, publish
 from tests.browser import Browser, find_chromium, serve
 from tests.harness.scratch_asv import MACHINE, REPO
 
@@ -84,7 +85,7 @@ GRAPH_READY = "window.$ && $('#main-graph').data('plot') && $('#main-graph').dat
 
 
 def test_asv_graph_shows_one_line_through_all_commits(browser, site, scratch):
-    page = _visit(browser, f"{site}/{report_html.asv_graph_url(scratch.check, MACHINE)}", GRAPH_READY, site)
+    page = _visit(browser, f"{site}/{pages.asv_graph_url(scratch.check, MACHINE)}", GRAPH_READY, site)
     lines = [s for s in _series(page, "#main-graph") if len([p for p in s["data"] if p[1] is not None]) > 0]
     assert len(lines) == 1, lines            # the selected parameter: one line, not one per checkout folder
     ys = [p[1] for p in lines[0]["data"] if p[1] is not None]
@@ -96,14 +97,14 @@ def test_roadmap_and_criterion_pages_plot_values_and_threshold(browser, site, sc
     page = _visit(browser, f"{site}/roadmap.html",
                   "window.$ && $('.plot').length && $('.plot').toArray().every(function (e) "
                   "{ return $(e).data('plot'); })", site)
-    link = report_html.criterion_path(scratch.criterion)
+    link = pages.criterion_path(scratch.criterion)
     assert page.evaluate(f"$('a[href=\"{link}\"]').length") == 1
     page.close()
 
     page = _visit(browser, f"{site}/{link}", "window.$ && $('.plot.full').length && "
                   "$('.plot.full').toArray().every(function (e) { return $(e).data('plot'); })", site)
     links = page.evaluate("$('a.asv-link').map(function () { return $(this).attr('href'); }).get()")
-    index = links.index("../" + report_html.asv_graph_url(scratch.check, MACHINE))   # the scratch check's section
+    index = links.index("../" + pages.asv_graph_url(scratch.check, MACHINE))   # the scratch check's section
     series = _series(page, f".plot.full:eq({index})")
     threshold = next(s for s in series if s["label"].startswith("threshold"))
     assert {p[1] for p in threshold["data"]} == {scratch.check.threshold}
@@ -133,17 +134,17 @@ def test_an_unlocalized_asv_page_is_caught(browser, scratch, tmp_path):
 
 def test_screenshots_for_the_record(browser, site, scratch):
     """PNGs of each page under .asv/html/screenshots (gitignored), for a person to look at."""
-    href = json.dumps("../" + report_html.asv_graph_url(scratch.check, MACHINE))
+    href = json.dumps("../" + pages.asv_graph_url(scratch.check, MACHINE))
     section = (f"$('a.asv-link').filter(function () {{ return $(this).attr('href') === {href}; }})"
                ".closest('section')[0].scrollIntoView()")
     milestone = roadmap.all_criteria()[scratch.criterion][0].id
     shots = {   # name: (url, ready, what to scroll into view first)
         "asv-grid": (f"{site}/index.html", "window.$ && $('#summarygrid-display .benchmark-container').length", ""),
-        "asv-graph": (f"{site}/{report_html.asv_graph_url(scratch.check, MACHINE)}", GRAPH_READY, ""),
+        "asv-graph": (f"{site}/{pages.asv_graph_url(scratch.check, MACHINE)}", GRAPH_READY, ""),
         "roadmap": (f"{site}/roadmap.html", "window.$ && $('.plot').toArray().every(function (e) "
                                             "{ return $(e).data('plot'); })",
                     f"document.getElementById({milestone!r}).scrollIntoView()"),
-        "criterion": (f"{site}/{report_html.criterion_path(scratch.criterion)}",
+        "criterion": (f"{site}/{pages.criterion_path(scratch.criterion)}",
                       "window.$ && $('.plot.full').first().data('plot')", section),
     }
     for name, (url, ready, scroll) in shots.items():

@@ -1,4 +1,4 @@
-"""The lossless migration of venv-path-keyed results to the stable key (harness.migrate)."""
+"""The lossless migration of venv-path-keyed results to the stable key (harness.reports.migrate)."""
 
 import hashlib
 import json
@@ -6,9 +6,10 @@ import math
 
 import pytest
 
-from harness import migrate
-from harness.asv_env import stable_env_name
-from harness.cli import Paths, load_history, main
+from harness.cli import main
+from harness.roadmap.history import Paths, load_history
+from harness.reports import migrate
+from harness.reports.asv_env import stable_env_name
 from tests.harness.conftest import MACHINE, SHA_A
 
 STABLE = stable_env_name("3.11")

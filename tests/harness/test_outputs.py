@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from harness import progress, roadmap, troubleshoot
+from harness import roadmap
 from harness.cli import main
 from harness.io import write_output
+from harness.qa import progress, troubleshoot
 
 from .conftest import MACHINE
 

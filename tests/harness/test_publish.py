@@ -1,11 +1,11 @@
-"""Offline pages: the pinned libraries (harness/www/vendor.toml) against asv's template, and the rewrite."""
+"""Offline pages: the pinned libraries (harness/reports/www/vendor.toml) against asv's template, and the rewrite."""
 
 import hashlib
 import shutil
 
 import pytest
 
-from harness import publish
+from harness.reports import publish
 
 
 @pytest.fixture(scope="module")

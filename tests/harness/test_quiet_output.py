@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.asv_env import stable_env_name
+from harness.reports.asv_env import stable_env_name
 from tests.harness.scratch_asv import MACHINE, REPO
 
 NOISE = "I0000 00:00:1.0 12 cpu_feature_guard.cc:227] noisy start-up log of a passing benchmark"

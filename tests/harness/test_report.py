@@ -2,8 +2,8 @@
 
 import pytest
 
-from harness import report
-from harness.cli import Paths, load_history
+from harness.reports import markdown
+from harness.roadmap.history import History, Paths, load_history
 from tests.harness.conftest import MACHINE
 
 
@@ -13,7 +13,7 @@ def history(results_dir, tmp_path):
 
 
 def test_markdown(history, tmp_path):
-    path = report.write_markdown(history, tmp_path / "report" / "roadmap.md")
+    path = markdown.write_markdown(history, tmp_path / "report" / "roadmap.md")
     text = path.read_text()
     assert "| milestone" in text and "| criterion" in text and "| evidence" in text
     assert "b2b2b2b2" in text and "FAILED-TO-RUN" in text and "EXTRAPOLATION" in text
@@ -30,14 +30,14 @@ def _row(text, needle):
 
 
 def test_markdown_milestone_status_and_evidence_only_with_a_value(history, tmp_path):
-    older = report.History(history.machine, history.commits[:1], history.dates[:1], history.verdicts[:1])
-    text = report.markdown(older)
+    older = History(history.machine, history.commits[:1], history.dates[:1], history.verdicts[:1])
+    text = markdown.render(older)
     assert "measurable part complete (1 not measurable here)" in _row(text, "| M0 ")
     assert _row(text, "| M1 ").split("|")[-2].strip() == "complete"
     assert _row(text, "| milestone_phase_0 ").split("|")[-2].strip() == "no"
     # At b2b2b2b2 coverage was skipped: the row says NOT MEASURED, rests on no evidence, and the reason
     # the benchmark gave is shown in the report.
-    text = report.markdown(history)
+    text = markdown.render(history)
     row = _row(text, "| QA.coverage")
     assert "NOT MEASURED" in row and "MEASURED |" not in row.replace("NOT MEASURED", "")
     assert "no green test run recorded for this commit" in text
@@ -46,7 +46,7 @@ def test_markdown_milestone_status_and_evidence_only_with_a_value(history, tmp_p
 
 
 def test_summary_table(history):
-    text = report.summary_table(history)
+    text = markdown.summary_table(history)
     assert "FAILED-TO-RUN bench_equivalence.Equivalence.track_max_abs_logits_error: ValueError" in text
     assert "REGRESSION PX.tf_decode_speed" in text and "not measured by design" in text
     assert ("NOT MEASURED QA.coverage: track_test_coverage: SKIPPED: no green test run recorded for this commit"
@@ -61,24 +61,24 @@ def test_summary_table(history):
 
 def test_every_report_marks_stale_values_with_their_commit(results_dir, tmp_path):
     """b2b2b2b2 did not run the data pipeline: its verdict uses a1a1a1a1's value, marked stale everywhere."""
-    from harness import report
-    from harness.cli import load_history, paths_for
     import argparse
+
+    from harness.roadmap.history import load_history, paths_for
 
     paths = paths_for(argparse.Namespace(config=str(tmp_path / "asv.conf.json"), results_dir=str(results_dir)))
     history = load_history(paths, "harness-host")
     stale = "stale: measured at a1a1a1a1"
-    table = report.summary_table(history)
+    table = markdown.summary_table(history)
     assert any("P4.data_throughput" in line and stale in line for line in table.splitlines())
-    md = report.markdown(history)
+    md = markdown.render(history)
     assert any("P4.data_throughput" in line and stale in line for line in md.splitlines())
     assert any("track_tf_over_flax[phase=prefill]" in line and "b2b2b2b2" in line and "stale" not in line
                for line in md.splitlines())
-    from harness import report_html
+    from harness.reports import pages
 
-    page = report_html.roadmap_page(history)
+    page = pages.roadmap_page(history)
     assert stale in page and "(stale)" in page
-    assert "stale: measured at a1a1a1a1" in report_html.criterion_page(history, "P4.data_throughput")
+    assert "stale: measured at a1a1a1a1" in pages.criterion_page(history, "P4.data_throughput")
 
 
 def test_a_criterion_without_a_deciding_value_shows_no_evidence(history):
@@ -86,10 +86,10 @@ def test_a_criterion_without_a_deciding_value_shows_no_evidence(history):
     Were it NOT MEASURED, its row must not borrow the MEASURED label of the checks that have one."""
     import dataclasses
 
-    from harness.validate import Verdict
+    from harness.roadmap.validate import Verdict
 
     res = history.latest["QA.automated_checks"]
     assert any(c.value is not None for c in res.checks) and any(c.value is None for c in res.checks)
-    assert report._criterion_evidence(res) == "MEASURED"                      # FAIL rests on measured checks
+    assert markdown._criterion_evidence(res) == "MEASURED"                      # FAIL rests on measured checks
     unmeasured = dataclasses.replace(res, verdict=Verdict.NOT_MEASURED)
-    assert report._criterion_evidence(unmeasured) == "—"
+    assert markdown._criterion_evidence(unmeasured) == "—"

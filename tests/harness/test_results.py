@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from harness.results import ResultsError, Status, load_benchmarks, load_machine, load_run, lookup
+from harness.roadmap.results import ResultsError, Status, load_benchmarks, load_machine, load_run, lookup
 from tests.harness.conftest import MACHINE, SHA_A, SHA_B
 
 

@@ -112,3 +112,28 @@ def test_schedule_rejects_cycles():
     looped = (roadmap.Phase(**{**vars(p0), "dependencies": ("phase_1",)}), p1)
     with pytest.raises(ValueError, match="cycle"):
         roadmap.schedule(looped)
+
+
+def test_the_roadmap_is_read_from_its_toml_file():
+    """The records are the data file's: loading the file again gives the same phases and milestones."""
+    phases, groups = roadmap.load_roadmap()
+    assert phases == roadmap.PHASES and groups["qa"] == roadmap.QA_MILESTONES
+    assert groups["tracker"] == roadmap.TRACKER_MILESTONES and groups["project"] == roadmap.PROJECT_MILESTONES
+
+
+def test_a_broken_roadmap_file_names_the_entry_and_the_problem(tmp_path):
+    text = Path(roadmap.ROADMAP_PATH).read_text()
+    cases = {
+        "missing.toml": (None, "does not exist"),
+        "invalid.toml": ("[[phase]\n", "not valid TOML"),
+        "version.toml": (text.replace("schema_version = 1", "schema_version = 2"), "schema_version must be 1"),
+        "field.toml": (text.replace("duration_weeks = 6\n", "", 1), r"phase 1: missing or malformed field"),
+        "group.toml": (text.replace('group = "qa"', 'group = "misc"', 1), r"milestone QA5.1: group 'misc'"),
+        "criteria.toml": (text.replace('{id = "P0.tf_gpu", ', '{', 1), r"phase 0: criteria must be a list of \{id, text\} tables"),
+    }
+    for name, (content, message) in cases.items():
+        path = tmp_path / name
+        if content is not None:
+            path.write_text(content)
+        with pytest.raises(roadmap.RoadmapError, match=message):
+            roadmap.load_roadmap(path)

@@ -1,5 +1,5 @@
-"""The per-commit test record (harness.testrun), the suite hook that writes it (tests/conftest.py) and
-the named test groups criteria rest on (harness/test_groups.toml)."""
+"""The per-commit test record (harness.roadmap.testrun), the suite hook that writes it (tests/conftest.py) and
+the named test groups criteria rest on (harness/roadmap/test_groups.toml)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import testrun
+from harness.roadmap import testrun
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from harness.docs_check import (
+from harness.qa.docs_check import (
     CoverageError,
     DocsCheckError,
     coverage_percent,

@@ -1,12 +1,12 @@
-"""The knowledge base is data: harness/knowledge_base.toml, validated into frozen Issue records."""
+"""The knowledge base is data: harness/qa/knowledge_base.toml, validated into frozen Issue records."""
 
 import dataclasses
 
 import pytest
 
-from harness import knowledge
-from harness.knowledge import KnowledgeBaseError, parse_knowledge_base
-from harness.levels import Level
+from harness.qa import knowledge
+from harness.qa.knowledge import KnowledgeBaseError, parse_knowledge_base
+from harness.qa.levels import Level
 
 GOOD = {"id": "a", "title": "A", "category": "memory", "severity": "high", "phases": "P1", "description": "d",
         "patterns": [{"regex": "boom", "weight": 0.9, "means": "m"}], "symptoms": ["s"], "root_causes": ["r"],
@@ -52,9 +52,9 @@ def test_bad_files_raise_knowledge_base_error(tmp_path):
 
 
 def test_priority_and_severity_are_one_enum():
-    from harness import progress
+    from harness.qa import tasks
 
-    task_field = {f.name: f.type for f in dataclasses.fields(progress.Task)}["priority"]
+    task_field = {f.name: f.type for f in dataclasses.fields(tasks.Task)}["priority"]
     issue_field = {f.name: f.type for f in dataclasses.fields(knowledge.Issue)}["severity"]
     assert task_field == issue_field == "Level"
     assert Level.parse("Critical") is Level.CRITICAL and Level.LOW < Level.HIGH

@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from harness import diagnosis, signals
-from harness.knowledge import get_issue
+from harness.qa import diagnosis, signals
+from harness.qa.knowledge import get_issue
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 

@@ -6,6 +6,7 @@ notebook errors, plots nothing or plots the wrong numbers.
 """
 
 import base64
+import re
 from pathlib import Path
 
 import nbformat
@@ -56,7 +57,8 @@ def test_notebook_plots_a_roll_up_and_names_what_is_not_delivered():
     """QA.milestone_success_rate has no benchmark: the notebook plots its derived value; a NOT DELIVERED
     criterion stops it with that verdict and its reason."""
     text = "".join(outputs(run_notebook("QA.milestone_success_rate"), "text"))
-    assert "gating check: success_rate > 0.95" in text and "| a1a1a1a1 |   0.744186 | FAIL" in text
+    assert "gating check: success_rate > 0.95" in text
+    assert re.search(r"\| a1a1a1a1 \|\s+0\.930233\s+\| FAIL", text), text  # 40 of 43 met (tabulate drops trailing 0s)
     with pytest.raises(CellExecutionError, match=r"is not measured here \(NOT DELIVERED\): no conda environment"):
         run_notebook("P0.env_conda_tf")
 

@@ -5,8 +5,10 @@ import json
 
 import pytest
 
-from harness import progress, roadmap
-from harness.progress import Status, TasksError, load_tasks, milestone_states, parse_tasks
+from harness import roadmap
+from harness.qa import progress
+from harness.qa.progress import milestone_states
+from harness.qa.tasks import Status, TasksError, consistency_warnings, load_tasks, parse_tasks, ready_tasks
 
 
 def task(tid, phase="phase_1", status="todo", deps=(), priority="medium", **extra):
@@ -27,7 +29,7 @@ def test_project_tasks_file_is_valid_and_uses_roadmap_ids():
     phases = {p.id for p in roadmap.PHASES} | {roadmap.CROSS_PHASE}
     assert len(tasks) >= 20
     assert {t.phase for t in tasks} == phases  # every phase has tasks
-    assert progress.consistency_warnings(tasks) == []
+    assert consistency_warnings(tasks) == []
 
 
 def test_task_milestone_defaults_to_its_phase_milestone():
@@ -120,12 +122,12 @@ def test_not_delivered_counts_as_not_met():
 def test_ready_tasks_need_closed_dependencies_and_sort_by_priority():
     tasks = parse(task("a", status="done"), task("b", deps=["a"], priority="low"),
                   task("c", deps=["a"], priority="critical"), task("d", deps=["b"]), task("e", status="in_progress"))
-    assert [t.id for t in progress.ready_tasks(tasks)] == ["c", "b"]
+    assert [t.id for t in ready_tasks(tasks)] == ["c", "b"]
 
 
 def test_done_task_with_open_dependency_is_warned():
     tasks = parse(task("a", status="todo"), task("b", status="done", deps=["a"]))
-    assert progress.consistency_warnings(tasks) == ["task b is done but depends on a (todo)"]
+    assert consistency_warnings(tasks) == ["task b is done but depends on a (todo)"]
     assert "## Warnings" in progress.dashboard(tasks, {})
 
 
@@ -140,19 +142,19 @@ def test_dashboard_reports_phases_milestones_and_source():
 
 def test_cli_with_verdicts_file(tmp_path, capsys):
     tasks_file = tmp_path / "tasks.toml"
-    tasks_file.write_text('schema_version = 1\n[[task]]\nid = "a"\ntitle = "t"\nphase = "phase_6"\n'
+    tasks_file.write_text('schema_version = 1\n[[task]]\nid = "a"\ntitle = "t"\nphase = "phase_3"\n'
                           'status = "done"\npriority = "low"\ndepends_on = []\n')
-    m6 = roadmap.phase_by_id("phase_6").milestone
+    m3 = roadmap.phase_by_id("phase_3").milestone
     verdicts = tmp_path / "verdicts.json"
-    verdicts.write_text(json.dumps({c.id: "PASS" for c in m6.criteria}))
+    verdicts.write_text(json.dumps({c.id: "PASS" for c in m3.criteria}))
     out = tmp_path / "report" / "progress.md"
     assert progress.main(["--tasks", str(tasks_file), "--verdicts", str(verdicts), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert out.read_text() == printed
-    # P6.throughput_per_gpu is NOT MEASURED by design in harness.criteria, so even all-PASS strings leave
+    # P3.scale_64_gpus is NOT MEASURED by design in harness.roadmap.criteria, so even all-PASS strings leave
     # the milestone incomplete: only its measurable part is complete.
-    m6_row = printed.split("| M6 ")[1].splitlines()[0]
-    assert "measurable part complete (1 not measurable here)" in m6_row and "| complete" not in m6_row
+    m3_row = printed.split("| M3 ")[1].splitlines()[0]
+    assert "measurable part complete (1 not measurable here)" in m3_row and "| complete" not in m3_row
 
 
 def test_cli_without_results_says_so(tmp_path, capsys):
@@ -173,12 +175,12 @@ def test_status_values_match_the_file_format():
 
 
 def test_criteria_rule_agrees_with_harness_validate():
-    """The tracker and harness.validate must call the same milestones complete on the same results."""
+    """The tracker and harness.roadmap.validate must call the same milestones complete on the same results."""
     from pathlib import Path
 
-    from harness.criteria import BINDINGS
-    from harness.results import load_benchmarks, load_machine
-    from harness.validate import Verdict, evaluate_history, milestone_progress
+    from harness.roadmap.criteria import BINDINGS
+    from harness.roadmap.results import load_benchmarks, load_machine
+    from harness.roadmap.validate import Verdict, evaluate_history, milestone_progress
 
     results = Path(__file__).parents[1] / "harness" / "fixtures" / "results"
     by_design = {cid for cid, b in BINDINGS.items() if b.not_measured is not None}

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import progress, task_status
-from harness.progress import Status, load_tasks, parse_tasks
+from harness.qa import progress, task_status
+from harness.qa.tasks import Status, TasksError, load_tasks, parse_tasks
 
 
 def task(tid, status="todo", tests=(), phase="phase_1", **extra):
@@ -93,9 +93,9 @@ def test_project_tasks_with_passing_tests_are_done_not_hand_kept():
 
 
 def test_tests_field_is_validated():
-    with pytest.raises(progress.TasksError, match="tests must be a list of test node ids or files under tests/"):
+    with pytest.raises(TasksError, match="tests must be a list of test node ids or files under tests/"):
         parse(task("a", tests=["harness/progress.py"]))
-    with pytest.raises(progress.TasksError, match="tests must be a list"):
+    with pytest.raises(TasksError, match="tests must be a list"):
         parse({**task("b"), "tests": "tests/a.py"})
 
 
@@ -123,8 +123,8 @@ def test_recorded_run_lookup_says_why_when_there_is_none(tmp_path):
 
 
 def test_recorded_run_is_read_through_harness_testrun(tmp_path):
-    """The tracker reads the latest run that tests/conftest.py records (harness.testrun.append_run's file)."""
-    from harness import testrun
+    """The tracker reads the latest run that tests/conftest.py records (harness.roadmap.testrun.append_run's file)."""
+    from harness.roadmap import testrun
 
     sha = "1" * 40
     for outcome in ("failed", "passed"):  # two runs of the commit: the latest one counts

@@ -8,9 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from harness import diagnosis_coverage as coverage
-from harness import signals
-from harness import troubleshoot as ts
+from harness.qa import diagnosis_coverage as coverage, signals, troubleshoot as ts
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 with open(os.path.join(FIXTURES, "MANIFEST.json")) as f:

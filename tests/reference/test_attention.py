@@ -51,3 +51,20 @@ def test_cache_shapes_and_bytes():
     assert naive.layers[0]["v"].shape == (2, tiny.max_seq_len, tiny.n_heads, tiny.v_head_dim)
     with pytest.raises(ValueError, match="cache mode"):
         model.new_cache(1, "paged")
+
+
+@pytest.mark.parametrize("mode", ["naive", "absorb"])
+def test_decode_never_reads_slots_past_the_filled_bucket(tiny_model, tokens, mode):
+    """As tf_impl's: NaN past the read bucket (16 slots for 13 filled) would poison a full-cache read
+    (0 * NaN in the value sum); decode reads only the bucket, so its logits stay the forward's."""
+    import dataclasses
+
+    import jax.numpy as jnp
+
+    from reference.attention import read_length
+
+    assert [read_length(n, 1024) for n in (1, 17, 25, 257, 1000)] == [16, 24, 32, 384, 1024]
+    _, cache = tiny_model.prefill(tokens[:, :-1], tiny_model.new_cache(2, mode))
+    poisoned = [{k: v.at[:, 16:].set(jnp.nan) for k, v in layer.items()} for layer in cache.layers]
+    logits, _ = tiny_model.decode_step(tokens[:, -1], dataclasses.replace(cache, layers=poisoned))
+    np.testing.assert_allclose(np.asarray(logits), np.asarray(tiny_model(tokens))[:, -1], rtol=1e-4, atol=1e-4)

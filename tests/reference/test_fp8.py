@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from harness import fp8_oracle as oracle
+from harness.interop import fp8_oracle as oracle
 from reference.fp8 import fake_quantize_weight, fp8_matmul, quantize_act, quantize_weight
 
 # Eager op-by-op dispatch and one jitted program: XLA compiles both, and its rewrites must not change a bit.

@@ -85,3 +85,32 @@ def test_q_lora_rank_zero_uses_single_wq():
     assert "layers.0.attn.wq.weight" in model.state_dict()
     toks = np.arange(12, dtype=np.int32).reshape(2, 6)
     np.testing.assert_allclose(_decode_all(model, toks, "absorb", 3), model(toks).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_cache_read_length_buckets():
+    """Powers of two and 1.5x powers of two from 16, capped at max_seq_len: never below what is needed,
+    never above 1.5x of it (past the first bucket), and few distinct values over a whole decode."""
+    from tf_impl.attention import cache_read_length
+
+    assert [cache_read_length(n, 1024) for n in (1, 16, 17, 25, 33, 257, 385, 1000)] == [16, 16, 24, 32, 48, 384, 512,
+                                                                                        1024]
+    assert cache_read_length(40, 40) == 40
+    reads = [cache_read_length(n, 1024) for n in range(1, 1025)]
+    assert all(n <= r <= max(16, 1.5 * n) for n, r in zip(range(1, 1025), reads))
+    assert len(set(reads)) == 13  # 16, 24, 32, 48, ..., 768, 1024
+    with pytest.raises(ValueError, match="needed must be in 1..max_seq_len"):
+        cache_read_length(65, 64)
+
+
+@pytest.mark.parametrize("mode", ["naive", "absorb"])
+def test_decode_never_reads_slots_past_the_filled_bucket(tiny_model, tokens, mode):
+    """NaN written into the cache past the read bucket (16 slots for 13 filled) would poison the output if
+    decode read the whole max_seq_len cache (0 * NaN = NaN in the value sum); it reads only the bucket."""
+    cache = tiny_model.new_cache(2, mode)
+    _, cache = tiny_model.prefill(tokens[:, :-1], cache)
+    for var in cache.variables:
+        poisoned = var.numpy()
+        poisoned[:, 16:] = np.nan
+        var.assign(poisoned)
+    logits, cache = tiny_model.decode_step(tokens[:, -1], cache)
+    np.testing.assert_allclose(logits.numpy(), tiny_model(tokens).numpy()[:, -1], rtol=1e-4, atol=1e-4)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from harness import fp8_oracle as oracle
 from harness.config import Dtype
+from harness.interop import fp8_oracle as oracle
 from tf_impl.fp8 import _to_e4m3, dequantize_weight, fp8_matmul, quantize_act, quantize_weight
 
 # The three ways the model runs the quantiser: eagerly, as a graph (grappler rewrites it) and under XLA.

@@ -51,3 +51,17 @@ def test_compare_with_greedy_reports_numbers():
     assert r["greedy_tokens_per_s"] > 0 and r["speculative_tokens_per_s"] > 0
     # one speed-up sample per alternating greedy/speculative pair; the speed-up is their median
     assert len(r["speedup_samples"]) == 3 and r["speedup"] == sorted(r["speedup_samples"])[1]
+
+
+@pytest.mark.parametrize("mode", ["absorb", "naive"])
+def test_deep_thin_proxy_matches_greedy_across_read_buckets(mode):
+    """The mtp_proxy preset (32 layers, DeepSeek-V3's drafter/trunk cost ratio), untrained: every round
+    verifies [next token, draft] in one length-2 forward, rejected drafts are rolled back with
+    KVCache.truncate, and the compiled steps read only the filled cache bucket (16, 24, 32 slots here):
+    the tokens are still greedy decoding's."""
+    cfg = ModelConfig.mtp_proxy(max_seq_len=32)
+    model = Transformer(cfg, seed=0, compiled=False)
+    prompt = np.random.default_rng(1).integers(0, 256, (2, 5)).astype(np.int32)
+    tokens, stats = SpeculativeDecoder(model, mode, jit_compile=False).generate(prompt, 27)  # up to max_seq_len
+    assert np.array_equal(tokens, model.generate(prompt, 27, temperature=0.0, mode=mode))
+    assert stats.rounds > 0 and stats.drafts == stats.rounds

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from harness.config import ModelConfig
-from harness.signals import explain_divergence, loss_spike_count, loss_spike_problems
+from harness.qa.signals import explain_divergence, loss_spike_count, loss_spike_problems
 from tf_impl import Transformer
 from tf_impl.data import DataConfig, DataError
 from tf_impl.losses import bias_update, compute_loss

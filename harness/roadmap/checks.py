@@ -1,0 +1,123 @@
+"""What a binding is made of: a ``Check`` (a benchmark's value against a threshold), ``NotMeasured`` and
+``NotDelivered`` reasons, and the ``Binding`` of one criterion; with the ``Evidence`` a value rests on and the
+``Comparator`` it is judged by. The bindings themselves are ``harness.roadmap.criteria``'s."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+
+class Evidence(str, enum.Enum):
+    """What a verdict rests on (ARCHITECTURE.md, decision 5)."""
+
+    MEASURED = "MEASURED"            # the quantity itself, measured on this machine
+    PROXY = "PROXY"                  # a smaller/synthetic stand-in for the quantity
+    SIMULATION = "SIMULATION"        # a schedule or system simulation
+    EXTRAPOLATION = "EXTRAPOLATION"  # measured at small scale, scaled up by a stated model
+    DERIVED = "DERIVED"              # computed from the other verdicts of the same commit (a roll-up)
+
+
+class Comparator(str, enum.Enum):
+    """How a measured value is compared with a criterion's threshold."""
+
+    LT = "<"
+    LE = "<="
+    GT = ">"
+    GE = ">="
+    EQ = "=="
+    WITHIN = "within"  # |value - threshold| <= tolerance
+
+    def holds(self, value: float, threshold: float, tolerance: float = 0.0) -> bool:
+        """True when ``value`` satisfies this comparison with ``threshold`` (``tolerance`` only for WITHIN)."""
+        if self is Comparator.LT:
+            return value < threshold
+        if self is Comparator.LE:
+            return value <= threshold
+        if self is Comparator.GT:
+            return value > threshold
+        if self is Comparator.GE:
+            return value >= threshold
+        if self is Comparator.EQ:
+            return value == threshold
+        return abs(value - threshold) <= tolerance
+
+
+@dataclass(frozen=True)
+class Check:
+    """One comparison: the value of ``benchmark`` at ``params`` against ``threshold``."""
+
+    benchmark: str
+    comparator: Comparator
+    threshold: float
+    unit: str
+    evidence: Evidence
+    params: tuple[tuple[str, Any], ...] = ()
+    tolerance: float = 0.0      # only for WITHIN
+    gate: bool = True           # False: context only, never decides the verdict
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        """Short name: ``method[param=value,...]``."""
+        short = self.benchmark.rsplit(".", 1)[-1]
+        if not self.params:
+            return short
+        return f"{short}[{','.join(f'{k}={v}' for k, v in self.params)}]"
+
+    @property
+    def threshold_text(self) -> str:
+        """The threshold as reports print it, e.g. ``>= 1 ratio``."""
+        if self.comparator is Comparator.WITHIN:
+            return f"{self.threshold:g}±{self.tolerance:g} {self.unit}"
+        return f"{self.comparator.value} {self.threshold:g} {self.unit}"
+
+    def holds(self, value: float) -> bool:
+        """True when the measured ``value`` meets this check's threshold."""
+        return self.comparator.holds(value, self.threshold, self.tolerance)
+
+
+@dataclass(frozen=True)
+class NotMeasured:
+    """A criterion this project delivers but cannot measure here, and the concrete reason (GPUs, a cluster,
+    a production service, human review)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class NotDelivered:
+    """A criterion the spec asks for and this project does not build, and what is missing. Not met."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Binding:
+    """How one criterion is decided: by its checks, by a roll-up (``derived``), NOT MEASURED with the reason,
+    or NOT DELIVERED with what is missing."""
+
+    criterion_id: str
+    checks: tuple[Check, ...] = ()
+    not_measured: NotMeasured | None = None
+    not_delivered: NotDelivered | None = None
+    derived: Check | None = None   # its ``benchmark`` names an entry of DERIVED, computed by harness.roadmap.validate
+
+    @property
+    def measurable(self) -> bool:
+        """True when a benchmark or a roll-up gives this criterion a value."""
+        return self.not_measured is None and self.not_delivered is None
+
+    @property
+    def evidence(self) -> tuple[Evidence, ...]:
+        """The evidence kinds of the gating checks (or of the roll-up), each once, in order."""
+        seen: list[Evidence] = []
+        for check in self.checks + ((self.derived,) if self.derived else ()):
+            if check.gate and check.evidence not in seen:
+                seen.append(check.evidence)
+        return tuple(seen)
+
+
+class BindingError(ValueError):
+    """A binding that cannot be evaluated: names an unknown criterion, benchmark or parameter."""

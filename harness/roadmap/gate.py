@@ -1,0 +1,169 @@
+"""The regression gate: what got worse between a baseline commit and a later one, decided from the spread
+of repeated measurements the way ``asv compare`` decides it, so that host noise does not cry wolf.
+
+Two kinds of regression, both between the verdicts of two commits (``harness.roadmap.validate``):
+
+* **Verdict.** A criterion that PASSed at the baseline and has any other verdict at the later commit
+  (FAIL, FAILED-TO-RUN, NOT MEASURED, or a verdict added later), when the later commit's own run caused
+  it: a check that ran and lost its value (asv recorded null or NaN, a parameter is missing, the benchmark
+  is gone) counts; a check left out of a partial run (``-b REGEX``, the full tier not run), whose value
+  is stale or absent, does not.
+* **Value.** A gating check measured at the later commit whose compared value (its own, or the
+  calibrated twin of ``GATE_TWINS``) is worse than the baseline's, same benchmark version
+  only, by asv compare's rule: worse by more than ``FACTOR`` (asv's default ``--factor`` 1.1) *and*
+  statistically different by ``asv._stats.is_different`` (a Mann-Whitney U test at p < 0.002 on the
+  recorded samples when there are enough of them, otherwise non-overlapping 99% confidence intervals of
+  the median). A value recorded without spread is compared by the factor alone, as asv compare does:
+  in this suite those are deterministic numbers (cache shapes, docstring scores, seeded training runs
+  that give bit-identical results run to run), whose every change comes from the code.
+
+"Worse" follows the check's comparator: lower for ``<``/``<=``, higher for ``>``/``>=``, further from
+the threshold for ``==``/``within``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+from asv import _stats  # asv compare's own significance test (asv is pinned to 0.6.x in pyproject.toml)
+
+from harness.roadmap.criteria import Check, Comparator
+from harness.roadmap.results import Value
+from harness.roadmap.validate import CheckResult, CriterionResult, Verdict
+
+FACTOR = 1.1          # asv compare's default --factor: a smaller move is never a regression
+P_THRESHOLD = 0.002   # asv._stats.is_different's default significance level for the Mann-Whitney U test
+
+
+@dataclass(frozen=True)
+class Regression:
+    """Something that got worse between two commits: a verdict (``what="verdict"``) or a check's value.
+
+    ``detail`` says why the gate calls it a regression (how much worse, and on what statistics).
+    """
+
+    criterion_id: str
+    what: str
+    before: str
+    after: str
+    commit_before: str
+    commit_after: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        text = (f"{self.criterion_id} {self.what}: {self.before} @ {self.commit_before[:8]} -> "
+                f"{self.after} @ {self.commit_after[:8]}")
+        return f"{text} ({self.detail})" if self.detail else text
+
+
+# ------------------------------------------------------------------ the asv compare rule
+def worse_by_factor(check: Check, before: float, after: float, factor: float = FACTOR) -> bool:
+    """True when ``after`` is worse than ``before`` by more than ``factor``, in the check's direction.
+
+    This is asv compare's ``a < b / factor`` with "better" read from the comparator.
+    """
+    if not (math.isfinite(before) and math.isfinite(after)):
+        return False
+    if check.comparator in (Comparator.GT, Comparator.GE):
+        return after * factor < before
+    if check.comparator in (Comparator.LT, Comparator.LE):
+        return after > before * factor
+    off_before, off_after = abs(before - check.threshold), abs(after - check.threshold)
+    return off_after > off_before * factor and off_after > off_before
+
+
+def significance(before: Value, after: Value) -> tuple[bool, str] | None:
+    """asv compare's statistical test of two sampled values: (different?, which rule decided).
+
+    None when either value has no spread (or a single sample): asv compare then uses the factor alone.
+    """
+    a, b = before.spread, after.spread
+    if a is None or b is None or a.repeat == 1 or b.repeat == 1:
+        return None
+    different = _stats.is_different(a.samples, b.samples, a.asv_stats(), b.asv_stats(), P_THRESHOLD)
+    if a.samples and b.samples and 1 / math.comb(len(a.samples) + len(b.samples),
+                                                 min(len(a.samples), len(b.samples))) < P_THRESHOLD:
+        rule = f"Mann-Whitney U on {len(a.samples)} vs {len(b.samples)} samples, p {'<' if different else '>='} " \
+               f"{P_THRESHOLD}"
+    else:
+        rule = (f"99% CIs of the median [{a.ci_99[0]:.4g}, {a.ci_99[1]:.4g}] and [{b.ci_99[0]:.4g}, "
+                f"{b.ci_99[1]:.4g}] {'do not overlap' if different else 'overlap'}")
+    return different, rule
+
+
+def value_regressed(check: Check, before: Value, after: Value, factor: float = FACTOR) -> str | None:
+    """Why ``after`` is a regression from ``before`` for ``check`` (asv compare's rule), or None if it is not."""
+    if before.value is None or after.value is None or not worse_by_factor(check, before.value, after.value, factor):
+        return None
+    change = f"{abs(after.value / before.value - 1):.0%} worse" if before.value else "worse"
+    test = significance(before, after)
+    if test is None:
+        return f"{change}, beyond asv's factor {factor}; no spread recorded, so the factor alone decides"
+    different, rule = test
+    return f"{change}, beyond asv's factor {factor}; significant: {rule}" if different else None
+
+
+# ------------------------------------------------------------------ regressions between two commits
+def caused_here(result: CriterionResult) -> bool:
+    """True when ``result``'s verdict comes from its own commit's run, not from a check left out of it.
+
+    A criterion without checks (NOT MEASURED by design, a roll-up) is decided at its commit. Otherwise
+    some gating check sharing the verdict must have been recorded at that commit: a value, a null, a
+    NaN, a missing parameter, or a benchmark that no longer exists. A stale value, or none at all
+    because the benchmark did not run, does not count.
+    """
+    if not result.checks:
+        return True
+    return any(_recorded_here(c) for c in result.checks if c.check.gate and c.verdict is result.verdict)
+
+
+def _recorded_here(check: CheckResult) -> bool:
+    return check.measured_at is not None and not check.stale
+
+
+def regressions(before: Mapping[str, CriterionResult], after: Mapping[str, CriterionResult],
+                factor: float = FACTOR) -> list[Regression]:
+    """What got worse from ``before`` (the baseline) to ``after``: see the module docstring.
+
+    Values are compared only when the compared benchmark's asv ``version`` is the same at both commits:
+    a new version measures something else (asv starts a new series too), so only a verdict that broke
+    counts then.
+    """
+    out: list[Regression] = []
+    for cid, new in after.items():
+        old = before.get(cid)
+        if old is None:
+            continue
+        if old.verdict is Verdict.PASS and new.verdict is not Verdict.PASS and caused_here(new):
+            out.append(Regression(cid, "verdict", old.verdict.value, new.verdict.value, old.commit, new.commit,
+                                  _why_verdict(new)))
+        old_checks = {r.check: r for r in old.checks}
+        for res in new.checks:
+            prev = old_checks.get(res.check)
+            if not (res.check.gate and res.measured_here and prev is not None):
+                continue
+            a, b = prev.compared, res.compared
+            if a is None or b is None or a.version != b.version or a.measured_at == b.measured_at:
+                continue
+            why = value_regressed(res.check, a, b, factor)
+            if why is None:
+                continue
+            what = res.check.label
+            if res.compared_name != res.check.benchmark:
+                what += f" (gate: {res.compared_name.rsplit('.', 1)[-1]} {_fmt(a.value)} -> {_fmt(b.value)})"
+            out.append(Regression(cid, what, _fmt(prev.value), _fmt(res.value), old.commit, new.commit, why))
+    return out
+
+
+def _why_verdict(result: CriterionResult) -> str:
+    """The gating checks that gave ``result`` its verdict: value against threshold, or the reason."""
+    deciding = [c for c in result.checks if c.check.gate and c.verdict is result.verdict]
+    parts = [f"{c.check.label}: {_fmt(c.value)} vs {c.check.threshold_text}" if c.value is not None
+             else f"{c.check.label}: {c.reason}" for c in deciding]
+    return "; ".join(parts) or result.reason
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4g}"
