@@ -172,7 +172,7 @@ def _model_functions(model: Transformer, export: _Export, sites: list[tuple[tf.M
         with _dequantized(sites, export.blocks()):
             # One signature serves every position, so it reads the whole cache (read_len = max_seq_len): a
             # SavedModel signature cannot pick a length bucket per call the way Transformer.decode does.
-            logits = model._decode_impl(tokens, pos, CacheMode.ABSORB, bufs, cfg.max_seq_len)  # [B, V]
+            logits = model._decode_impl(tokens, pos, CacheMode.ABSORB, bufs, model.cfg.max_seq_len)  # [B, V]
         return {"logits": logits, **state(bufs)}
 
     def new_cache():

@@ -51,8 +51,12 @@ def _check_round_trip(cfg: ModelConfig, tmp_path: Path, prompt_len: int, n_new: 
     got = _tf_only_run(path, prompt, n_new, tmp_path)
     want = _reference(model, prompt, n_new)
     assert str(got["project_modules"]) == "", f"the client imported project code: {got['project_modules']}"
-    # The decode signature runs tf_impl's own compiled decode step on the cache as a value: bit for bit.
-    np.testing.assert_array_equal(got["decode_logits"], want["decode_logits"])
+    # The decode signature runs tf_impl's own compiled decode step on the cache as a value, over the whole
+    # max_seq_len cache (masked), while Transformer.decode reads only a length bucket (issue 13): the same
+    # reductions over more (zero-weight) slots, so the project's decode-logits tolerance, as for prefill.
+    tol = TOLERANCES["decode_logits"]
+    err = np.abs(got["decode_logits"] - want["decode_logits"]).max()
+    assert err <= tol.atol, f"decode logits differ by {err:.3g} > {tol.atol:g} ({tol.why})"
     np.testing.assert_array_equal(got["tokens"], want["tokens"])
     return {"got": got, "want": want, "model": model, "path": path}
 
