@@ -53,6 +53,7 @@ def test_compare_with_greedy_reports_numbers():
     assert len(r["speedup_samples"]) == 3 and r["speedup"] == sorted(r["speedup_samples"])[1]
 
 
+@pytest.mark.slow  # the 32-layer proxy: minutes per mode on 2 cores (naive > 25 min under load)
 @pytest.mark.parametrize("mode", ["absorb", "naive"])
 def test_deep_thin_proxy_matches_greedy_across_read_buckets(mode):
     """The mtp_proxy preset (32 layers, DeepSeek-V3's drafter/trunk cost ratio), untrained: every round
