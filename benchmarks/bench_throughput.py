@@ -320,7 +320,11 @@ class TrainThroughput:
     def track_tf_over_flax_train(self):
         """PX.tf_train_speed: training throughput TF (Trainer, tf.function) / Flax (jax.jit), bench config,
         B=2 x T=64: the median Flax step time over the median TF step time, steps alternating."""
-        return common.median_ratio(self.flax_step, self.tf_step, self.reps)
+        flax, tf = [], []
+        for _ in range(self.reps):  # alternating, so both sides see the same machine state
+            flax.append(common.seconds(self.flax_step))
+            tf.append(common.seconds(self.tf_step))
+        return float(sorted(flax)[len(flax) // 2] / sorted(tf)[len(tf) // 2])  # reps is odd: the medians
 
     track_tf_over_flax_train.unit = "ratio"
     track_tf_over_flax_train.pretty_name = "Training throughput TF-graph / Flax-jit (bench config, B=2, T=64)"
