@@ -121,3 +121,8 @@ class Binding:
 
 class BindingError(ValueError):
     """A binding that cannot be evaluated: names an unknown criterion, benchmark or parameter."""
+
+
+def measured(criterion_id: str, *checks: Check) -> Binding:
+    """A criterion decided by ``checks`` (the binding modules' shorthand)."""
+    return Binding(criterion_id, checks=checks)

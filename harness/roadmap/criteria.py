@@ -36,6 +36,7 @@ from harness import roadmap
 from harness.roadmap import testrun
 from harness.roadmap.checks import (Binding, BindingError, Check, Comparator, Evidence, NotDelivered,  # noqa: F401
                                     NotMeasured)
+from harness.roadmap.checks import measured as _measured
 from harness.roadmap.criteria_p5_p6 import PHASE_5, PHASE_6
 from harness.roadmap.results import BenchmarkInfo
 
@@ -83,10 +84,6 @@ _GROUP = "bench_quality.SuiteRun.track_group_passed"
 _PINS = "bench_quality.DevTools.track_pinned_tools_ok"
 _PIP = "bench_quality.DevTools.track_pip_check_problems"
 _RECORD = "the latest recorded run of the whole default suite at this commit (.asv/tests/<sha>.json)"
-
-
-def _measured(cid: str, *checks: Check) -> Binding:
-    return Binding(cid, checks=checks)
 
 
 def _not(cid: str, reason: str) -> Binding:

@@ -6,6 +6,7 @@ what a proxy keeps and what it cannot say about a 671B model."""
 from __future__ import annotations
 
 from harness.roadmap.checks import Binding, Check, Comparator, Evidence
+from harness.roadmap.checks import measured as _measured
 
 E, C = Evidence, Comparator
 
@@ -15,10 +16,6 @@ _DISTILL = "bench_alignment.DistillationFull."
 _FLT = "bench_serving.ServingFaultsFull."
 _POST = "bench_alignment.PosttrainFull."
 _SRV = "bench_serving.ServingLoadFull."
-
-
-def _measured(cid: str, *checks: Check) -> Binding:
-    return Binding(cid, checks=checks)
 
 
 PHASE_5: tuple[Binding, ...] = (
