@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from harness.qa.devtools import DevToolsError, check_pins, pip_check, pinned_requirements
+from harness.qa.devtools import DevToolsError, check_pins, import_problems, pip_check, pinned_requirements
 
 
 def _pyproject(tmp_path, *deps):
@@ -58,3 +58,25 @@ def test_pip_check_reports_each_problem(tmp_path):
     assert pip_check(str(clean)) == []
     with pytest.raises(DevToolsError, match="could not run"):
         pip_check(os.fspath(tmp_path / "missing-python"))
+
+
+def test_each_import_runs_in_a_fresh_interpreter(tmp_path, monkeypatch):
+    """A module that breaks only after another one (locust's gevent patching did, after ssl) must not
+    fail the check: each tool is imported alone, as it is used."""
+    (tmp_path / "poisons.py").write_text("import builtins\nbuiltins.POISONED = True\n")
+    (tmp_path / "victim.py").write_text("import builtins\nassert not getattr(builtins, 'POISONED', False)\n")
+    (tmp_path / "broken.py").write_text("raise ImportError('needs libfoo.so')\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    assert import_problems(["poisons", "victim"]) == {}
+    assert import_problems(["broken", "no_such_module_xyz"]) == {
+        "broken": "ImportError: needs libfoo.so",
+        "no_such_module_xyz": "ModuleNotFoundError: No module named 'no_such_module_xyz'",
+    }
+
+
+def test_a_failing_import_is_reported_with_its_requirement(tmp_path, monkeypatch):
+    import harness.qa.devtools as devtools
+
+    monkeypatch.setattr(devtools, "import_problems", lambda modules, **_: {"tabulate": "ImportError: boom"})
+    (check,) = check_pins(_pyproject(tmp_path, "tabulate>=0.1"))
+    assert not check.ok and check.problem.startswith("import tabulate (tabulate ") and "ImportError: boom" in check.problem
