@@ -23,7 +23,7 @@ from flax import nnx
 
 from harness.config import ModelConfig
 from reference.linear import Linear
-from reference.norm import RMSNorm
+from reference.norm import RMSNorm, widen
 from reference.rope import apply_rope
 
 
@@ -229,6 +229,7 @@ class MLA(nnx.Module):
 
     @staticmethod
     def _softmax(scores: jax.Array, mask: jax.Array) -> jax.Array:
-        """Masked softmax over keys in fp32; ``mask`` [T, S] broadcasts over batch and heads."""
-        scores = jnp.where(mask[None, None], scores.astype(jnp.float32), -jnp.inf)
+        """Masked softmax over keys in fp32 (or wider: the float64 oracle); ``mask`` [T, S] broadcasts over
+        batch and heads."""
+        scores = jnp.where(mask[None, None], widen(scores), -jnp.inf)
         return jax.nn.softmax(scores, axis=-1)

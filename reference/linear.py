@@ -15,6 +15,7 @@ import numpy as np
 from flax import nnx
 
 from reference.fp8 import fake_quantize_weight, fp8_matmul
+from reference.norm import widen
 
 
 def init_weight(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int) -> nnx.Param:
@@ -37,10 +38,13 @@ def init_weight(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int) -
 
 
 def linear(x: jax.Array, w: jax.Array, fp8: bool) -> jax.Array:
-    """``x @ w.T`` for ``x`` [..., I] and ``w`` [O, I]: an fp32 matmul, or :func:`fp8_matmul` when ``fp8``."""
+    """``x @ w.T`` for ``x`` [..., I] and ``w`` [O, I]: an fp32 matmul, or :func:`fp8_matmul` when ``fp8``.
+
+    Narrower activations (bf16) are widened to fp32, never wider ones narrowed: the float64 oracle of
+    the equivalence suite (``harness.interop.equivalence_f64``) runs this same code in float64."""
     if fp8:
         return fp8_matmul(x, w)
-    return jnp.einsum("...I,OI->...O", x.astype(jnp.float32), w)  # [..., O]
+    return jnp.einsum("...I,OI->...O", widen(x), w)  # [..., O]
 
 
 class Linear(nnx.Module):

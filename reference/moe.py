@@ -23,6 +23,7 @@ from flax import nnx
 
 from harness.config import ScoreFunc
 from reference.linear import Linear, init_weight, linear
+from reference.norm import widen
 
 
 class GateBias(nnx.Variable):
@@ -43,7 +44,7 @@ def route(x: jax.Array, weight: jax.Array, bias: jax.Array | None, *, n_activate
        divided by their sum for sigmoid, then times ``route_scale``.
     """
     n, e = x.shape[0], weight.shape[0]
-    logits = jnp.einsum("XD,ED->XE", x.astype(jnp.float32), weight.astype(jnp.float32))  # [X, E]
+    logits = jnp.einsum("XD,ED->XE", widen(x), widen(weight))  # [X, E]
     scores = jax.nn.sigmoid(logits) if score_func is ScoreFunc.SIGMOID else jax.nn.softmax(logits, axis=-1)
     select = scores if bias is None else scores + bias
     if n_expert_groups > 1:
@@ -110,10 +111,10 @@ def grouped_swiglu(x: jax.Array, weights: jax.Array, indices: jax.Array, w1: jax
     slot = padded_start[sorted_expert] + jnp.arange(a) - start[sorted_expert]  # [A]: row in the tile layout
     rows = n_tiles * tile_rows
     row_token = jnp.full((rows,), n).at[slot].set(token[order])  # [U*W]: padding rows read token n = zeros
-    row_weight = jnp.zeros((rows,), jnp.float32).at[slot].set(weights.reshape(a)[order])  # [U*W]
+    row_weight = jnp.zeros((rows,), widen(weights).dtype).at[slot].set(weights.reshape(a)[order])  # [U*W]
     tile_expert = jnp.minimum(jnp.searchsorted(padded_end, jnp.arange(n_tiles) * tile_rows, side="right"),
                               n_experts - 1)  # [U]; unused tail tiles are all padding
-    x_rows = jnp.concatenate([x.astype(jnp.float32), jnp.zeros((1, d), jnp.float32)])[row_token]  # [U*W, D]
+    x_rows = jnp.concatenate([widen(x), jnp.zeros((1, d), widen(x).dtype)])[row_token]  # [U*W, D]
 
     def one_tile(carry, tile):
         xt, e = tile  # [W, D], ()
@@ -121,7 +122,7 @@ def grouped_swiglu(x: jax.Array, weights: jax.Array, indices: jax.Array, w1: jax
 
     _, y = jax.lax.scan(one_tile, None, (x_rows.reshape(n_tiles, tile_rows, d), tile_expert))  # [U, W, D]
     y = y.reshape(rows, d) * row_weight[:, None]  # [U*W, D]
-    return jnp.zeros((n + 1, d), jnp.float32).at[row_token].add(y)[:n]  # [X, D]; row n collects padding
+    return jnp.zeros((n + 1, d), y.dtype).at[row_token].add(y)[:n]  # [X, D]; row n collects padding
 
 
 class MLP(nnx.Module):

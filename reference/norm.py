@@ -7,12 +7,18 @@ import jax.numpy as jnp
 from flax import nnx
 
 
+def widen(x: jax.Array) -> jax.Array:
+    """``x`` in fp32, or in its own dtype where that is wider: low-precision inputs are computed in fp32,
+    and the equivalence suite's float64 oracle (``harness.interop.equivalence_f64``) stays float64."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
     """Normalise ``x`` of shape [..., D] by its root mean square over D, then scale by ``weight`` [D].
 
     The statistics run in fp32 because the mean of squares underflows/overflows in low precision.
     """
-    x = x.astype(jnp.float32)
+    x = widen(x)
     return x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + eps) * weight
 
 

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from harness.config import ModelConfig, RopeScaling
+from reference.norm import widen
 
 
 def yarn_correction_range(rope_dim: int, theta: float, original_seq_len: int, beta_fast: float,
@@ -97,7 +98,7 @@ def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
     """
     if x.ndim == 4:
         cos, sin = cos[:, None, :], sin[:, None, :]  # [T, 1, R/2]: broadcast over heads
-    pairs = x.astype(jnp.float32).reshape(*x.shape[:-1], x.shape[-1] // 2, 2)  # [..., R/2, 2]
+    pairs = widen(x).reshape(*x.shape[:-1], x.shape[-1] // 2, 2)  # [..., R/2, 2]
     re, im = pairs[..., 0], pairs[..., 1]
     rotated = jnp.stack([re * cos - im * sin, re * sin + im * cos], axis=-1)  # [..., R/2, 2]
     return rotated.reshape(x.shape)  # [..., R]

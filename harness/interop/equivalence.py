@@ -8,7 +8,8 @@ gate scores / chosen experts / weights, MoE output, MTP output, full-model logit
 cache modes, and the FP8 mode (``harness.interop.equivalence_fp8``: block quantisation bit for bit against the
 ml_dtypes oracle, and the FP8 model). Each quantity is judged against ``harness.interop.tolerances.TOLERANCES`` (one table, one line
 of justification each); routing (which expert set each token picks) is reported separately as an
-agreement fraction, which must be 1.0. A row that cannot tell a bug from fp32 noise at this config (the
+agreement fraction, which must be 1.0. The logits are also held against a float64 run of the reference
+(``harness.interop.equivalence_f64``), which measures the fp32 floor under the TF-vs-Flax comparison. A row that cannot tell a bug from fp32 noise at this config (the
 FP8 model at bench size, see ``harness.interop.equivalence_fp8``) is shown with verdict INFO and does not gate.
 
 ``python -m harness equivalence [--config tiny|tiny-dense|tiny-yarn|bench|bench-layer|PATH.json] [--state PATH]``
@@ -31,6 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from harness.config import ConfigError, Dtype, ModelConfig
+from harness.interop.equivalence_f64 import oracle_rows
 from harness.interop.rows import (Row, compare_row, expert_set_agreement, format_table, merge_rows,
                                   routing_agreement, summary)
 from harness.interop.tolerances import REQUIRED_ROUTING_AGREEMENT, Tolerance
@@ -249,6 +251,9 @@ def _check_logits(p: _Pair) -> list[Row]:
                         routing=routing)]
     for k, (a, b) in enumerate(zip(aux_t["mtp_logits"], aux_f["mtp_logits"]), start=1):
         rows.append(compare_row(f"MTP logits, module {k}", a, b, "logits"))
+    names = ["model(tokens)", "forward_aux"] + [f"MTP module {k}" for k in range(1, len(aux_t["mtp_logits"]) + 1)]
+    rows = oracle_rows(names, [logits_t, aux_logits_t, *aux_t["mtp_logits"]],
+                       [logits_f, aux_logits_f, *aux_f["mtp_logits"]], p.flax, p.tokens, aux_t, rows)
     if routing is not None:
         rows.append(compare_row("expert load per MoE layer", aux_t["expert_load"], aux_f["expert_load"], "gate_bias",
                                 routing=routing))

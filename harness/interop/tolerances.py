@@ -42,7 +42,9 @@ TOLERANCES: dict[str, Tolerance] = {
     "gate_weights": Tolerance(1e-6, 1e-6, "original scores at the chosen experts, normalised, times route_scale"),
     "moe": Tolerance(1e-5, 1e-5, "SwiGLU of width F per expert, K weighted experts summed in a different order"),
     "mtp": Tolerance(1e-5, 1e-5, "two norms, a 2D->D projection and one block: as mla + moe"),
-    "logits": Tolerance(1e-5, 0.0, "the P0.synthetic_validation criterion (HF PT<->Flax use 1e-5); logits are O(1-10)"),
+    "logits": Tolerance(1e-5, 0.0, "the P0.synthetic_validation criterion (HF PT<->Flax use 1e-5); logits are O(1-10). "
+                                   "Also TF's bound against the float64 oracle, which gates instead of TF-vs-Flax where "
+                                   "Flax's own fp32 error exceeds half of it (bench: ~7e-6; equivalence_f64)"),
     "loss": Tolerance(1e-6, 1e-6, "a mean of log-softmaxes: averaging shrinks the logits' independent ulp errors"),
     "gradients": Tolerance(1e-7, 1e-4, "backward reductions over B*T tokens; entries span decades, so the error is "
                                        "judged against each tensor's largest entry (per tensor)", per="tensor"),

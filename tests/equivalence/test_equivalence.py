@@ -7,6 +7,7 @@ import pytest
 
 from harness.config import ModelConfig
 from harness.interop import equivalence as eq
+from harness.interop.equivalence_f64 import ORACLE
 from harness.interop.rows import compare_row, expert_set_agreement
 from harness.interop.tolerances import TOLERANCES
 from tests.equivalence.conftest import DEFAULT_CHECKS, rows_for
@@ -22,7 +23,9 @@ def _failures(rows) -> str:
 def test_every_quantity_within_tolerance(config):
     rows = list(rows_for(config, DEFAULT_CHECKS[config]))
     assert rows
-    assert all(r.passed and r.gate for r in rows), _failures(rows)  # and none of them context-only here
+    assert all(r.passed for r in rows if r.gate), _failures(rows)
+    # Context-only rows here are the float64 oracle's fp32 floor alone: every TF-vs-Flax row still gates.
+    assert all(r.component.startswith(ORACLE) and "floor" in r.component for r in rows if not r.gate)
 
 
 @pytest.mark.parametrize("config", sorted(DEFAULT_CHECKS))
