@@ -338,6 +338,21 @@ SCENARIOS = (
         cfg = ModelConfig.bench(n_routed_experts=64, n_expert_groups=8, n_limited_groups=4)
         MeshConfig.for_devices(6).check_layout(cfg)
     """),
+    Scenario("dualpipe_odd_ranks", "pipeline_schedule_invalid",
+             "DualPipe schedule with PP=3 pipeline ranks (issue 14)", """
+        from tf_impl.pipeline.schedules import build
+        build("dualpipe", 3, 12)
+    """),
+    Scenario("pipeline_too_few_devices", "pipeline_schedule_invalid",
+             "a 4-rank 1F1B schedule executed on the 1 CPU device of an unconfigured process (issue 14)", """
+        import numpy as np
+        from harness.config import ModelConfig
+        from tf_impl import Transformer
+        from tf_impl.pipeline import execute
+        from tf_impl.pipeline.schedules import build
+        cfg = ModelConfig.tiny(n_layers=4)
+        execute.run(Transformer(cfg, seed=0), build("1f1b", 4, 4), np.zeros((4, 16), np.int32))
+    """),
     Scenario("jax_pmap_too_many", "distributed_failure", "jax.pmap over a leading axis of 4 with 1 CPU device", """
         import jax
         import jax.numpy as jnp
