@@ -25,9 +25,10 @@ are taken against the reference.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -295,9 +296,31 @@ def _check_generation(p: _Pair, steps: int = 32) -> list[Row]:
     return rows
 
 
+@contextlib.contextmanager
+def full_fp32() -> Iterator[None]:
+    """Both frameworks compute float32 matmuls in full float32 while inside.
+
+    On CPU this changes nothing. On NVIDIA Ampere and later, TF runs fp32 matmuls as TF32 by default and
+    JAX's default precision lowers them to TF32 (or bf16 passes) as well: 10 mantissa bits instead of 23.
+    Measured on an H100 (issue 12's GPU check), Flax's tiny logits then moved by 0.9 against a
+    full-precision run, hiding any real 1e-5 difference. The previous settings are restored on exit.
+    """
+    import jax
+    import tensorflow as tf
+
+    tf32 = tf.config.experimental.tensor_float_32_execution_enabled()
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+    try:
+        with jax.default_matmul_precision("highest"):
+            yield
+    finally:
+        tf.config.experimental.enable_tensor_float_32_execution(tf32)
+
+
 def compare(cfg: ModelConfig, state: Mapping[str, np.ndarray] | None = None, seed: int = 0,
             checks: Sequence[str] = ALL, batch: int = 2, seq_len: int = 40, tf_compiled: bool = False) -> list[Row]:
-    """Load one canonical state into both models and compare every quantity in ``checks``.
+    """Load one canonical state into both models and compare every quantity in ``checks``, in full fp32
+    (:func:`full_fp32`).
 
     ``state`` defaults to :func:`reference_state` (the TF model's seeded weights, nonzero gate biases);
     a given state is checked against ``cfg`` first (``harness.state.StateError`` lists every mismatch).
@@ -308,6 +331,12 @@ def compare(cfg: ModelConfig, state: Mapping[str, np.ndarray] | None = None, see
     TF model's XLA paths (``Transformer(compiled=True)``); the default runs the same code eagerly,
     which skips minutes of XLA compilation on CPU.
     """
+    with full_fp32():
+        return _compare(cfg, state, seed, checks, batch, seq_len, tf_compiled)
+
+
+def _compare(cfg: ModelConfig, state: Mapping[str, np.ndarray] | None, seed: int, checks: Sequence[str], batch: int,
+             seq_len: int, tf_compiled: bool) -> list[Row]:
     from harness.interop.bridge import build_model
     from harness.interop.equivalence_align import grpo_rows
     from harness.interop.equivalence_fp8 import fp8_block_rows, fp8_model_rows

@@ -83,3 +83,17 @@ def test_the_suite_holds_tf_to_the_oracle(config, suite_rows):
     oracle = [r for r in rows if r.component.startswith(f64.ORACLE)]
     assert oracle and all(r.passed for r in oracle if r.gate)
     assert any(r.gate and "TF fp32 vs float64" in r.component for r in oracle)
+
+
+def test_comparisons_run_in_full_fp32_and_restore_the_settings():
+    """TF32 (TF's GPU default) and JAX's default matmul precision would hide 1e-5 differences on GPUs."""
+    import tensorflow as tf
+
+    from harness.interop.equivalence import full_fp32
+
+    tf.config.experimental.enable_tensor_float_32_execution(True)
+    with full_fp32():
+        assert not tf.config.experimental.tensor_float_32_execution_enabled()
+        assert jax.config.jax_default_matmul_precision == "highest"
+    assert tf.config.experimental.tensor_float_32_execution_enabled()
+    assert jax.config.jax_default_matmul_precision in (None, "default")
