@@ -116,7 +116,15 @@ _NOT_FULL_TIER = r"^(?!.*Full\.[A-Za-z_]\w*(?:\(|$))"
 
 
 def bench_regex(selection: str | None, full: bool) -> str | None:
-    """The asv ``-b`` regex of a run: ``selection`` (or everything), minus the full tier unless ``full``."""
+    """The asv ``-b`` regex of a run: ``selection`` (or everything), minus the full tier unless ``full``.
+
+    Args:
+        selection: the user's ``-b REGEX``, matched against ``module.Class.method``; None selects everything.
+        full: include the full tier (classes whose name ends in ``Full``).
+
+    Returns:
+        the regex to pass as ``-b``; None when nothing is filtered (``full`` without a selection).
+    """
     if full:
         return selection
     return _NOT_FULL_TIER if selection is None else f"{_NOT_FULL_TIER}(?=.*?(?:{selection}))"
@@ -160,6 +168,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     in the history does not block every later run; neither does a run that measured nothing go unnoticed.
     asv's "some benchmarks failed" exit is tolerated: the verdicts report those benchmarks as
     FAILED-TO-RUN. ``--record-samples`` keeps asv's samples for the regression gate's statistics.
+
+    Args:
+        args: the parsed ``run`` options (``--machine``, ``-b``, ``--range``, ``--quick``, ``--full``,
+            ``--baseline``, ``--config``, ``--results-dir``).
+
+    Returns:
+        the exit code: 0 on success; 1 when asv failed, a regression appeared, a commit measured nothing or
+        the published pages would need the internet; 2 when the asv config is missing; asv's own code when
+        ``asv machine`` fails.
     """
     paths = paths_for(args)
     if not paths.config.exists():
@@ -266,6 +283,12 @@ def cmd_roadmap(args: argparse.Namespace) -> int:
 
     ``check_bindings()`` runs first so that a criterion without a binding fails loudly here rather
     than showing up as silently unmeasured in the report.
+
+    Args:
+        args: the parsed ``roadmap`` options (``--json``).
+
+    Returns:
+        0 (an unbound criterion raises instead).
     """
     check_bindings()
     if args.json:
@@ -381,6 +404,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Hook commands (equivalence, diagnose, progress, docs) are passed to their module's ``main`` before
     argparse sees them, so each keeps its own options and ``--help``.
+
+    Args:
+        argv: the command line without the program name; None reads ``sys.argv[1:]``.
+
+    Returns:
+        the exit code of the command (0 success, 1 a failed verdict or run, 2 bad input).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "_asv":  # internal: asv with stderr capture (see _asv)

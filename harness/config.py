@@ -342,6 +342,13 @@ class ModelConfig:
 
         Missing keys take defaults with a warning naming each one, or are an error with ``strict=True``
         (see ``from_dict``). A missing, non-UTF-8 or non-JSON file is a ConfigError naming the file.
+
+        Args:
+            path: the JSON file.
+            strict: refuse missing keys instead of filling in defaults with a warning.
+
+        Returns:
+            the validated config.
         """
         if not os.path.exists(path):
             raise ConfigError(f"config file {path} does not exist")
@@ -363,6 +370,13 @@ class ModelConfig:
 
         ``presets`` defaults to ``tiny``, ``bench``, ``mtp_proxy`` and ``v3_671b``; a CLI with its own set of names
         (the equivalence suite's) passes that set instead, and gets the same JSON handling and errors.
+
+        Args:
+            name_or_path: a preset name, or a path ending in ``.json`` (read with ``from_json``).
+            presets: ``{name: factory}``; None means the four presets above.
+
+        Returns:
+            the config; ConfigError lists the valid names for anything else.
         """
         if presets is None:
             presets = {"tiny": cls.tiny, "bench": cls.bench, "mtp_proxy": cls.mtp_proxy, "v3_671b": cls.v3_671b}
@@ -452,7 +466,16 @@ class MeshConfig:
 
     @classmethod
     def for_devices(cls, n_devices: int, expert_parallel: int | None = None, **kw: Any) -> "MeshConfig":
-        """A mesh over ``n_devices``: all of them on the expert axis unless ``expert_parallel`` says otherwise."""
+        """A mesh over ``n_devices``: all of them on the expert axis unless ``expert_parallel`` says otherwise.
+
+        Args:
+            n_devices: the devices to use, all of them.
+            expert_parallel: ranks on the expert axis, a divisor of ``n_devices``; None puts every device there.
+            **kw: the other ``MeshConfig`` fields (e.g. ``nodes``).
+
+        Returns:
+            a mesh of ``n_devices // expert_parallel`` data-parallel x ``expert_parallel`` ranks.
+        """
         ep = n_devices if expert_parallel is None else expert_parallel
         if ep < 1 or n_devices % ep:
             raise ConfigError(f"expert_parallel={ep} must divide the {n_devices} devices present")

@@ -14,7 +14,13 @@ class CheckpointError(ValueError):
 
 
 def save_safetensors(state: Mapping[str, np.ndarray], path: str | os.PathLike, overwrite: bool = False) -> None:
-    """Write ``state`` atomically (temp file, then rename). Refuses to replace a file unless ``overwrite``."""
+    """Write ``state`` atomically (temp file, then rename). Refuses to replace a file unless ``overwrite``.
+
+    Args:
+        state: ``{tensor name: array}``; each array is written contiguous, in its own dtype.
+        path: the ``.safetensors`` file to write.
+        overwrite: replace an existing file; False raises FileExistsError instead, so nothing saved is lost.
+    """
     from safetensors.numpy import save_file
 
     path = os.fspath(path)
@@ -31,7 +37,14 @@ def save_safetensors(state: Mapping[str, np.ndarray], path: str | os.PathLike, o
 
 
 def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a safetensors file into ``{name: np.ndarray}``; a missing or corrupt file gets CheckpointError."""
+    """Read a safetensors file into ``{name: np.ndarray}``; a missing or corrupt file gets CheckpointError.
+
+    Args:
+        path: the ``.safetensors`` file.
+
+    Returns:
+        every tensor of the file by name, in its stored dtype.
+    """
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 

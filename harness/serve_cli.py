@@ -72,7 +72,16 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Build the model, load ``--state`` if given, export it."""
+    """Build the model, load ``--state`` if given, export it.
+
+    Args:
+        args: the parsed ``export`` options (``--config``, ``--state``, ``--seed``, ``--out``,
+            ``--batch-sizes``, ``--chunks``, ``--force``).
+
+    Returns:
+        0 when the SavedModel was written; 2 with the error on stderr for a bad config, state or output
+        folder (an existing ``--out`` is kept unless ``--force``).
+    """
     from harness.config import ConfigError, ModelConfig
     from harness.io import load_safetensors
     from tf_impl.export import ExportError, export_savedmodel
@@ -105,7 +114,16 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Start the server, block until SIGINT/SIGTERM, shut everything down."""
+    """Start the server, block until SIGINT/SIGTERM, shut everything down.
+
+    Args:
+        args: the parsed ``serve`` options (``--model``, ``--host``, ``--port``, ``--replicas`` or
+            ``--autoscale``, ``--max-batch-size``, ``--num-cpus``).
+
+    Returns:
+        0 after a clean shutdown; 2 with the error on stderr when the export is unusable, the port is taken,
+        ``--autoscale`` is malformed or the cluster does not start.
+    """
     from serving.cluster import DeployFailed, RayStartFailed, start, stop
     from serving.runtime import check_export
 
@@ -142,7 +160,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    """POST one completion request and print the answer."""
+    """POST one completion request and print the answer.
+
+    Args:
+        args: the parsed ``query`` options (``--url``, ``--prompt`` or ``--tokens``, ``--max-tokens``,
+            ``--timeout``).
+
+    Returns:
+        0 when the server answered; 1 when it answered with an HTTP error; 2 when no server answered.
+    """
     prompt = args.prompt if args.prompt is not None else _ints(args.tokens, "--tokens")
     body = json.dumps({"prompt": prompt, "max_tokens": args.max_tokens}).encode()
     req = urllib.request.Request(f"{args.url}/v1/completions", data=body, headers={"Content-Type": "application/json"})

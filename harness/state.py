@@ -31,7 +31,16 @@ def _mlp_shapes(prefix: str, dim: int, hidden: int) -> dict[str, Shape]:
 
 
 def block_shapes(cfg: ModelConfig, prefix: str, layer_id: int) -> dict[str, Shape]:
-    """Names and shapes of one transformer block (attention + dense or MoE FFN) under ``prefix``."""
+    """Names and shapes of one transformer block (attention + dense or MoE FFN) under ``prefix``.
+
+    Args:
+        cfg: the model config (dimensions, q LoRA rank, expert counts).
+        prefix: the block's name prefix, ``layers.<i>`` for a main block or ``mtp.<k>`` for an MTP module's.
+        layer_id: the block's index in the whole stack (MTP blocks after the main ones); it decides dense or MoE.
+
+    Returns:
+        ``{tensor name: shape}`` in DeepSeek's names, linear weights as [out, in].
+    """
     n, d = cfg.n_heads, cfg.dim
     shapes: dict[str, Shape] = {f"{prefix}.attn_norm.weight": (d,), f"{prefix}.ffn_norm.weight": (d,)}
     attn = f"{prefix}.attn"
@@ -59,7 +68,14 @@ def block_shapes(cfg: ModelConfig, prefix: str, layer_id: int) -> dict[str, Shap
 
 
 def expected_shapes(cfg: ModelConfig) -> dict[str, Shape]:
-    """Every tensor of the canonical state for ``cfg``, in a stable order."""
+    """Every tensor of the canonical state for ``cfg``, in a stable order.
+
+    Args:
+        cfg: the model config.
+
+    Returns:
+        ``{tensor name: shape}``: embedding, main blocks, final norm, head, then the MTP modules.
+    """
     shapes: dict[str, Shape] = {"embed.weight": (cfg.vocab_size, cfg.dim)}
     for i in range(cfg.n_layers):
         shapes.update(block_shapes(cfg, f"layers.{i}", i))
@@ -81,7 +97,13 @@ def num_params(cfg: ModelConfig) -> int:
 
 
 def check_state(state: Mapping[str, object], cfg: ModelConfig, source: str = "state") -> None:
-    """Raise StateError listing every missing, unexpected and wrong-shaped tensor of ``state``."""
+    """Raise StateError listing every missing, unexpected and wrong-shaped tensor of ``state``.
+
+    Args:
+        state: ``{tensor name: array}`` to check (only shapes are read).
+        cfg: the config the state must match (``expected_shapes``).
+        source: how the error message names the state, e.g. a checkpoint path.
+    """
     expected = expected_shapes(cfg)
     problems = []
     for name, shape in expected.items():

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from numpy.typing import ArrayLike
 
 from reference.model import Transformer, to_canonical
 
@@ -40,7 +41,8 @@ def group_advantages(rewards: jax.Array, group_size: int) -> jax.Array:
     return ((r - r.mean(axis=1, keepdims=True)) / (r.std(axis=1, keepdims=True) + ADV_EPS)).reshape(-1)
 
 
-def grpo_objective(logp, old_logp, ref_logp, advantages, mask, clip_eps: float, beta: float) -> jax.Array:
+def grpo_objective(logp: jax.Array, old_logp: jax.Array, ref_logp: jax.Array, advantages: jax.Array,
+                   mask: jax.Array, clip_eps: float, beta: float) -> jax.Array:
     """The loss -J (module docstring) of log-probs [B, S] under pi, pi_old, pi_ref, advantages [B], mask [B, S]."""
     ratio = jnp.exp(logp - old_logp)                                             # [B, S]
     a = advantages[:, None]                                                      # [B, 1]
@@ -51,17 +53,20 @@ def grpo_objective(logp, old_logp, ref_logp, advantages, mask, clip_eps: float, 
     return -per_completion.mean()
 
 
-def grpo_loss_and_gradients(model: Transformer, tokens, mask, old_logp, ref_logp, advantages,
-                            clip_eps: float, beta: float) -> tuple[float, dict[str, np.ndarray]]:
+def grpo_loss_and_gradients(model: Transformer, tokens: ArrayLike, mask: ArrayLike, old_logp: ArrayLike,
+                            ref_logp: ArrayLike, advantages: ArrayLike, clip_eps: float, beta: float
+                            ) -> tuple[float, dict[str, np.ndarray]]:
     """``(loss, {canonical name: d loss / d tensor})`` of GRPO on one batch of completions through ``model``.
 
     Args:
         model: the policy (``reference.Transformer``); its logits come from ``forward_aux`` (the training path).
         tokens: prompt + completion ids, int [B, T].
         mask: [B, S], 1 where the target token t + 1 belongs to the completion.
-        old_logp, ref_logp: log-probs of the same targets under the sampling and the reference policy, [B, S].
+        old_logp: log-probs of the same targets under the sampling policy pi_old, [B, S].
+        ref_logp: log-probs of the same targets under the frozen reference policy pi_ref, [B, S].
         advantages: one per completion, [B].
-        clip_eps, beta: the ratio clip range and the KL weight.
+        clip_eps: the ratio clip range epsilon.
+        beta: the KL penalty weight.
 
     Returns:
         the loss and its gradient for every trained tensor, by DeepSeek name ([out, in] layouts).

@@ -101,7 +101,16 @@ class KVCache:
     @staticmethod
     @functools.lru_cache(maxsize=64)
     def buffer_shapes(cfg: ModelConfig, batch_size: int, mode: CacheMode) -> dict[str, list[int]]:
-        """``{buffer name: shape}`` of one layer's cache, traced once per (config, batch, mode), never allocated."""
+        """``{buffer name: shape}`` of one layer's cache, traced once per (config, batch, mode), never allocated.
+
+        Args:
+            cfg: the model config (``max_seq_len`` and the cached widths).
+            batch_size: B.
+            mode: NAIVE (per-head keys and values) or ABSORB (latent [B, S, C] and rope key [B, S, R]).
+
+        Returns:
+            the shape of each buffer ``empty_layer_cache`` would allocate, as lists.
+        """
         shapes = jax.eval_shape(lambda: empty_layer_cache(cfg, batch_size, mode))
         return {k: list(v.shape) for k, v in shapes.items()}
 
@@ -130,6 +139,13 @@ def read_length(needed: int, max_seq_len: int) -> int:
     The smallest of 16, 24, 32, 48, 64, 96, ... (powers of two and 1.5x powers of two) that holds
     ``needed``, capped at ``max_seq_len``: at most 1.5x the filled slots are read, and a whole decode
     compiles ~2 log2(max_seq_len) programs. Slots past the filled ones are masked (softmax weight 0).
+
+    Args:
+        needed: the filled positions the step must see, in 1..``max_seq_len``.
+        max_seq_len: the cache's size.
+
+    Returns:
+        the number of slots to read, ``needed <= result <= max_seq_len``.
     """
     if not 1 <= needed <= max_seq_len:
         raise ValueError(f"read_length({needed}, {max_seq_len}): needed must be in 1..max_seq_len")
@@ -145,7 +161,7 @@ def _write(buffer: jax.Array, new: jax.Array, start: jax.Array) -> jax.Array:
     return jax.lax.dynamic_update_slice(buffer, new.astype(buffer.dtype), index)
 
 
-def causal_mask(start, t: int, s: int) -> jax.Array:
+def causal_mask(start: int | jax.Array, t: int, s: int) -> jax.Array:
     """[T, S] True where key position s may be seen by the query at position ``start + t``.
 
     Args:

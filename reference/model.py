@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from numpy.typing import ArrayLike
 
 from harness.config import Dtype, ModelConfig
 from harness.state import check_loadable, expected_shapes
@@ -99,7 +100,9 @@ class DeepSeekV3(nnx.Module):
             ffn = MLP(cfg.dim, cfg.inter_dim, fp8=fp8, rng=rng)
         return Block(cfg.dim, attn, ffn, eps=cfg.rms_eps)
 
-    def trunk(self, tokens, caches=None, start=0, key_len=None, mode=CacheMode.NAIVE):
+    def trunk(self, tokens: jax.Array, caches: list[dict[str, jax.Array]] | None = None, start: int | jax.Array = 0,
+              key_len: int | None = None, mode: CacheMode = CacheMode.NAIVE
+              ) -> tuple[jax.Array, list[dict[str, jax.Array]] | None, list[tuple[jax.Array, jax.Array]]]:
         """Embedding and main blocks: ``tokens`` [B, T] -> (h [B, T, D] before the final norm,
         updated caches or None, [(scores, indices)] per MoE layer).
 
@@ -274,6 +277,11 @@ class Transformer:
 
         ``harness.state.check_loadable`` runs first, so nothing changes unless the whole state is
         floating point and finite in float32 (NaN/Inf only with ``allow_non_finite=True``).
+
+        Args:
+            state: ``{canonical name: float array}``, linear weights [out, in] (see ``state_dict``).
+            source: how the error messages name the state, e.g. a checkpoint path.
+            allow_non_finite: load NaN/Inf weights on purpose (e.g. to reproduce a divergence).
         """
         check_loadable(state, self.cfg, source, allow_non_finite)
         canonical = {k: np.asarray(v) for k, v in state.items()}
@@ -286,11 +294,11 @@ class Transformer:
         return sum(int(np.prod(x.shape)) for x in jax.tree.leaves((self.params, self.biases)))
 
     # ------------------------------------------------------------------ forward
-    def __call__(self, tokens) -> jax.Array:
+    def __call__(self, tokens: ArrayLike) -> jax.Array:
         """``tokens`` int [B, T] -> fp32 logits [B, T, V] at every position (MTP modules not run)."""
         return _forward(self.graphdef, self.params, self.biases, self.check_tokens(tokens))
 
-    def forward_aux(self, tokens) -> tuple[jax.Array, dict[str, Any]]:
+    def forward_aux(self, tokens: ArrayLike) -> tuple[jax.Array, dict[str, Any]]:
         """``(logits [B, T, V], aux)`` with aux = {"mtp_logits": [[B, T-k, V] for k=1..D],
         "expert_load": [n_moe_layers, E], "router_scores": [[B, T_l, E] per MoE layer],
         "router_indices": [[B, T_l, K] per MoE layer]}; MoE layers in order, main then MTP blocks, where
@@ -301,7 +309,7 @@ class Transformer:
                              f"sequence so every MTP module has an input; got T={tokens.shape[1]}")
         return _forward_aux(self.graphdef, self.params, self.biases, tokens)
 
-    def hidden_states(self, tokens, cache: KVCache | None = None, start: int | None = None
+    def hidden_states(self, tokens: ArrayLike, cache: KVCache | None = None, start: int | None = None
                       ) -> tuple[jax.Array, KVCache | None]:
         """The main blocks' output before the final norm, ``(h [B, T, D], cache)``; ``logits(h)`` finishes it.
 
@@ -330,7 +338,7 @@ class Transformer:
                                     key_len=start + t, mode=cache.mode, head=False)
         return h, KVCache(cache.mode, layers, start + t)
 
-    def logits(self, h) -> jax.Array:
+    def logits(self, h: ArrayLike) -> jax.Array:
         """The final norm and the output head: hidden states [..., D] -> fp32 logits [..., V]."""
         return _logits(self.graphdef, self.params, self.biases, jnp.asarray(h, jnp.float32))
 
@@ -360,7 +368,7 @@ class Transformer:
             raise InputError(f"batch_size={batch_size} must be in 1..max_batch_size={self.cfg.max_batch_size}")
         return KVCache(mode, [empty_layer_cache(self.cfg, batch_size, mode) for _ in range(self.cfg.n_layers)])
 
-    def prefill(self, tokens, cache: KVCache) -> tuple[jax.Array, KVCache]:
+    def prefill(self, tokens: ArrayLike, cache: KVCache) -> tuple[jax.Array, KVCache]:
         """Run ``tokens`` [B, T] after what ``cache`` holds; returns (logits [B, T, V], the extended cache).
 
         The keys are the cache's first ``length + T`` slots (a static length: one compile per prompt shape).
@@ -371,7 +379,7 @@ class Transformer:
                                          cache.length, key_len=cache.length + t, mode=cache.mode)
         return logits, KVCache(cache.mode, layers, cache.length + t)
 
-    def decode_step(self, next_tokens, cache: KVCache) -> tuple[jax.Array, KVCache]:
+    def decode_step(self, next_tokens: ArrayLike, cache: KVCache) -> tuple[jax.Array, KVCache]:
         """Feed one token per sequence, ``next_tokens`` [B]; returns (logits [B, V], the extended cache).
 
         Attends over the first ``read_length(length + 1)`` slots (a bucket of at most 1.5x the filled
@@ -384,7 +392,7 @@ class Transformer:
                                          mode=cache.mode)
         return logits[:, 0], KVCache(cache.mode, layers, cache.length + 1)
 
-    def generate(self, prompt, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
+    def generate(self, prompt: ArrayLike, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
                  seed: int = 0) -> jax.Array:
         """Continue ``prompt`` [B, T]; returns only the new tokens, int32 [B, max_new_tokens].
 
@@ -413,7 +421,7 @@ class Transformer:
         return jnp.stack(out, axis=1)  # [B, max_new_tokens]
 
     # ------------------------------------------------------------------ input checks
-    def check_tokens(self, tokens, what: str = "tokens", rank: int = 2) -> jax.Array:
+    def check_tokens(self, tokens: ArrayLike, what: str = "tokens", rank: int = 2) -> jax.Array:
         """``tokens`` as int32 after the checks every entry point runs; InputError naming the problem otherwise.
 
         Args:

@@ -43,7 +43,8 @@ def optimizer(tc: TrainConfig) -> optax.GradientTransformation:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def adamw_step(tc: TrainConfig, params: Any, optimizer_state: Any, grads: Any, lr) -> tuple[Any, Any]:
+def adamw_step(tc: TrainConfig, params: Any, optimizer_state: Any, grads: Any, lr: float | jax.Array
+               ) -> tuple[Any, Any]:
     """One AdamW update ``p - lr * u`` of any pytree of fp32 arrays (clip, Adam moments, decoupled decay).
 
     ``reference.train.train_step`` applies it to the model's parameters; the equivalence harness applies

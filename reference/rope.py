@@ -73,7 +73,7 @@ def rope_tables(cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
     return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
 
-def rope_at(cfg: ModelConfig, start, t: int) -> tuple[jax.Array, jax.Array]:
+def rope_at(cfg: ModelConfig, start: int | jax.Array, t: int) -> tuple[jax.Array, jax.Array]:
     """``(cos, sin)``, each [T, R/2] fp32, for positions ``start .. start+T-1``.
 
     Args:

@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import numpy as np
 from flax import nnx
+from numpy.typing import ArrayLike
 
 from harness.config import ModelConfig, TrainConfig
 from reference.losses import bias_update, compute_loss
@@ -67,12 +68,12 @@ def _check_length(model: Transformer, tokens) -> jax.Array:
     return tokens
 
 
-def total_loss(model: Transformer, tokens) -> tuple[jax.Array, dict[str, jax.Array]]:
+def total_loss(model: Transformer, tokens: ArrayLike) -> tuple[jax.Array, dict[str, jax.Array]]:
     """``(ce + mtp + balance, {"ce", "mtp", "balance"})`` for ``tokens`` [B, T]."""
     return _loss(model.graphdef, model.params, model.biases, _check_length(model, tokens))
 
 
-def gradients(model: Transformer, tokens) -> dict[str, np.ndarray]:
+def gradients(model: Transformer, tokens: ArrayLike) -> dict[str, np.ndarray]:
     """d total_loss / d every trained tensor, as ``{canonical name: np.ndarray}`` ([out, in] layouts).
 
     The gate biases are absent: they steer a discrete selection and are not trained by gradient.
@@ -94,7 +95,7 @@ def init_optimizer(model: Transformer, tc: TrainConfig = TrainConfig()) -> Any:
     return optimizer(tc).init(model.params)
 
 
-def train_step(model: Transformer, optimizer_state: Any, tokens, step: int,
+def train_step(model: Transformer, optimizer_state: Any, tokens: ArrayLike, step: int,
                tc: TrainConfig = TrainConfig()) -> tuple[Any, jax.Array, dict[str, jax.Array]]:
     """One AdamW step on ``tokens`` [B, T] at learning rate ``learning_rate(step, tc)``, then the bias
     update from this step's expert loads. Updates ``model`` in place; returns

@@ -27,12 +27,15 @@ trainer would train beyond the policy (zero by construction, asserted by the exp
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
+from numpy.typing import ArrayLike
 
 from harness.config import TrainConfig
 from tf_impl.losses import bias_update
+from tf_impl.model import Transformer
 from tf_impl.optim import AdamW
 from tf_impl.train import TrainingDiverged
 
@@ -84,7 +87,7 @@ def distill_loss(logits: tf.Tensor, teacher_logits: tf.Tensor, tokens: tf.Tensor
     return (1.0 - alpha) * sft_loss(logits, tokens, response_mask) + alpha * kl_mean
 
 
-def group_advantages(rewards, group_size: int) -> tf.Tensor:
+def group_advantages(rewards: ArrayLike | tf.Tensor, group_size: int) -> tf.Tensor:
     """Group-normalised advantages: rewards [P * G] (G consecutive completions per prompt) -> [P * G].
 
     ``(R - mean_group) / (std_group + ADV_EPS)``, population std (ddof 0). Raises ValueError when the
@@ -101,12 +104,21 @@ def group_advantages(rewards, group_size: int) -> tf.Tensor:
 
 
 def kl_k3(logp: tf.Tensor, ref_logp: tf.Tensor) -> tf.Tensor:
-    """Per-token ``r - log r - 1`` with ``r = pi_ref / pi = exp(ref_logp - logp)``: unbiased for KL(pi||pi_ref), >= 0."""
+    """Per-token ``r - log r - 1`` with ``r = pi_ref / pi = exp(ref_logp - logp)``: unbiased for KL(pi||pi_ref), >= 0.
+
+    Args:
+        logp: log pi of the sampled tokens, of shape [B, S].
+        ref_logp: log pi_ref of the same tokens, [B, S].
+
+    Returns:
+        the per-token estimate, [B, S].
+    """
     log_r = ref_logp - logp
     return tf.exp(log_r) - log_r - 1.0
 
 
-def grpo_loss(logp, old_logp, ref_logp, advantages, mask, clip_eps: float, beta: float):
+def grpo_loss(logp: tf.Tensor, old_logp: tf.Tensor, ref_logp: tf.Tensor, advantages: tf.Tensor, mask: tf.Tensor,
+              clip_eps: float, beta: float) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     """The GRPO loss of one batch of sampled completions, and its diagnostics.
 
     Args:
@@ -145,8 +157,18 @@ def _policy_logits(model, tokens):
     return logits, aux["expert_load"]
 
 
-def canonical_gradients(model, loss_fn) -> tuple[float, dict[str, np.ndarray]]:
-    """``(loss, {canonical name: d loss / d tensor})`` of ``loss_fn(model)`` (eager tape; for equivalence tests)."""
+def canonical_gradients(model: Transformer, loss_fn: Callable[[Transformer], tf.Tensor]
+                        ) -> tuple[float, dict[str, np.ndarray]]:
+    """``(loss, {canonical name: d loss / d tensor})`` of ``loss_fn(model)`` (eager tape; for equivalence tests).
+
+    Args:
+        model: the policy; only its trainable canonical tensors get gradients (gate biases do not).
+        loss_fn: computes the scalar loss from ``model`` under the tape.
+
+    Returns:
+        the loss as a float and the float32 gradients by canonical name, in the canonical layouts (a stacked
+        expert variable is split per expert); a tensor the loss does not reach gets zeros.
+    """
     named = {n: (v, i) for n, (v, i) in model.named_variables().items() if v.trainable}
     variables = list({id(v): v for v, _ in named.values()}.values())
     with tf.GradientTape() as tape:
@@ -157,8 +179,24 @@ def canonical_gradients(model, loss_fn) -> tuple[float, dict[str, np.ndarray]]:
     return float(loss), {n: by_var[id(v)] if i is None else by_var[id(v)][i] for n, (v, i) in named.items()}
 
 
-def grpo_loss_and_gradients(model, tokens, mask, old_logp, ref_logp, advantages, clip_eps: float, beta: float):
-    """``(loss, {canonical name: gradient})`` of ``grpo_loss`` on one batch; ``mask`` is [B, S] over targets."""
+def grpo_loss_and_gradients(model: Transformer, tokens: ArrayLike, mask: ArrayLike, old_logp: ArrayLike,
+                            ref_logp: ArrayLike, advantages: ArrayLike, clip_eps: float, beta: float
+                            ) -> tuple[float, dict[str, np.ndarray]]:
+    """``(loss, {canonical name: gradient})`` of ``grpo_loss`` on one batch; ``mask`` is [B, S] over targets.
+
+    Args:
+        model: the policy.
+        tokens: prompt + completion ids of shape [B, T].
+        mask: [B, S] with S = T - 1, 1 on the completion's target tokens.
+        old_logp: log pi_old of the sampled tokens, [B, S].
+        ref_logp: log pi_ref of the sampled tokens, [B, S].
+        advantages: one group-normalised advantage per completion, [B].
+        clip_eps: the ratio clip range epsilon.
+        beta: the KL penalty weight.
+
+    Returns:
+        ``(loss, {canonical name: float32 gradient})`` as ``canonical_gradients`` gives them.
+    """
     def loss_fn(m):
         t = tf.constant(np.asarray(tokens, np.int32))
         logp = token_log_probs(_policy_logits(m, t)[0], t)
@@ -167,8 +205,18 @@ def grpo_loss_and_gradients(model, tokens, mask, old_logp, ref_logp, advantages,
     return canonical_gradients(model, loss_fn)
 
 
-def sft_loss_and_gradients(model, tokens, response_mask):
-    """``(loss, {canonical name: gradient})`` of ``sft_loss`` on one batch."""
+def sft_loss_and_gradients(model: Transformer, tokens: ArrayLike, response_mask: ArrayLike
+                           ) -> tuple[float, dict[str, np.ndarray]]:
+    """``(loss, {canonical name: gradient})`` of ``sft_loss`` on one batch.
+
+    Args:
+        model: the policy.
+        tokens: prompt + response ids of shape [B, T].
+        response_mask: [B, T], 1 on response tokens (the targets).
+
+    Returns:
+        ``(loss, {canonical name: float32 gradient})`` as ``canonical_gradients`` gives them.
+    """
     def loss_fn(m):
         t = tf.constant(np.asarray(tokens, np.int32))
         return sft_loss(_policy_logits(m, t)[0], t, tf.constant(response_mask, tf.float32))
@@ -259,20 +307,21 @@ class PolicyTrainer(tf.Module):
                                    "or, for GRPO, beta and clip_eps", step=self.step, records=[record])
         return record
 
-    def sft_step(self, tokens, response_mask) -> dict[str, float]:
+    def sft_step(self, tokens: ArrayLike, response_mask: ArrayLike) -> dict[str, float]:
         """One update on the response-masked cross-entropy; tokens int32 [B, T], response_mask [B, T]."""
         return self._record(self._sft(tf.constant(np.asarray(tokens, np.int32)),
                                       tf.constant(np.asarray(response_mask, np.float32))))
 
-    def distill_step(self, tokens, response_mask, teacher_logits, alpha: float = 0.5) -> dict[str, float]:
+    def distill_step(self, tokens: ArrayLike, response_mask: ArrayLike, teacher_logits: ArrayLike,
+                     alpha: float = 0.5) -> dict[str, float]:
         """One update on ``distill_loss``; tokens [B, T], response_mask [B, T], teacher_logits [B, T, V]."""
         return self._record(self._distill(tf.constant(np.asarray(tokens, np.int32)),
                                           tf.constant(np.asarray(response_mask, np.float32)),
                                           tf.constant(np.asarray(teacher_logits, np.float32)),
                                           tf.constant(alpha, tf.float32)))
 
-    def grpo_step(self, tokens, mask, old_logp, ref_logp, advantages, clip_eps: float = 0.2,
-                  beta: float = 0.04) -> dict[str, float]:
+    def grpo_step(self, tokens: ArrayLike, mask: ArrayLike, old_logp: ArrayLike, ref_logp: ArrayLike,
+                  advantages: ArrayLike, clip_eps: float = 0.2, beta: float = 0.04) -> dict[str, float]:
         """One update on ``grpo_loss``; tokens [B, T], mask/old_logp/ref_logp [B, T-1], advantages [B]."""
         f32 = lambda x: tf.constant(np.asarray(x, np.float32))  # noqa: E731
         return self._record(self._grpo(tf.constant(np.asarray(tokens, np.int32)), f32(mask), f32(old_logp),
@@ -281,7 +330,7 @@ class PolicyTrainer(tf.Module):
 
 
 
-def log_prob_fn(model, jit_compile: bool = False):
+def log_prob_fn(model: Transformer, jit_compile: bool = False) -> Callable[[ArrayLike], np.ndarray]:
     """``tokens int [B, T] -> float32 [B, T-1]``: a compiled function giving ``model``'s log-probability of
     each next token, without gradient. The policy's old log-probs and the frozen reference's come from it,
     through the same (training) MoE dispatch as the differentiable forward, so at the first inner update

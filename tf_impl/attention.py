@@ -182,7 +182,7 @@ def _write(var: tf.Variable, values: tf.Tensor, start) -> None:
     var.scatter_nd_update(idx, values)
 
 
-def causal_mask(start, t: int, s: int) -> tf.Tensor:
+def causal_mask(start: int | tf.Tensor, t: int, s: int) -> tf.Tensor:
     """[T, S] True where key position s may be seen by the query at position ``start + t``.
 
     Args:

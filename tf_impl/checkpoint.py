@@ -238,7 +238,14 @@ def _verifies(path: str) -> bool:
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Read and verify the checkpoint at ``path``; raises CorruptCheckpointError on any mismatch."""
+    """Read and verify the checkpoint at ``path``; raises CorruptCheckpointError on any mismatch.
+
+    Args:
+        path: the checkpoint folder (its manifest lists every file with its sha256).
+
+    Returns:
+        the Checkpoint: step, model and optimizer states (float32 numpy, canonical names) and the saved meta.
+    """
     from safetensors.numpy import load
 
     path = os.fspath(path)

@@ -73,7 +73,16 @@ def writer_tag() -> str:
 
 
 def work_prefix(kind: str, name: str) -> str:
-    """The ``tempfile.mkdtemp`` prefix of a ``kind`` (tmp, old, del) work folder for checkpoint ``name``."""
+    """The ``tempfile.mkdtemp`` prefix of a ``kind`` (tmp, old, del) work folder for checkpoint ``name``.
+
+    Args:
+        kind: ``"tmp"`` (a save in progress), ``"old"`` (a replaced checkpoint) or ``"del"`` (being deleted).
+        name: the checkpoint's folder name.
+
+    Returns:
+        ``.<kind>-<name>-<host>-<pid>-<start>-``: the owner part lets ``recover`` tell a live writer's
+        folders from a crashed one's.
+    """
     return f".{kind}-{name}-{writer_tag()}-"
 
 
@@ -161,7 +170,12 @@ def fsync_dir(path: str) -> None:
 
 
 def recover_and_warn(directory: str, verifies: Callable[[str], bool]) -> None:
-    """``recover`` and one UserWarning listing what it did (silent when there was nothing to do)."""
+    """``recover`` and one UserWarning listing what it did (silent when there was nothing to do).
+
+    Args:
+        directory: the checkpoint directory.
+        verifies: True when the checkpoint folder at a path is complete and intact (e.g. its manifest checks).
+    """
     actions = recover(directory, verifies)
     if actions:
         warnings.warn(f"checkpoint directory {directory}: recovered from a crash: " + "; ".join(actions), stacklevel=3)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from numpy.typing import ArrayLike
 
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "data" / "corpus"
 
@@ -50,7 +51,7 @@ class ByteTokenizer:
         """UTF-8 bytes of ``text`` as int32 ids of shape [len(bytes)]."""
         return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int32)
 
-    def decode(self, ids) -> str:
+    def decode(self, ids: ArrayLike) -> str:
         """Inverse of ``encode``; ids outside 0..255 are an error, broken UTF-8 becomes U+FFFD."""
         ids = np.asarray(ids).reshape(-1)
         if ids.size and (ids.min() < 0 or ids.max() > 255):
@@ -71,7 +72,16 @@ class SubwordTokenizer:
 
     @classmethod
     def train_bpe(cls, files: list[str], vocab_size: int = 8192) -> "SubwordTokenizer":
-        """Train a byte-level BPE tokenizer (GPT-2 style pre-tokenisation) with ``vocab_size`` ids on ``files``."""
+        """Train a byte-level BPE tokenizer (GPT-2 style pre-tokenisation) with ``vocab_size`` ids on ``files``.
+
+        Args:
+            files: paths of the UTF-8 text files to train on.
+            vocab_size: the number of ids, the 256 byte symbols included; the model's ``vocab_size`` must be
+                at least this (``check_vocab``).
+
+        Returns:
+            the trained tokenizer.
+        """
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
         tokenizer = Tokenizer(models.BPE())
@@ -92,7 +102,7 @@ class SubwordTokenizer:
         """Token ids of ``text``, int32 of shape [n]."""
         return np.asarray(self._tokenizer.encode(text).ids, dtype=np.int32)
 
-    def decode(self, ids) -> str:
+    def decode(self, ids: ArrayLike) -> str:
         """Inverse of ``encode`` (lossless for byte-level BPE)."""
         return self._tokenizer.decode([int(i) for i in np.asarray(ids).reshape(-1)])
 

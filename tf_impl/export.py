@@ -220,7 +220,17 @@ def _check_args(model: Transformer, batch_sizes: Sequence[int], chunks: Sequence
 
 
 def metadata(model: Transformer, batch_sizes: Sequence[int], chunks: Sequence[int], fp8_weights: int) -> dict:
-    """The description a TF-only server reads: config, shapes, signature names, tokenizer, weight storage."""
+    """The description a TF-only server reads: config, shapes, signature names, tokenizer, weight storage.
+
+    Args:
+        model: the exported model (its config is recorded).
+        batch_sizes: the batch sizes with their own signatures.
+        chunks: the prefill chunk lengths with their own signatures.
+        fp8_weights: how many linear weights are stored in FP8 (0 for a bf16 model).
+
+    Returns:
+        a JSON-ready dict, written as the export's metadata file.
+    """
     cfg = model.cfg
     return {
         "format": FORMAT_VERSION,

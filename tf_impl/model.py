@@ -17,10 +17,11 @@ length, D model width, R rope dim, V vocab, E routed experts, K experts activate
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import tensorflow as tf
+from numpy.typing import ArrayLike
 
 from harness.config import Dtype, ModelConfig
 from harness.state import check_loadable
@@ -153,7 +154,8 @@ class Transformer(tf.Module):
             out[name] = np.array(arr if index is None else arr[index], dtype=np.float32, copy=True)
         return out
 
-    def load_state_dict(self, state, source: str = "state", *, allow_non_finite: bool = False) -> None:
+    def load_state_dict(self, state: Mapping[str, ArrayLike], source: str = "state", *,
+                        allow_non_finite: bool = False) -> None:
         """Load a canonical state strictly: every missing, unexpected or wrong-shaped tensor is listed.
 
         All problems are reported in one error rather than the first, so a converted checkpoint can be
@@ -212,11 +214,11 @@ class Transformer(tf.Module):
             return self._forward_impl(tokens)                                   # inside a caller's tf.function
         return self._run(self._forward_xla, self._forward_impl, tf.constant(self.check_tokens(tokens)))
 
-    def logits(self, h) -> tf.Tensor:
+    def logits(self, h: tf.Tensor) -> tf.Tensor:
         """The final norm and the output head: hidden states [..., D] -> fp32 logits [..., V]."""
         return self.head(self.norm(h))
 
-    def rope_at(self, start, t: int) -> tuple[tf.Tensor, tf.Tensor]:
+    def rope_at(self, start: int | tf.Tensor, t: int) -> tuple[tf.Tensor, tf.Tensor]:
         """RoPE ``(cos, sin)``, each fp32 [T, R/2], for positions ``start..start+T-1`` (YaRN included).
 
         ``start`` is a Python int, or a scalar tensor inside a compiled step (a cache position that
@@ -253,7 +255,7 @@ class Transformer(tf.Module):
         aux = {"mtp_logits": mtp_logits, "expert_load": loads, "router_scores": scores, "router_indices": indices}
         return logits, aux
 
-    def forward_aux(self, tokens):
+    def forward_aux(self, tokens: ArrayLike | tf.Tensor) -> tuple[tf.Tensor, dict[str, Any]]:
         """``(logits [B, T, V], aux)`` for training (see docs/internals.md, "MTP alignment").
 
         ``aux["mtp_logits"]``: list of [B, T-k, V], k = 1..n_mtp_modules (predicting tokens[:, t+k+1]);
@@ -270,7 +272,8 @@ class Transformer(tf.Module):
             raise InputError(f"forward_aux needs T > n_mtp_modules={self.cfg.n_mtp_modules}, got T={arr.shape[1]}")
         return self._run(self._aux_xla, self._forward_aux_impl, tf.constant(arr))
 
-    def hidden_states(self, tokens, cache: KVCache | None = None, start=None,
+    def hidden_states(self, tokens: ArrayLike | tf.Tensor, cache: KVCache | None = None,
+                      start: int | tf.Tensor | None = None,
                       read_len: int | None = None) -> tuple[tf.Tensor, KVCache | None]:
         """The main blocks' output before the final norm, ``(h [B, T, D], cache)``; ``logits(h)`` finishes it.
 
@@ -291,6 +294,7 @@ class Transformer(tf.Module):
             tokens: int token ids of shape [B, T].
             cache: a KVCache from ``new_cache``, or None.
             start: the position of ``tokens[:, 0]`` in the cache, in 0..``cache.length``.
+            read_len: with a tensor ``start``, how many cache slots attention reads; None reads them all.
 
         Returns:
             ``(h, cache)``: h fp32 [B, T, D], and the cache (updated in place; None without one).
@@ -325,7 +329,7 @@ class Transformer(tf.Module):
             raise InputError(f"{what} of length {t}{done} exceeds max_seq_len={self.cfg.max_seq_len}; "
                              "shorten it or build the model with a larger max_seq_len")
 
-    def check_tokens(self, tokens, what: str = "tokens", rank: int = 2) -> np.ndarray:
+    def check_tokens(self, tokens: ArrayLike, what: str = "tokens", rank: int = 2) -> np.ndarray:
         """``tokens`` as int32 after the checks every entry point runs; InputError naming the problem otherwise.
 
         Args:
@@ -392,7 +396,7 @@ class Transformer(tf.Module):
         h, _ = self._trunk(tokens, *self.rope_at(start, t), caches, start, mode)
         return self.logits(h) if head else h                                    # [B, T, V] or [B, T, D]
 
-    def prefill(self, tokens, cache: KVCache):
+    def prefill(self, tokens: ArrayLike, cache: KVCache) -> tuple[tf.Tensor, KVCache]:
         """Run ``tokens`` [B, T] from the cache's current length, filling the cache; logits [B, T, V]."""
         arr = self.check_tokens(tokens)
         self._check_cache(cache, arr.shape[0], arr.shape[1], "tokens")
@@ -418,7 +422,7 @@ class Transformer(tf.Module):
         cache.batch = tokens.shape[0]
         return logits
 
-    def decode_step(self, next_tokens, cache: KVCache):
+    def decode_step(self, next_tokens: ArrayLike, cache: KVCache) -> tuple[tf.Tensor, KVCache]:
         """One token per sequence, ``next_tokens`` [B], at the cache's current position; logits [B, V].
 
         The cache is updated in place and returned for convenience.
@@ -428,8 +432,8 @@ class Transformer(tf.Module):
         return self._step(arr, cache), cache
 
     # ------------------------------------------------------------------ generation
-    def generate(self, prompt, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
-                 mode: str = "absorb") -> np.ndarray:
+    def generate(self, prompt: ArrayLike, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
+                 seed: int = 0, mode: str = "absorb") -> np.ndarray:
         """Continue ``prompt`` [B, T]; returns only the new tokens, int32 [B, max_new_tokens] (as DeepSeek's own).
 
         ``temperature == 0`` is greedy (argmax). Otherwise tokens are sampled from

@@ -25,6 +25,7 @@ Sparse dispatch (static shapes, so it compiles under ``tf.function(jit_compile=T
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -54,8 +55,9 @@ class MLP(tf.Module):
         return {k: v for n in ("w1", "w2", "w3") for k, v in getattr(self, n).params(f"{prefix}.{n}").items()}
 
 
-def route(x, weight, bias, *, n_activated_experts: int, n_expert_groups: int, n_limited_groups: int,
-          score_func: ScoreFunc | str, route_scale: float):
+def route(x: tf.Tensor, weight: tf.Tensor | tf.Variable, bias: tf.Tensor | tf.Variable | None, *,
+          n_activated_experts: int, n_expert_groups: int, n_limited_groups: int, score_func: ScoreFunc | str,
+          route_scale: float) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """DeepSeek-V3's gate: route tokens ``x`` [X, D] with ``weight`` [E, D] and selection ``bias`` [E] (or None).
 
     Returns ``(weights [X, K] fp32, indices [X, K] int32, scores [X, E] fp32)``:
@@ -122,7 +124,8 @@ def dispatch_plan(n_assignments: int, n_experts: int, loop: bool) -> tuple[int, 
     return tile_rows, (a + nz * (tile_rows - 1)) // tile_rows * tile_rows
 
 
-def sparse_dispatch(indices: tf.Tensor, n_experts: int, tile_rows: int, n_rows: int):
+def sparse_dispatch(indices: tf.Tensor, n_experts: int, tile_rows: int, n_rows: int
+                    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
     """Where each (token, expert) assignment goes in the padded, expert-sorted row buffer.
 
     ``indices`` [X, K] -> ``(slot_of_assignment [A], assignment_of_slot [n_rows] (A marks padding),
@@ -142,7 +145,8 @@ def sparse_dispatch(indices: tf.Tensor, n_experts: int, tile_rows: int, n_rows: 
     return slot_of_assignment, assignment_of_slot, counts, row_start
 
 
-def tiled_swiglu(xs, counts, row_start, tile_rows: int, w1, w2, w3, matmul) -> tf.Tensor:
+def tiled_swiglu(xs: tf.Tensor, counts: tf.Tensor, row_start: tf.Tensor, tile_rows: int, w1: tf.Variable,
+                 w2: tf.Variable, w3: tf.Variable, matmul: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]) -> tf.Tensor:
     """SwiGLU of the expert-sorted row buffer ``xs`` [n_rows, D] (``sparse_dispatch``'s layout). [n_rows, D].
 
     Every tile of ``tile_rows`` rows gathers its expert's ``w1`` [E, F, D], ``w2`` [E, D, F] and ``w3``

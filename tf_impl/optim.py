@@ -23,7 +23,7 @@ import tensorflow as tf
 from harness.config import TrainConfig
 
 
-def learning_rate(step, tc: TrainConfig):
+def learning_rate(step: int | float | tf.Tensor, tc: TrainConfig) -> float | tf.Tensor:
     """Learning rate of update number ``step`` (0-based; a Python number or a tensor).
 
     Linear warmup ``lr * (step + 1) / warmup_steps`` for the first ``warmup_steps`` updates, then a

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
+from numpy.typing import ArrayLike
 
 from tf_impl.attention import KVCache, cache_read_length
 from tf_impl.model import InputError
@@ -103,7 +104,7 @@ class SpeculativeDecoder:
         return ids[:, 0]
 
     # ------------------------------------------------------------------ generation
-    def generate(self, prompt, max_new_tokens: int) -> tuple[np.ndarray, SpeculativeStats]:
+    def generate(self, prompt: ArrayLike, max_new_tokens: int) -> tuple[np.ndarray, SpeculativeStats]:
         """Greedy continuation of ``prompt`` [B, n]: (int32 [B, max_new_tokens], stats).
 
         The tokens equal ``model.generate(prompt, max_new_tokens, temperature=0.0)``.

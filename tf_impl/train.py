@@ -22,10 +22,11 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
+from numpy.typing import ArrayLike
 from tqdm import tqdm
 
 from harness.config import ModelConfig, TrainConfig
-from tf_impl.checkpoint import CheckpointManager
+from tf_impl.checkpoint import Checkpoint, CheckpointManager
 from tf_impl.data import ByteTokenizer, make_dataset
 from tf_impl.losses import bias_update, compute_loss
 from tf_impl.optim import AdamW
@@ -138,7 +139,7 @@ class Trainer:
             self._fn = tf.function(self._step, jit_compile=self._jit)
         return self._fn
 
-    def train_step(self, tokens) -> dict[str, float]:
+    def train_step(self, tokens: ArrayLike) -> dict[str, float]:
         """One update on ``tokens`` int32 [B, T]; returns the step's record (loss before the update)."""
         if self._poisoned:
             raise TrainingDiverged(f"the weights in memory are non-finite since {self._poisoned}; "
@@ -247,6 +248,13 @@ class Trainer:
 
         Non-finite weights are never saved (TrainingDiverged names the tensors). ``meta["health"]``
         records ``_health``'s verdict, which decides whether the checkpoint counts for pruning.
+
+        Args:
+            overwrite: replace an existing good checkpoint of the same step (otherwise FileExistsError; a
+                corrupt one is set aside either way, see ``CheckpointManager.save``).
+
+        Returns:
+            the path of the written checkpoint folder.
         """
         if self.manager is None:
             raise ValueError("Trainer has no checkpoint_dir; pass checkpoint_dir=... to save checkpoints")
@@ -283,7 +291,7 @@ class Trainer:
                              f"fields: {'; '.join(diffs)}. Build the Trainer with the checkpoint's ModelConfig and "
                              "DataConfig (its manifest has both), or train into a new checkpoint_dir")
 
-    def restore(self, checkpoint) -> None:
+    def restore(self, checkpoint: Checkpoint) -> None:
         """Load a ``tf_impl.checkpoint.Checkpoint``: weights, gate biases, optimizer slots, step, data position.
 
         A checkpoint whose manifest records another ModelConfig or DataConfig is refused (ValueError

@@ -19,16 +19,35 @@ import ctypes
 from typing import Any, Callable, Mapping
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from harness.config import ModelConfig
 
 FRAMEWORKS = ("tf", "flax")
 
+# Names for framework objects in annotations. TF and JAX are imported lazily (see above), so the types
+# cannot be named directly; these aliases tell the reader which object a parameter expects.
+TwinModel = Any  # a tf_impl.Transformer or a reference.Transformer (same public API)
+TFTensor = Any  # an eager tf.Tensor
+JaxArray = Any  # a jax.Array on one device
+
 
 # ------------------------------------------------------------------ models and the canonical state
 def build_model(framework: str, cfg: ModelConfig, state: Mapping[str, np.ndarray] | None = None, seed: int = 0,
-                **kwargs: Any):
-    """A ``tf_impl`` (``"tf"``) or ``reference`` (``"flax"``) Transformer, with ``state`` loaded when given."""
+                **kwargs: Any) -> TwinModel:
+    """A ``tf_impl`` (``"tf"``) or ``reference`` (``"flax"``) Transformer, with ``state`` loaded when given.
+
+    Args:
+        framework: ``"tf"`` or ``"flax"`` (``FRAMEWORKS``); anything else raises ValueError.
+        cfg: the model configuration both twins are built from.
+        state: a canonical state (``{DeepSeek tensor name: float32 array}``) to load after construction;
+            None keeps the seeded random initialisation.
+        seed: seed of the random initialisation (overwritten by ``state`` when given).
+        **kwargs: passed to the framework's ``Transformer`` constructor (e.g. ``compiled=False`` for TF).
+
+    Returns:
+        the new model of ``framework``.
+    """
     if framework == "tf":
         from tf_impl import Transformer
     elif framework == "flax":
@@ -41,25 +60,34 @@ def build_model(framework: str, cfg: ModelConfig, state: Mapping[str, np.ndarray
     return model
 
 
-def export_state(model) -> dict[str, np.ndarray]:
+def export_state(model: TwinModel) -> dict[str, np.ndarray]:
     """The canonical state of a model of either framework (float32 numpy, [out, in] layouts)."""
     return {name: np.asarray(value) for name, value in model.state_dict().items()}
 
 
-def transfer(model, framework: str, **kwargs: Any):
-    """A twin of ``model`` in ``framework`` holding the same weights (through the canonical state)."""
+def transfer(model: TwinModel, framework: str, **kwargs: Any) -> TwinModel:
+    """A twin of ``model`` in ``framework`` holding the same weights (through the canonical state).
+
+    Args:
+        model: the source model, of either framework.
+        framework: the framework of the twin, ``"tf"`` or ``"flax"``.
+        **kwargs: passed to the twin's ``Transformer`` constructor (see ``build_model``).
+
+    Returns:
+        a new model of ``framework`` with ``model``'s config and weights.
+    """
     return build_model(framework, model.cfg, export_state(model), **kwargs)
 
 
 # ------------------------------------------------------------------ DLPack, zero copy
-def tf_to_jax(tensor):
+def tf_to_jax(tensor: TFTensor) -> JaxArray:
     """A JAX array sharing the buffer of the eager TF tensor ``tensor`` (DLPack, no copy)."""
     import jax.numpy as jnp
 
     return jnp.from_dlpack(tensor)
 
 
-def jax_to_tf(array):
+def jax_to_tf(array: JaxArray) -> TFTensor:
     """An eager TF tensor sharing the buffer of the JAX array ``array`` (DLPack, no copy)."""
     import tensorflow as tf
 
@@ -73,26 +101,26 @@ def _dlpack_data_pointer(capsule) -> int:
     return ctypes.cast(get(capsule, b"dltensor"), ctypes.POINTER(ctypes.c_void_p))[0]
 
 
-def tf_buffer_address(tensor) -> int:
+def tf_buffer_address(tensor: TFTensor) -> int:
     """Address of the eager TF tensor's buffer, read from its DLPack capsule (``.numpy()`` may copy)."""
     import tensorflow as tf
 
     return _dlpack_data_pointer(tf.experimental.dlpack.to_dlpack(tensor))
 
 
-def jax_buffer_address(array) -> int:
+def jax_buffer_address(array: JaxArray) -> int:
     """Address of a single-device JAX array's buffer."""
     return array.unsafe_buffer_pointer()
 
 
 # ------------------------------------------------------------------ TF gradients by canonical name
-def tf_named_variables(model) -> dict[str, tuple[Any, int | None]]:
+def tf_named_variables(model: TwinModel) -> dict[str, tuple[Any, int | None]]:
     """``{canonical name: (tf.Variable, index)}`` of a ``tf_impl.Transformer``; index j is slice j of a
     stacked expert variable, None for a tensor stored on its own (``tf_impl/linear.py``)."""
     return model.named_variables()
 
 
-def tf_loss_and_gradients(model, tokens, with_gradients: bool = True
+def tf_loss_and_gradients(model: TwinModel, tokens: ArrayLike, with_gradients: bool = True
                           ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """``({"loss", "ce", "mtp", "balance"}, {canonical name: d loss / d tensor})`` for the TF model.
 
@@ -100,6 +128,15 @@ def tf_loss_and_gradients(model, tokens, with_gradients: bool = True
     ``forward_aux``, differentiated with tf.GradientTape (eagerly, or through the model's XLA
     ``forward_aux`` when the model is compiled), split back into canonical names. Gate biases are not
     trained and have no gradient; ``with_gradients=False`` returns only the loss parts.
+
+    Args:
+        model: a ``tf_impl.Transformer``.
+        tokens: int token ids of shape [B, T] (cast to int32).
+        with_gradients: False skips the backward pass and returns an empty gradient dict.
+
+    Returns:
+        (loss parts as floats, ``{canonical name: float32 gradient in the canonical [out, in] layout}``); a
+        trainable tensor the loss does not reach gets zeros.
     """
     import tensorflow as tf
 
@@ -149,12 +186,19 @@ def _stablehlo_readable_by_tf():
         _export.hlo = real
 
 
-def flax_forward_as_tf(model) -> Callable:
+def flax_forward_as_tf(model: TwinModel) -> Callable[[TFTensor], TFTensor]:
     """The Flax reference's forward ``tokens int32 [B, T] -> logits [B, T, V]`` as a TF-callable function.
 
     Built with ``jax.experimental.jax2tf.convert`` (native serialization: an XlaCallModule op), so it
     can run inside a ``tf.function`` next to TF ops. The weights are captured as constants of the
     converted function; the function is forward-only (no gradient).
+
+    Args:
+        model: a ``reference.Transformer``; its weights at call time are captured.
+
+    Returns:
+        a function from an int32 [B, T] TF tensor to float32 logits [B, T, V]; trace it under
+        ``_stablehlo_readable_by_tf()`` (as ``tf_and_flax_logits_in_one_tf_function`` does).
     """
     import tensorflow as tf
     from flax import nnx
@@ -169,8 +213,18 @@ def flax_forward_as_tf(model) -> Callable:
     return tf.autograph.experimental.do_not_convert(converted)  # trace it under _stablehlo_readable_by_tf()
 
 
-def tf_and_flax_logits_in_one_tf_function(tf_model, flax_model, tokens) -> tuple[np.ndarray, np.ndarray]:
-    """Logits of the TF model and of the jax2tf-wrapped Flax model, computed by ONE tf.function."""
+def tf_and_flax_logits_in_one_tf_function(tf_model: TwinModel, flax_model: TwinModel, tokens: ArrayLike
+                                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Logits of the TF model and of the jax2tf-wrapped Flax model, computed by ONE tf.function.
+
+    Args:
+        tf_model: a ``tf_impl.Transformer``.
+        flax_model: a ``reference.Transformer`` (usually holding the same weights).
+        tokens: int token ids of shape [B, T] (cast to int32).
+
+    Returns:
+        (TF logits, Flax logits), each float32 of shape [B, T, V].
+    """
     import tensorflow as tf
 
     flax_fn = flax_forward_as_tf(flax_model)

@@ -64,6 +64,13 @@ def reference_state(cfg: ModelConfig, seed: int = 0) -> dict[str, np.ndarray]:
     """The TF model's seeded state, with the gate biases set to seeded N(0, 0.02^2) values.
 
     A fresh model's biases are zero, which would leave the bias-for-selection-only path untested.
+
+    Args:
+        cfg: the model config.
+        seed: seeds the TF model's initialisation; ``seed + 1`` seeds the gate biases.
+
+    Returns:
+        the canonical state, ``{DeepSeek tensor name: float32 array}``.
     """
     from harness.interop.bridge import build_model, export_state
 
@@ -330,6 +337,18 @@ def compare(cfg: ModelConfig, state: Mapping[str, np.ndarray] | None = None, see
     make routing ties (two selection scores within an ulp) vanishingly rare. ``tf_compiled`` runs the
     TF model's XLA paths (``Transformer(compiled=True)``); the default runs the same code eagerly,
     which skips minutes of XLA compilation on CPU.
+
+    Args:
+        cfg: the model config both twins are built from.
+        state: the canonical state to load into both; None uses :func:`reference_state` with ``seed``.
+        seed: seeds the default state, the input tokens and the comparisons' random inputs.
+        checks: the quantities to compare, a subset of ``CHECKS``; an unknown name is an error.
+        batch: B of the input tokens.
+        seq_len: T of the input tokens.
+        tf_compiled: run the TF model's XLA paths instead of the same code eagerly.
+
+    Returns:
+        one Row per compared quantity, in check order.
     """
     with full_fp32():
         return _compare(cfg, state, seed, checks, batch, seq_len, tf_compiled)
@@ -389,7 +408,15 @@ def _compare(cfg: ModelConfig, state: Mapping[str, np.ndarray] | None, seed: int
 
 def track_numbers(cfg_name: str = "tiny", tf_compiled: bool = True) -> dict[str, float]:
     """The two numbers the asv benchmarks record: max |logits_TF - logits_Flax| over all positions
-    (``model(tokens)`` and ``forward_aux``) and the routing agreement (1.0 for a dense-only config)."""
+    (``model(tokens)`` and ``forward_aux``) and the routing agreement (1.0 for a dense-only config).
+
+    Args:
+        cfg_name: a suite config name (``SUITE_CONFIGS``) or a JSON config path.
+        tf_compiled: run the TF model's XLA paths (the benchmarks measure the compiled model).
+
+    Returns:
+        ``{"max_abs_logits_error", "routing_agreement"}``.
+    """
     rows = compare(named_config(cfg_name), checks=("logits",), tf_compiled=tf_compiled)
     logit_rows = [r for r in rows if r.component.startswith("logits")]
     routing = [r.routing_agreement for r in rows if r.routing_agreement is not None]
@@ -400,7 +427,15 @@ def track_numbers(cfg_name: str = "tiny", tf_compiled: bool = True) -> dict[str,
 # ------------------------------------------------------------------ CLI
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m harness equivalence``: exit 0 when every check passes, 1 when one fails, 2 on bad input."""
+    """``python -m harness equivalence``: exit 0 when every check passes, 1 when one fails, 2 on bad input.
+
+    Args:
+        argv: the options after ``equivalence`` (``--config``, ``--state``, ``--seed``, ``--checks``, ...);
+            None reads ``sys.argv[1:]``.
+
+    Returns:
+        the exit code: 0 all checks pass, 1 one fails, 2 bad input (unknown config or check, unloadable state).
+    """
     from harness.io import CheckpointError, load_safetensors
     from harness.state import StateError, check_loadable
 

@@ -14,8 +14,11 @@ hold the same state; loss and gradients of every trained tensor are compared aga
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from harness.config import ModelConfig
 from harness.interop.rows import Row, compare_row as _row, merge_rows as _merge
 
 GROUP = 2
@@ -24,8 +27,19 @@ CLIP_EPS, BETA = 0.2, 0.04
 OFFSETS = (-0.5, -0.3, -0.1, 0.05, 0.1, 0.4)       # log pi_old - log pi: ratios 1.65 1.35 1.11 0.95 0.90 0.67
 
 
-def canonical_batch(cfg, flax_model, rng: np.random.Generator, seq_len: int = 24) -> dict[str, np.ndarray]:
-    """Tokens [4, T], mask [4, T-1], old and ref log-probs [4, T-1], advantages [4] (see module docstring)."""
+def canonical_batch(cfg: ModelConfig, flax_model: Any, rng: np.random.Generator, seq_len: int = 24
+                    ) -> dict[str, np.ndarray]:
+    """Tokens [4, T], mask [4, T-1], old and ref log-probs [4, T-1], advantages [4] (see module docstring).
+
+    Args:
+        cfg: the model config (vocabulary and ``max_seq_len``).
+        flax_model: the ``reference.Transformer`` whose log-probs the old and reference ones are offset from.
+        rng: draws the tokens and the per-token offsets.
+        seq_len: T, capped at ``cfg.max_seq_len``; the prompt is the first ``PROMPT`` tokens.
+
+    Returns:
+        ``{"tokens", "mask", "old_logp", "ref_logp", "advantages"}``, int32 tokens and float32 the rest.
+    """
     from reference.alignment import group_advantages, next_token_log_probs
 
     b, t = 2 * GROUP, min(seq_len, cfg.max_seq_len)
@@ -42,8 +56,17 @@ def canonical_batch(cfg, flax_model, rng: np.random.Generator, seq_len: int = 24
             "ref_logp": ref.astype(np.float32), "advantages": advantages.astype(np.float32)}
 
 
-def grpo_rows(pair) -> list[Row]:
-    """GRPO loss, advantages and gradients of every trained tensor, TF vs Flax, on the canonical batch."""
+def grpo_rows(pair: Any) -> list[Row]:
+    """GRPO loss, advantages and gradients of every trained tensor, TF vs Flax, on the canonical batch.
+
+    Args:
+        pair: the comparison's models and inputs (``equivalence._Pair``: ``cfg``, ``tf``, ``flax``, ``rng``),
+            both models holding the same state.
+
+    Returns:
+        the advantages and loss rows, and one merged row over the gradients of every trained tensor (a
+        failing row when the two sides' gradient names differ).
+    """
     import tensorflow as tf
 
     from reference.alignment import grpo_loss_and_gradients as flax_grpo

@@ -111,7 +111,16 @@ def _activations(widths: list[int], rng: np.random.Generator) -> dict[int, np.nd
 def fp8_block_rows(cfg: ModelConfig, rng: np.random.Generator, state: Mapping[str, np.ndarray] | None = None) -> list:
     """Rows: e4m3 codes and block scales of every side against the oracle, on the tie cases, on every FP8
     weight of ``cfg`` (``state``'s values, or seeded N(0, 1/in) weights of each distinct shape) and on
-    activations of every FP8 input width; then the blocked matmul (plain and grouped) TF against Flax."""
+    activations of every FP8 input width; then the blocked matmul (plain and grouped) TF against Flax.
+
+    Args:
+        cfg: the model config whose FP8 weight names and shapes are quantised.
+        rng: draws the stand-in weights (when ``state`` is None) and the activations.
+        state: a canonical state whose FP8 weights are quantised; None uses one seeded weight per shape.
+
+    Returns:
+        the rows (Row), oracle checks first, then the matmul comparisons.
+    """
     shapes = expected_shapes(cfg)
     names = fp8_weight_names(shapes)
     if state is None:  # one seeded weight per distinct shape: the blocking is all that depends on the shape
@@ -175,7 +184,15 @@ def _flax_routing_agreement(aux_a: Mapping[str, Any], aux_b: Mapping[str, Any]) 
 
 def fp8_model_rows(pair: Any, state: Mapping[str, np.ndarray]) -> list:
     """FP8-mode logits TF against Flax (both entry points), gated only where a one-ulp control shows that
-    the comparison is well conditioned (see the module docstring)."""
+    the comparison is well conditioned (see the module docstring).
+
+    Args:
+        pair: the comparison's models and inputs (``equivalence._Pair``); FP8 twins of its config are built.
+        state: the canonical state both FP8 twins load (the control loads it one ulp up).
+
+    Returns:
+        the rows (Row) of the FP8 logits and routing comparisons.
+    """
     from dataclasses import replace
 
     from harness.interop.bridge import build_model

@@ -20,11 +20,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from harness.config import TrainConfig
 from harness.interop.rows import Row, compare_row, merge_rows
 from harness.interop.tolerances import TOLERANCES
 
 
-def train_configs(**fields: Any):
+def train_configs(**fields: Any) -> tuple[TrainConfig, TrainConfig]:
     """The same AdamW settings as a ``tf_impl.train.TrainConfig`` and a ``reference.train.TrainConfig``."""
     from reference.train import TrainConfig as FlaxTC
     from tf_impl.train import TrainConfig as TfTC
@@ -35,8 +36,17 @@ def train_configs(**fields: Any):
     return TfTC(**values), FlaxTC(**values)
 
 
-def training_rows(p, state: Mapping[str, np.ndarray], checks: Sequence[str]) -> list[Row]:
-    """Loss parts, gradients of every trained tensor, and one AdamW step with the bias update."""
+def training_rows(p: Any, state: Mapping[str, np.ndarray], checks: Sequence[str]) -> list[Row]:
+    """Loss parts, gradients of every trained tensor, and one AdamW step with the bias update.
+
+    Args:
+        p: the comparison's models and inputs (``equivalence._Pair``: ``cfg``, ``tf``, ``flax``, ``tokens``).
+        state: the canonical state both models hold; the train step starts a fresh TF model from it.
+        checks: which of ``"loss"``, ``"gradients"`` and ``"train_step"`` to compare (other names are ignored).
+
+    Returns:
+        the rows of the requested comparisons.
+    """
     from harness.interop.bridge import build_model, export_state, tf_loss_and_gradients
     from reference.train import gradients, init_optimizer, total_loss, train_step
     from tf_impl.train import Trainer
@@ -153,7 +163,21 @@ def _step_rows(before, after_t, after_f, g_t, g_f, tc) -> list[Row]:
     return rows
 
 
-def step_rows(before, after_a, after_b, grads_a, grads_b, tc) -> list[Row]:
+def step_rows(before: Mapping[str, np.ndarray], after_a: Mapping[str, np.ndarray], after_b: Mapping[str, np.ndarray],
+              grads_a: Mapping[str, np.ndarray], grads_b: Mapping[str, np.ndarray], tc: TrainConfig) -> list[Row]:
     """Post-step weights of two AdamW steps from the same ``before`` state, each with its own gradients,
-    judged as the TF-vs-Flax step is (see ``_step_rows``); used by experiments.distributed too."""
+    judged as the TF-vs-Flax step is (see ``_step_rows``); used by experiments.distributed too.
+
+    Args:
+        before: the canonical state both steps started from (not read: the bounds need only the gradients).
+        after_a: the state after the step under test (TF, or the distributed run).
+        after_b: the state after the reference step; its names decide what is compared.
+        grads_a: the gradients the step under test applied, by canonical name.
+        grads_b: the reference step's gradients, whose clip factor and size set each entry's bound.
+        tc: the AdamW settings both steps used (``lr``, ``eps``, ``clip_norm``).
+
+    Returns:
+        one merged row for the tightly judged weights, then one for the weights judged against their
+        sensitivity bound and one for the gate biases, each of those two only when it has entries.
+    """
     return _step_rows(before, after_a, after_b, grads_a, grads_b, tc)

@@ -17,8 +17,11 @@ Axis letters (the fp8 modules' own legend): O output features, I input features,
 
 from __future__ import annotations
 
+from typing import Callable
+
 import ml_dtypes
 import numpy as np
+from numpy.typing import ArrayLike
 
 BLOCK = 128
 E4M3_MAX = np.float32(448.0)
@@ -67,7 +70,16 @@ def quantize_act(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def code_mismatch(got: np.ndarray, want: np.ndarray, inputs: np.ndarray) -> str:
     """'' when two e4m3 arrays hold the same 8-bit codes (so -0 and +0 count as different), else how many
-    codes differ and the first: its input and both values."""
+    codes differ and the first: its input and both values.
+
+    Args:
+        got: the e4m3 array under test (a framework's quantised values).
+        want: the oracle's e4m3 array of the same shape.
+        inputs: the values both were quantised from, the same shape; the message quotes the first mismatch's.
+
+    Returns:
+        '' on a match; otherwise a one-line message (a shape mismatch, or the count and the first differing code).
+    """
     got, want = np.asarray(got), np.asarray(want)
     if got.shape != want.shape:
         return f"shape {list(got.shape)}, expected {list(want.shape)}"
@@ -79,9 +91,20 @@ def code_mismatch(got: np.ndarray, want: np.ndarray, inputs: np.ndarray) -> str:
             f"{got.ravel()[i].astype(np.float32)} instead of {want.ravel()[i].astype(np.float32)}")
 
 
-def quantiser_mismatch(quantize, x: np.ndarray, kind: str) -> str:
+def quantiser_mismatch(quantize: Callable[[np.ndarray], tuple[ArrayLike, ArrayLike]], x: np.ndarray,
+                       kind: str) -> str:
     """'' when ``quantize(x)`` (a framework's ``quantize_weight`` for ``kind="weight"``, ``quantize_act`` for
-    ``"act"``; any array-like results) gives the oracle's scales and e4m3 codes, else what differs."""
+    ``"act"``; any array-like results) gives the oracle's scales and e4m3 codes, else what differs.
+
+    Args:
+        quantize: the framework's quantiser under test, returning ``(e4m3 values, fp32 scales)``.
+        x: the fp32 input, [O, I] for a weight, [..., I] for activations.
+        kind: ``"weight"`` (128x128 blocks, checked against ``quantize_weight``) or ``"act"`` (1x128 blocks,
+            against ``quantize_act``).
+
+    Returns:
+        '' when scales and codes match bit for bit; otherwise which of the two differs, and how.
+    """
     q, s = (np.asarray(v) for v in quantize(x))
     q_ref, s_ref = (quantize_weight if kind == "weight" else quantize_act)(x)
     if s.shape != s_ref.shape or not np.array_equal(s, s_ref):
@@ -90,9 +113,17 @@ def quantiser_mismatch(quantize, x: np.ndarray, kind: str) -> str:
     return code_mismatch(q, q_ref, x)
 
 
-def tie_mismatch(kind: str, quantize) -> str:
+def tie_mismatch(kind: str, quantize: Callable[[np.ndarray], tuple[ArrayLike, ArrayLike]]) -> str:
     """:func:`quantiser_mismatch` of a framework's ``quantize_weight`` (``kind="weight"``, on :func:`tie_weight`)
-    or ``quantize_act`` (``"act"``, on :func:`tie_activations`): '' when every tie case rounds as ml_dtypes."""
+    or ``quantize_act`` (``"act"``, on :func:`tie_activations`): '' when every tie case rounds as ml_dtypes.
+
+    Args:
+        kind: ``"weight"`` or ``"act"``: which quantiser ``quantize`` is and which tie input it gets.
+        quantize: the framework's quantiser under test, returning ``(e4m3 values, fp32 scales)``.
+
+    Returns:
+        '' when every tie rounds as the oracle's; otherwise the ``quantiser_mismatch`` message.
+    """
     return quantiser_mismatch(quantize, tie_weight() if kind == "weight" else tie_activations(), kind)
 
 
@@ -117,9 +148,16 @@ def tie_values(amax: float, quotients: np.ndarray | None = None) -> tuple[np.nda
     """fp32 inputs ``x`` (with ``amax`` itself first) whose correctly rounded quotient ``x / block_scale(amax)``
     is exactly each of ``quotients`` (default :func:`tie_quotients`).
 
-    Returns ``(x, hit)``: the inputs, and the quotient each one hits (``amax`` first, whose quotient is 448 up
-    to an ulp). A quotient that no fp32 ``x`` produces for this scale is left out; pick ``amax`` so that the
-    scale's significand is just above 1 (e.g. ``448 * 1.01 * 2**-8``) and every quotient is reachable.
+    A quotient that no fp32 ``x`` produces for this scale is left out; pick ``amax`` so that the scale's
+    significand is just above 1 (e.g. ``448 * 1.01 * 2**-8``) and every quotient is reachable.
+
+    Args:
+        amax: the block's largest magnitude, which sets the scale ``max(amax, 1e-4) / 448``.
+        quotients: the fp32 quotients to hit; None means :func:`tie_quotients`.
+
+    Returns:
+        ``(x, hit)``, fp32 arrays of equal length: the inputs, and the quotient each one hits (``amax``
+        first, whose quotient is 448 up to an ulp).
     """
     quotients = tie_quotients() if quotients is None else np.asarray(quotients, np.float32)
     amax = np.float32(amax)

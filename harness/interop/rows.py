@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from harness.interop.tolerances import REQUIRED_ROUTING_AGREEMENT, TOLERANCES, Tolerance
 
@@ -78,7 +79,8 @@ def _over_tolerance(a, b, tol: Tolerance) -> float:
     return float(ratio.max(initial=0.0))
 
 
-def compare_row(component: str, a, b, key: str, routing: float | None = None, note: str = "") -> Row:
+def compare_row(component: str, a: ArrayLike, b: ArrayLike, key: str, routing: float | None = None,
+                note: str = "") -> Row:
     """TF's ``a`` against the reference's ``b``, judged by ``TOLERANCES[key]``.
 
     Args:
@@ -106,7 +108,16 @@ def compare_row(component: str, a, b, key: str, routing: float | None = None, no
 
 
 def merge_rows(component: str, rows: Sequence[Row], note: str = "") -> Row:
-    """One row summarising several comparisons of the same quantity (worst error, all must pass)."""
+    """One row summarising several comparisons of the same quantity (worst error, all must pass).
+
+    Args:
+        component: the merged row's name in the table.
+        rows: the comparisons to merge, at least one; the first one's tolerance is reported.
+        note: the merged row's note; "" lists up to three failed rows' notes (or names).
+
+    Returns:
+        a Row with the largest errors, the lowest routing agreement, and ``passed`` only when every row passed.
+    """
     routing = [r.routing_agreement for r in rows if r.routing_agreement is not None]
     failed = [r.note or r.component for r in rows if not r.passed]
     return Row(component, max(r.max_abs_err for r in rows), max(r.max_rel_err for r in rows), rows[0].tolerance,
@@ -115,10 +126,17 @@ def merge_rows(component: str, rows: Sequence[Row], note: str = "") -> Row:
                max(r.error_over_tolerance for r in rows))
 
 
-def expert_set_agreement(indices_a, indices_b) -> float:
+def expert_set_agreement(indices_a: ArrayLike, indices_b: ArrayLike) -> float:
     """Share of rows (tokens) of ``[..., K]`` index arrays whose expert sets agree (order-free).
 
     Rows where both sides hold -1 (MTP padding) are left out.
+
+    Args:
+        indices_a: expert indices of shape [..., K] from one side.
+        indices_b: expert indices of the same shape from the other side.
+
+    Returns:
+        the agreeing share in [0, 1]; 1.0 when every row is padding.
     """
     a = np.sort(np.asarray(indices_a).reshape(-1, np.shape(indices_a)[-1]), -1)
     b = np.sort(np.asarray(indices_b).reshape(-1, np.shape(indices_b)[-1]), -1)
@@ -126,8 +144,18 @@ def expert_set_agreement(indices_a, indices_b) -> float:
     return float((a == b).all(-1)[valid].mean()) if valid.any() else 1.0
 
 
-def routing_agreement(aux_tf, aux_flax) -> float | None:
-    """Expert-set agreement over every MoE layer (main and MTP) of two ``forward_aux`` results."""
+def routing_agreement(aux_tf: Mapping[str, Any], aux_flax: Mapping[str, Any]) -> float | None:
+    """Expert-set agreement over every MoE layer (main and MTP) of two ``forward_aux`` results.
+
+    Args:
+        aux_tf: the TF ``forward_aux`` dict; ``router_indices`` is one [n_moe_layers, B, T, K] array whose
+            MTP layers are padded with -1 to T positions.
+        aux_flax: the Flax ``forward_aux`` dict; ``router_indices`` is a list of [B, T_l, K] arrays, one per
+            MoE layer (T_l = T - k for MTP module k). Each TF layer is cut to its T_l positions.
+
+    Returns:
+        the token-weighted agreement over all layers in [0, 1]; None when the model has no MoE layer.
+    """
     idx_t = np.asarray(aux_tf["router_indices"])
     if not len(aux_flax["router_indices"]):
         return None
@@ -162,12 +190,30 @@ def format_table(rows: Sequence[Row]) -> str:
                                    "routing agreement", "verdict"])
 
 
-def within(a, b, key: str) -> bool:
+def within(a: ArrayLike, b: ArrayLike, key: str) -> bool:
     """True when ``a`` is within ``TOLERANCES[key]`` of ``b`` (for checks outside this module, e.g. the
-    distributed-vs-single-device comparisons of experiments.distributed)."""
+    distributed-vs-single-device comparisons of experiments.distributed).
+
+    Args:
+        a: the value under test (any array-like).
+        b: the value it should match, the same shape; relative errors are taken against it.
+        key: the entry of ``TOLERANCES`` that judges it.
+
+    Returns:
+        True when the shapes match, both sides are finite and every element is within tolerance.
+    """
     return _within(a, b, TOLERANCES[key])
 
 
-def over_tolerance(a, b, key: str) -> float:
-    """Worst ``|a - b| / (atol + rtol * scale)`` under ``TOLERANCES[key]`` (1.0 is at the limit)."""
+def over_tolerance(a: ArrayLike, b: ArrayLike, key: str) -> float:
+    """Worst ``|a - b| / (atol + rtol * scale)`` under ``TOLERANCES[key]`` (1.0 is at the limit).
+
+    Args:
+        a: the value under test (any array-like).
+        b: the value it should match, the same shape.
+        key: the entry of ``TOLERANCES`` that judges it.
+
+    Returns:
+        the worst ratio: at most 1.0 passes; inf where a non-finite value appears or an exact quantity differs.
+    """
     return _over_tolerance(a, b, TOLERANCES[key])

@@ -147,7 +147,16 @@ def _evidence_lines(evidence: Sequence[Evidence]) -> list[str]:
 
 
 def format_diagnosis(text: str, diagnoses: list[Diagnosis], top: int = 3) -> str:
-    """Markdown for a ranked diagnosis, or 'no known issue matched' with the closest candidates."""
+    """Markdown for a ranked diagnosis, or 'no known issue matched' with the closest candidates.
+
+    Args:
+        text: the log or error text that was diagnosed (used to find the closest candidates).
+        diagnoses: the matched issues, best first (``diagnose(text)``).
+        top: how many of them to show.
+
+    Returns:
+        the Markdown report, ending in a newline.
+    """
     if not diagnoses:
         lines = ["# Diagnosis", "", "No known issue matched."]
         candidates = closest_issues(text)

@@ -73,7 +73,15 @@ def spec_message(regex: str) -> str:
 
 
 def spec_cases(path: str) -> list[Case]:
-    """The ``spec`` cases of ``spec_common_issues.toml``: messages, symptoms, named-only issues."""
+    """The ``spec`` cases of ``spec_common_issues.toml``: messages, symptoms, named-only issues.
+
+    Args:
+        path: the TOML file of the seed spec's common issues.
+
+    Returns:
+        one Case per error pattern (made concrete), per symptom and per named-only issue, in file order.
+        An unreadable or empty file raises ValueError naming it.
+    """
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -92,7 +100,14 @@ def spec_cases(path: str) -> list[Case]:
 
 
 def captured_cases(fixtures_dir: str) -> list[Case]:
-    """The ``dev`` and ``held_out`` cases: the captured logs listed in ``MANIFEST.json``."""
+    """The ``dev`` and ``held_out`` cases: the captured logs listed in ``MANIFEST.json``.
+
+    Args:
+        fixtures_dir: the folder holding ``MANIFEST.json`` and one ``<scenario>.log`` per scenario.
+
+    Returns:
+        one Case per scenario, sorted by name. An unreadable manifest or an unknown set raises ValueError.
+    """
     manifest_path = os.path.join(fixtures_dir, "MANIFEST.json")
     try:
         with open(manifest_path) as f:

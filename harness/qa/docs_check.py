@@ -339,7 +339,15 @@ def coverage_percent(coverage_json_path: str | os.PathLike) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI ``python -m harness docs``; returns 1 when the score is below --min-score, 2 on bad input."""
+    """CLI ``python -m harness docs``; returns 1 when the score is below --min-score, 2 on bad input.
+
+    Args:
+        argv: the options after ``docs`` (paths, ``--min-score``, ``--limit``, ``--coverage``); None reads
+            ``sys.argv[1:]``.
+
+    Returns:
+        the exit code: 0 when the score reaches ``--min-score``, 1 below it, 2 for a bad path or coverage report.
+    """
     parser = argparse.ArgumentParser(prog="python -m harness docs", description="Docstring completeness of the public API.")
     parser.add_argument("paths", nargs="*", help=f"files or directories (default: {' '.join(DEFAULT_PATHS)})")
     parser.add_argument("--min-score", type=float, default=MIN_SCORE, help=f"fail below this score (default {MIN_SCORE})")

@@ -86,7 +86,12 @@ class MilestoneState:
 
     @property
     def state(self) -> str:
-        """One phrase for the dashboard."""
+        """One phrase for the dashboard.
+
+        Returns:
+            "complete", "blocked", "in progress", "not started", or with the tasks done, what the criteria
+            still lack (e.g. "tasks done, criteria failing").
+        """
         if self.complete:
             return "complete"
         done = "tasks done" if self.tasks_total else "no tasks"
@@ -119,6 +124,9 @@ def criteria_progress(milestone: roadmap.Milestone, verdicts: Mapping[str, str],
         milestone: a roadmap milestone.
         verdicts: {criterion_id: verdict string}; a criterion absent from it counts as unmeasured.
         by_design: ids of criteria NOT MEASURED by design.
+
+    Returns:
+        the milestone's MilestoneProgress; an unknown verdict string counts as NOT MEASURED.
     """
     return tally(milestone, {cid: _verdict(v) for cid, v in verdicts.items()}, by_design)
 
@@ -276,7 +284,15 @@ def _test_outcomes(path: str | None, commit: str | None) -> tuple[dict[str, str]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI ``python -m harness progress``; returns 0, or 2 when the tasks, verdicts or tests file is invalid."""
+    """CLI ``python -m harness progress``; returns 0, or 2 when the tasks, verdicts or tests file is invalid.
+
+    Args:
+        argv: the options after ``progress`` (``--tasks``, ``--verdicts``, ``--tests``, ``--out``, ...); None
+            reads ``sys.argv[1:]``.
+
+    Returns:
+        the exit code: 0 when the dashboard was printed (and written), 2 for an invalid input file.
+    """
     parser = argparse.ArgumentParser(prog="python -m harness progress", description="Progress dashboard.")
     parser.add_argument("--tasks", default=TASKS_PATH, help="tasks TOML (default: harness/qa/tasks.toml)")
     parser.add_argument("--verdicts", metavar="JSON", help="use {criterion_id: verdict} from this file instead of the results")

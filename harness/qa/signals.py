@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 @dataclass(frozen=True)
@@ -364,7 +365,7 @@ FP8_E4M3_MAX = 448.0
 FP8_E4M3_MIN_SUBNORMAL = 2.0**-9
 
 
-def diagnose_fp8_range(values, scale: float = 1.0) -> list[Finding]:
+def diagnose_fp8_range(values: ArrayLike, scale: float = 1.0) -> list[Finding]:
     """Flag values that a cast ``values / scale`` to float8 e4m3 would turn into NaN or zero.
 
     Args:

@@ -76,7 +76,16 @@ def derive(task: Task, outcomes: Mapping[str, str] | None) -> DerivedTask:
 
 
 def derive_all(tasks: Sequence[Task], outcomes: Mapping[str, str] | None) -> list[DerivedTask]:
-    """``derive`` for every task, in file order."""
+    """``derive`` for every task, in file order.
+
+    Args:
+        tasks: the tasks of ``tasks.toml``.
+        outcomes: ``{pytest node id: outcome}`` of one test run; None when there is no run, so every task
+            keeps its hand-set status.
+
+    Returns:
+        one DerivedTask per task, in the order of ``tasks``.
+    """
     return [derive(t, outcomes) for t in tasks]
 
 
@@ -93,7 +102,16 @@ def progress_disagreement(derived: Sequence[DerivedTask]) -> tuple[int, int]:
 
 def evidence_lines(derived: Sequence[DerivedTask], evidence_source: str) -> list[str]:
     """Markdown lines for the progress dashboard: where task statuses come from, and the hand-set ones the
-    evidence contradicts."""
+    evidence contradicts.
+
+    Args:
+        derived: every task with its derived status.
+        evidence_source: where the test outcomes came from, in words (e.g. "test run of 1a2b3c4d started ...").
+
+    Returns:
+        the lines, to be joined with newlines: the source, the coverage and disagreement counts, and a table
+        of the contradicted tasks when there are any.
+    """
     wrong, covered = progress_disagreement(derived)
     lines = [f"Task evidence: {evidence_source}.", "",
              f"- Task statuses from their tests: {covered} of {len(derived)}; the other {len(derived) - covered} "
@@ -116,6 +134,12 @@ def outcomes_from_junit(path: str) -> dict[str, str]:
     pytest writes a test ``tests/qa/test_x.py::test_y[p]`` as classname ``tests.qa.test_x``, name ``test_y[p]``
     (a test in a class: classname ``tests.qa.test_x.TestZ``); a ``failure``, ``error`` or ``skipped`` child
     gives the outcome, none means passed.
+
+    Args:
+        path: the JUnit XML file.
+
+    Returns:
+        ``{node id: "passed" | "failed" | "error" | "skipped"}``.
 
     Raises:
         ValueError: the file is not JUnit XML (the message names it).
@@ -141,11 +165,14 @@ def recorded_outcomes(commit: str, record_dir: str | os.PathLike | None = None) 
     """The per-test outcomes of the latest recorded run of the whole default suite at ``commit``, and where from.
 
     The record is ``harness.roadmap.testrun``'s (``.asv/tests/<sha>.json``, written by ``tests/conftest.py``).
-    Returns (None, reason) when there is none, or when this checkout has no test-run record yet.
 
     Args:
         commit: the full commit hash.
         record_dir: the record folder; None for ``harness.roadmap.testrun``'s default (``.asv/tests``).
+
+    Returns:
+        ``(outcomes, source)``: ``{node id: outcome}`` and a line naming the run; ``(None, reason)`` when there
+        is no run, or when this checkout has no test-run record yet.
     """
     try:
         run = testrun.latest_run(commit, record_dir or testrun.RECORD_DIR)
@@ -159,6 +186,15 @@ def recorded_outcomes(commit: str, record_dir: str | os.PathLike | None = None) 
 def progress_disagreement_of(commit: str, tasks: Sequence[Task],
                              record_dir: str | os.PathLike | None = None) -> float | None:
     """QA.progress_accuracy's value at ``commit``: disagreeing / covered tasks, or None when nothing covers a task.
+
+    Args:
+        commit: the full commit hash whose recorded test run is the evidence.
+        tasks: the tasks of ``tasks.toml``.
+        record_dir: the record folder; None for ``harness.roadmap.testrun``'s default.
+
+    Returns:
+        the share of covered tasks whose hand-set status the tests contradict, in [0, 1]; None when no task
+        has a test in the run.
 
     Raises:
         LookupError: no recorded test run for ``commit`` (the message says why).

@@ -50,7 +50,11 @@ from harness.qa.signals import (  # noqa: F401
 
 # ---------------------------------------------------------------------------------------- guide and report
 def guide_markdown() -> str:
-    """The troubleshooting guide, generated from KNOWLEDGE_BASE: an index, then one section per issue."""
+    """The troubleshooting guide, generated from KNOWLEDGE_BASE: an index, then one section per issue.
+
+    Returns:
+        the Markdown text of the guide, ending in a newline.
+    """
     lines = [
         "# Troubleshooting guide",
         "",
@@ -93,7 +97,12 @@ _PACKAGES = ("tensorflow-cpu", "tensorflow", "jax", "jaxlib", "flax", "numpy", "
 
 
 def environment_info() -> dict[str, str]:
-    """Versions of the stack and a description of the machine, without importing TensorFlow or JAX."""
+    """Versions of the stack and a description of the machine, without importing TensorFlow or JAX.
+
+    Returns:
+        ``{name: text}`` for the issue template: python, platform, each package's version (or "not
+        installed"), device (CPU, cores, RAM), accelerators (from nvidia-smi) and commit.
+    """
     info = {"python": platform.python_version(), "platform": platform.platform()}
     for name in _PACKAGES:
         try:
@@ -179,7 +188,16 @@ def report_template(config: str = "tiny", log_text: str | None = None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI ``python -m harness diagnose``; returns 0 on a match or written guide/template, 1 on no match, 2 on errors."""
+    """CLI ``python -m harness diagnose``; returns 0 on a match or written guide/template, 1 on no match, 2 on errors.
+
+    Args:
+        argv: the options after ``diagnose`` (a log file or ``-``, ``--top``, ``--json``, ``--guide``,
+            ``--report-template``, ...); None reads ``sys.argv[1:]``.
+
+    Returns:
+        the exit code: 0 on a match or a written guide or template, 1 when no known issue matched, 2 on errors
+        (an unreadable log, an existing ``--guide`` file without ``--force``).
+    """
     parser = argparse.ArgumentParser(prog="python -m harness diagnose", description="Diagnose a failure log against the knowledge base.")
     parser.add_argument("logfile", nargs="?", help="log file to diagnose, or - for stdin")
     parser.add_argument("--top", type=int, default=3, help="how many diagnoses to show (default 3)")

@@ -35,7 +35,15 @@ def format_date(js_ms: int) -> str:
 def measured_at(checks: Sequence[CheckResult], commit: str) -> str:
     """Where the values of ``checks`` come from: ``commit``'s short hash when measured there, "stale:
     measured at <hash>" for a value from an earlier commit (a benchmark left out of a partial run),
-    "—" when none was recorded anywhere. A roll-up's value is computed at ``commit`` itself."""
+    "—" when none was recorded anywhere. A roll-up's value is computed at ``commit`` itself.
+
+    Args:
+        checks: the check results shown in one row.
+        commit: the full hash of the evaluated commit.
+
+    Returns:
+        the distinct sources, comma-separated, in the order of ``checks``; "—" when there is none.
+    """
     where = []
     shas = (c.measured_at or (commit if c.check.evidence is Evidence.DERIVED and c.value is not None else None)
             for c in checks)
@@ -64,7 +72,17 @@ def verdict_rows(verdicts: dict[str, CriterionResult], with_reasons: bool = True
     row with its overall verdict followed by one indented row per check with that check's own verdict.
 
     Evidence is shown only where there is a value (a NOT MEASURED row rests on nothing). The commit column
-    says where each value was measured, marking values older than the evaluated commit as stale."""
+    says where each value was measured, marking values older than the evaluated commit as stale.
+
+    Args:
+        verdicts: one commit's ``{criterion id: CriterionResult}``, in roadmap order.
+        with_reasons: put a check-less criterion's reason in the "measured" column; False shows "—" (the
+            compact CLI table, whose reasons are printed below it).
+        include_by_design: keep the criteria that are NOT MEASURED by design.
+
+    Returns:
+        the table rows, each a list of ``len(VERDICT_HEADERS)`` strings.
+    """
     milestone_of = {cid: m for cid, (m, _) in roadmap.all_criteria().items()}
     rows = []
     for cid, res in verdicts.items():
@@ -92,7 +110,14 @@ VERDICT_HEADERS = ["milestone", "criterion", "measured", "threshold", "verdict",
 
 def summary_table(history: History) -> str:
     """The compact table the CLI prints: measured and NOT DELIVERED criteria, a count of the rest, and why
-    each criterion that should have a value has none."""
+    each criterion that should have a value has none.
+
+    Args:
+        history: the verdicts of every recorded commit; the newest is shown.
+
+    Returns:
+        the table followed by the count line and one line per unmeasured, failed, stale or regressed item.
+    """
     latest = history.latest
     rows = verdict_rows(latest, with_reasons=False, include_by_design=False)
     by_design = sum(r.not_measured_by_design for r in latest.values())
@@ -146,6 +171,12 @@ def render(history: History) -> str:
 
     Checks without a value (FAILED-TO-RUN, NOT MEASURED) get their own section with the captured
     stderr, so a reader can see why a criterion has no number without digging into asv's results.
+
+    Args:
+        history: the verdicts of every recorded commit; the newest is reported.
+
+    Returns:
+        the Markdown text.
     """
     latest, sha = history.latest, history.commits[-1]
     phases, milestones = progress_rows(latest)
@@ -210,7 +241,16 @@ def render(history: History) -> str:
 
 
 def write_markdown(history: History, path: str | Path) -> Path:
-    """Write ``render(history)`` to ``path`` (creating its directory); returns the path written."""
+    """Write ``render(history)`` to ``path`` (creating its directory); an existing report is replaced, as it
+    is generated from the results and never edited by hand.
+
+    Args:
+        history: the verdicts of every recorded commit.
+        path: the Markdown file to write, usually ``report/roadmap.md``.
+
+    Returns:
+        ``path`` as a Path.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render(history))

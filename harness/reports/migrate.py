@@ -90,7 +90,15 @@ def path_keyed_files(results_dir: str | os.PathLike) -> list[Path]:
 
 
 def plan(results_dir: str | os.PathLike, python: str | None = None) -> list[Move]:
-    """The moves ``migrate`` would make, without touching anything."""
+    """The moves ``migrate`` would make, without touching anything.
+
+    Args:
+        results_dir: asv's results directory.
+        python: the ``X.Y`` the files were recorded under; None uses the running interpreter's.
+
+    Returns:
+        one Move per path-keyed results file: its path, the stable-keyed target, and its old env name and python.
+    """
     env_name = stable_env_name(python or current_python())
     moves = []
     for path in path_keyed_files(results_dir):
@@ -164,6 +172,16 @@ def migrate(results_dir: str | os.PathLike, python: str | None = None, backup_ro
 
     ``python`` is the ``X.Y`` the files were recorded under (default: the running interpreter's). Backups
     go to ``backup_root`` (default ``<results_dir>/../backup``). Idempotent: a second run finds nothing.
+
+    Args:
+        results_dir: asv's results directory.
+        python: the ``X.Y`` the files were recorded under; None uses the running interpreter's.
+        backup_root: where the timestamped backup folder goes; None is ``<results_dir>/../backup``.
+        dry_run: only plan the moves; nothing is written.
+
+    Returns:
+        the Report: the moves, the targets that merged several files, and the backup folder (None on a dry
+        run or when nothing moved).
     """
     results_dir = Path(results_dir).resolve()
     python = python or current_python()

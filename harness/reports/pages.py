@@ -54,6 +54,13 @@ def asv_graph_url(check: Check, machine: str) -> str:
     asv's ``asv.js`` (``parse_hash_string``) reads ``#<benchmark>?key=value&...`` with URI-encoded parts;
     ``graphdisplay.js`` takes ``machine`` as a global parameter and ``p-<param name>`` as the selected value
     of a benchmark parameter, compared with the repr strings of index.json.
+
+    Args:
+        check: the check whose benchmark and parameter values select the graph.
+        machine: the asv machine name the results were recorded on.
+
+    Returns:
+        a relative URL, ``index.html#<benchmark>?machine=...&p-<param>=...``, URI-encoded as asv.js expects.
     """
     query = [("machine", machine)] + [(f"p-{k}", asv_param(v)) for k, v in check.params]
     # encodeURIComponent leaves A-Z a-z 0-9 - _ . ! ~ * ' ( ) alone; quote() with this safe set matches it
@@ -88,7 +95,16 @@ class Point:
 
 
 def check_history(history: History, criterion_id: str, check: Check) -> list[Point]:
-    """``check``'s result at every recorded commit, oldest first."""
+    """``check``'s result at every recorded commit, oldest first.
+
+    Args:
+        history: the verdicts of every recorded commit.
+        criterion_id: the criterion the check belongs to (e.g. ``"P1.mla_cache"``).
+        check: the check to follow.
+
+    Returns:
+        one Point per commit of ``history``; its ``result`` is None where the check was not recorded.
+    """
     points = []
     for i, (sha, date, verdicts) in enumerate(zip(history.commits, history.dates, history.verdicts)):
         res = verdicts.get(criterion_id)
@@ -98,7 +114,16 @@ def check_history(history: History, criterion_id: str, check: Check) -> list[Poi
 
 
 def plot_spec(check: Check, points: list[Point]) -> dict:
-    """The data plots.js draws: values per commit with their verdict colour, and the threshold line."""
+    """The data plots.js draws: values per commit with their verdict colour, and the threshold line.
+
+    Args:
+        check: the check plotted (threshold, tolerance, unit).
+        points: its results per commit, as ``check_history`` gives them (or a window of them).
+
+    Returns:
+        a JSON-ready dict: ``points`` ([index, value, verdict, short sha], finite values only), ``labels``,
+        ``n``, the threshold with its text, tolerance (WITHIN checks only) and unit, and the verdict colours.
+    """
     return {
         "points": [[p.index, p.value, p.verdict.value, p.commit[:8]] for p in points if p.value is not None],
         "labels": [[p.index, p.commit[:8]] for p in points],
@@ -116,7 +141,15 @@ def _render(template: str, **context: object) -> str:
 
 
 def roadmap_page(history: History, max_commits: int = 12) -> str:
-    """The roadmap page: per milestone, every check's verdict over the last ``max_commits`` commits."""
+    """The roadmap page: per milestone, every check's verdict over the last ``max_commits`` commits.
+
+    Args:
+        history: the verdicts of every recorded commit; the newest gives the page's verdicts.
+        max_commits: how many of the newest commits each check's sparkline shows.
+
+    Returns:
+        the rendered HTML of ``roadmap.html``.
+    """
     latest = history.latest
     window = list(range(max(0, len(history.commits) - max_commits), len(history.commits)))
     milestones = []
@@ -140,7 +173,15 @@ def roadmap_page(history: History, max_commits: int = 12) -> str:
 
 
 def criterion_page(history: History, criterion_id: str) -> str:
-    """One criterion's page: every check over every commit, threshold line, verdicts, evidence, asv link."""
+    """One criterion's page: every check over every commit, threshold line, verdicts, evidence, asv link.
+
+    Args:
+        history: the verdicts of every recorded commit.
+        criterion_id: the criterion the page shows; it must be in the roadmap and in the latest verdicts.
+
+    Returns:
+        the rendered HTML, meant for ``criterion_path(criterion_id)`` (its links are relative to that folder).
+    """
     milestone, crit = roadmap.all_criteria()[criterion_id]
     res = history.latest[criterion_id]
     checks = []
@@ -162,7 +203,15 @@ _NAV_ITEM = f'<li {_NAV_ID}><a href="roadmap.html">Roadmap verdicts</a></li>'
 def link_into_index(html_dir: str | Path) -> bool:
     """Add a "Roadmap verdicts" entry to asv's navigation bar in index.html (idempotent).
 
-    Returns False when there is no index.html (``asv publish`` has not run)."""
+    Without asv's navigation bar (a changed template) the link goes in a paragraph after ``<body>``.
+
+    Args:
+        html_dir: the folder ``asv publish`` wrote.
+
+    Returns:
+        True when index.html links the roadmap (now or already); False when there is no index.html
+        (``asv publish`` has not run).
+    """
     index = Path(html_dir) / "index.html"
     if not index.exists():
         return False
@@ -183,7 +232,16 @@ def link_into_index(html_dir: str | Path) -> bool:
 
 def write_html(history: History, html_dir: str | Path) -> Path:
     """Write ``roadmap.html`` and every criterion page into ``html_dir``, with the scripts they load, and
-    link the roadmap from asv's index.html; returns the roadmap page's path."""
+    link the roadmap from asv's index.html.
+
+    Args:
+        history: the verdicts of every recorded commit.
+        html_dir: the output folder (asv's html folder, so the asv links resolve); created when missing.
+            Existing roadmap and criterion pages are replaced: they are generated, never edited.
+
+    Returns:
+        the path of the written ``roadmap.html``.
+    """
     html_dir = Path(html_dir)
     (html_dir / CRITERIA_DIR).mkdir(parents=True, exist_ok=True)
     publish.copy_vendor(html_dir)

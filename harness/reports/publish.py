@@ -96,7 +96,12 @@ def asv_template() -> Path:
 
 
 def check_template(template: str, manifest: Manifest) -> None:
-    """Raise OfflineError unless ``template`` loads exactly the manifest's URLs with the manifest's integrity hashes."""
+    """Raise OfflineError unless ``template`` loads exactly the manifest's URLs with the manifest's integrity hashes.
+
+    Args:
+        template: the HTML text of asv's ``www/index.html`` (see ``asv_template``).
+        manifest: the pinned assets of ``vendor.toml``.
+    """
     loads = external_loads(template)
     pinned = {a.url: a for a in manifest.assets}
     new, gone = sorted(set(loads) - set(pinned)), sorted(set(pinned) - set(loads))
@@ -117,12 +122,25 @@ def check_template(template: str, manifest: Manifest) -> None:
 
 
 def sri(data: bytes, algorithm: str) -> str:
-    """Subresource-integrity string (``sha256-<base64>``) of ``data``, as in an HTML integrity attribute."""
+    """Subresource-integrity string (``sha256-<base64>``) of ``data``, as in an HTML integrity attribute.
+
+    Args:
+        data: the file's bytes.
+        algorithm: a ``hashlib`` name that SRI allows: ``"sha256"``, ``"sha384"`` or ``"sha512"``.
+
+    Returns:
+        ``"<algorithm>-<base64 digest>"``.
+    """
     return f"{algorithm}-{base64.b64encode(hashlib.new(algorithm, data).digest()).decode()}"
 
 
 def verify_vendor(manifest: Manifest, vendor: Path = VENDOR) -> None:
-    """Raise OfflineError if a vendored file is missing or its bytes differ from the pinned hash."""
+    """Raise OfflineError if a vendored file is missing or its bytes differ from the pinned hash.
+
+    Args:
+        manifest: the pinned files and their sha256 hashes (``vendor.toml``).
+        vendor: the folder holding the vendored files.
+    """
     bad = []
     for rel, sha in manifest.files:
         path = vendor / rel
@@ -136,7 +154,16 @@ def verify_vendor(manifest: Manifest, vendor: Path = VENDOR) -> None:
 
 
 def copy_vendor(html_dir: str | Path, manifest: Manifest | None = None) -> Path:
-    """Copy the verified vendored files into ``<html_dir>/vendor``; returns that folder."""
+    """Copy the verified vendored files into ``<html_dir>/vendor``, with their licences.
+
+    Args:
+        html_dir: the published html folder.
+        manifest: the pinned files; None loads ``vendor.toml``.
+
+    Returns:
+        the ``<html_dir>/vendor`` folder. Raises OfflineError before copying anything when a vendored file
+        is damaged.
+    """
     manifest = manifest or load_manifest()
     verify_vendor(manifest)
     dest = Path(html_dir) / VENDOR_DIR_NAME
@@ -157,7 +184,15 @@ def _local_tag(tag: str, asset: Asset) -> str:
 
 
 def localize_page(page: str, manifest: Manifest) -> str:
-    """``page`` with every pinned CDN tag replaced by one loading the local copy (no integrity/crossorigin)."""
+    """``page`` with every pinned CDN tag replaced by one loading the local copy (no integrity/crossorigin).
+
+    Args:
+        page: the HTML text of a published page.
+        manifest: the pinned assets: their CDN URLs and local files.
+
+    Returns:
+        the rewritten HTML; tags of URLs the manifest does not pin are left as they are.
+    """
     for asset in manifest.assets:
         pattern = re.compile(r'<(?:script|link)\b[^>]*?(?:src|href)="' + re.escape(asset.url) + r'"[^>]*>')
         page = pattern.sub(lambda m, a=asset: _local_tag(m.group(0), a), page)

@@ -202,7 +202,15 @@ class ScheduledPhase:
 
 
 def schedule(phases: tuple[Phase, ...] = PHASES) -> tuple[ScheduledPhase, ...]:
-    """Earliest-start schedule over the dependency graph, with the critical path marked."""
+    """Earliest-start schedule over the dependency graph, with the critical path marked.
+
+    Args:
+        phases: the phases with durations and dependencies (default: the roadmap's).
+
+    Returns:
+        one ScheduledPhase per phase, in the order given: start and end week, and whether it is on the
+        critical path. A dependency cycle raises ValueError naming it.
+    """
     by_id = {p.id: p for p in phases}
     finish: dict[str, int] = {}
 
@@ -222,7 +230,15 @@ def schedule(phases: tuple[Phase, ...] = PHASES) -> tuple[ScheduledPhase, ...]:
 
 
 def critical_path(phases: tuple[Phase, ...] = PHASES, finish: dict[str, int] | None = None) -> tuple[str, ...]:
-    """The longest dependency chain (phase ids, first to last)."""
+    """The longest dependency chain (phase ids, first to last).
+
+    Args:
+        phases: the phases with durations and dependencies (default: the roadmap's).
+        finish: ``{phase id: end week}`` of an earliest-start schedule; None computes it with ``schedule``.
+
+    Returns:
+        the phase ids from the first phase of the chain to the one that finishes last.
+    """
     if finish is None:
         return tuple(s.phase_id for s in schedule(phases) if s.on_critical_path)
     by_id = {p.id: p for p in phases}

@@ -30,7 +30,16 @@ class Comparator(str, enum.Enum):
     WITHIN = "within"  # |value - threshold| <= tolerance
 
     def holds(self, value: float, threshold: float, tolerance: float = 0.0) -> bool:
-        """True when ``value`` satisfies this comparison with ``threshold`` (``tolerance`` only for WITHIN)."""
+        """True when ``value`` satisfies this comparison with ``threshold`` (``tolerance`` only for WITHIN).
+
+        Args:
+            value: the measured value.
+            threshold: the criterion's threshold (for WITHIN: the target).
+            tolerance: the allowed ``|value - threshold|`` for WITHIN; ignored by the other comparators.
+
+        Returns:
+            whether the criterion's comparison holds.
+        """
         if self is Comparator.LT:
             return value < threshold
         if self is Comparator.LE:
@@ -124,5 +133,13 @@ class BindingError(ValueError):
 
 
 def measured(criterion_id: str, *checks: Check) -> Binding:
-    """A criterion decided by ``checks`` (the binding modules' shorthand)."""
+    """A criterion decided by ``checks`` (the binding modules' shorthand).
+
+    Args:
+        criterion_id: the roadmap criterion's id.
+        *checks: the checks that decide it, gating and context ones alike.
+
+    Returns:
+        the Binding.
+    """
     return Binding(criterion_id, checks=checks)

@@ -449,6 +449,12 @@ def check_bindings(bindings: Mapping[str, Binding] = BINDINGS, suite: Mapping[st
     benchmark exists, the check selects each of its parameters with a value asv lists, its unit is the
     benchmark's; every gate twin exists with its raw benchmark's parameters; and every benchmark of the suite
     is read by a check or is a gate twin (a number no criterion reads is noise).
+
+    Args:
+        bindings: ``{criterion id: Binding}`` to check (default: the project's).
+        suite: ``{asv benchmark name: BenchmarkInfo}`` to check the bindings against; None checks only the
+            bindings themselves.
+        twins: ``{raw benchmark: calibrated twin}`` the regression gate compares (default: ``GATE_TWINS``).
     """
     problems: list[str] = []
     known = roadmap.all_criteria()

@@ -63,6 +63,15 @@ def worse_by_factor(check: Check, before: float, after: float, factor: float = F
     """True when ``after`` is worse than ``before`` by more than ``factor``, in the check's direction.
 
     This is asv compare's ``a < b / factor`` with "better" read from the comparator.
+
+    Args:
+        check: the check whose comparator says which direction is better (for WITHIN: closer to the threshold).
+        before: the baseline value.
+        after: the new value.
+        factor: how much worse counts, as a ratio (asv compare's default, ``FACTOR``).
+
+    Returns:
+        True for a regression beyond ``factor``; False when either value is not finite.
     """
     if not (math.isfinite(before) and math.isfinite(after)):
         return False
@@ -77,7 +86,13 @@ def worse_by_factor(check: Check, before: float, after: float, factor: float = F
 def significance(before: Value, after: Value) -> tuple[bool, str] | None:
     """asv compare's statistical test of two sampled values: (different?, which rule decided).
 
-    None when either value has no spread (or a single sample): asv compare then uses the factor alone.
+    Args:
+        before: the baseline's looked-up value, with asv's spread and samples.
+        after: the new value, likewise.
+
+    Returns:
+        ``(different, rule)``: whether the two differ significantly, and the rule that decided in words;
+        None when either value has no spread (or a single sample): asv compare then uses the factor alone.
     """
     a, b = before.spread, after.spread
     if a is None or b is None or a.repeat == 1 or b.repeat == 1:
@@ -94,7 +109,18 @@ def significance(before: Value, after: Value) -> tuple[bool, str] | None:
 
 
 def value_regressed(check: Check, before: Value, after: Value, factor: float = FACTOR) -> str | None:
-    """Why ``after`` is a regression from ``before`` for ``check`` (asv compare's rule), or None if it is not."""
+    """Why ``after`` is a regression from ``before`` for ``check`` (asv compare's rule), or None if it is not.
+
+    Args:
+        check: the check compared (its comparator gives the better direction).
+        before: the baseline's looked-up value.
+        after: the new value.
+        factor: how much worse counts, as a ratio.
+
+    Returns:
+        a one-line reason (how much worse, and the statistical test or its absence); None when the change is
+        within ``factor``, not significant, or a value is missing.
+    """
     if before.value is None or after.value is None or not worse_by_factor(check, before.value, after.value, factor):
         return None
     change = f"{abs(after.value / before.value - 1):.0%} worse" if before.value else "worse"
@@ -130,6 +156,15 @@ def regressions(before: Mapping[str, CriterionResult], after: Mapping[str, Crite
     Values are compared only when the compared benchmark's asv ``version`` is the same at both commits:
     a new version measures something else (asv starts a new series too), so only a verdict that broke
     counts then.
+
+    Args:
+        before: the baseline commit's verdicts.
+        after: the new commit's verdicts.
+        factor: how much worse a value must get to count, as a ratio.
+
+    Returns:
+        one Regression per broken verdict and per gating value that got significantly worse, in the order
+        of ``after``.
     """
     out: list[Regression] = []
     for cid, new in after.items():

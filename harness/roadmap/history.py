@@ -89,6 +89,13 @@ def paths_for(args: argparse.Namespace) -> Paths:
 
     A missing config is allowed (asv's defaults apply) so that ``validate`` and ``report`` work on a
     copied results directory; a config that exists but is not JSON is a ResultsError.
+
+    Args:
+        args: parsed options with ``config`` and, optionally, ``results_dir``.
+
+    Returns:
+        the absolute repository root (the config's folder), config, results and html folders; the last two
+        from the config's ``results_dir``/``html_dir`` (asv's defaults under ``.asv``), ``--results-dir`` winning.
     """
     config = Path(args.config).resolve()
     root = config.parent
@@ -105,7 +112,19 @@ def paths_for(args: argparse.Namespace) -> Paths:
 
 def load_history(paths: Paths, machine: str, upto: str | None = None, baseline: str | None = None) -> History:
     """Verdicts for every recorded commit of ``machine`` up to ``upto`` (a hash prefix; default: all),
-    compared with ``baseline`` (a hash prefix or git ref of a recorded commit; default: the previous one)."""
+    compared with ``baseline`` (a hash prefix or git ref of a recorded commit; default: the previous one).
+
+    Args:
+        paths: the harness paths (``paths_for``).
+        machine: the asv machine name.
+        upto: hash prefix of the last commit to evaluate; None evaluates up to the newest.
+        baseline: the commit the evaluated one is compared with, recorded no later than it; None compares
+            with the previous recorded commit.
+
+    Returns:
+        the History: commits oldest first with their dates and verdicts, and the baseline's index. Raises
+        ResultsError when there are no results or a commit does not resolve to exactly one recorded commit.
+    """
     commits = load_machine(paths.results_dir, machine)
     if not commits:
         raise ResultsError(f"{paths.results_dir / machine} holds no results files; run `python -m harness run`")
@@ -154,6 +173,13 @@ def nothing_measured(history: History, index: int = -1) -> str | None:
 
     Every check then lacks a number from that commit's own results: each is NaN (skipped), null (failed),
     names a benchmark that benchmarks.json does not list, or was not run (a stale value does not count).
+
+    Args:
+        history: the evaluated history.
+        index: which commit of ``history``; -1 is the newest.
+
+    Returns:
+        a message naming the commit and the fix, or None when the commit measured at least one value.
     """
     verdicts = history.verdicts[index]
     if measured_here(verdicts):

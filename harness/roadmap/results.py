@@ -139,6 +139,13 @@ class BenchmarkResult:
         those map to FAILED and SKIPPED so a verdict can tell "broke" from "not applicable". A value
         that is not a number (a string, a list: the file was edited by hand or written by another
         tool) is FAILED as well; ``invalid_reason`` says why.
+
+        Args:
+            combination: one value per parameter, as asv's repr strings (``("'prefill'", "64")``).
+
+        Returns:
+            ``(status, value)``: the float only when the status is OK; MISSING when the combination is not
+            among ``params`` or the result list is too short.
         """
         combos = self.combinations()
         if combination not in combos:
@@ -157,7 +164,16 @@ class BenchmarkResult:
         return Status.OK, value
 
     def invalid_reason(self, combination: tuple[str, ...], path: Path | str) -> str:
-        """Why the recorded value at ``combination`` is unusable, or "" when it is a number, null or NaN."""
+        """Why the recorded value at ``combination`` is unusable, or "" when it is a number, null or NaN.
+
+        Args:
+            combination: one value per parameter, as asv's repr strings.
+            path: the results file the row came from, named in the message.
+
+        Returns:
+            a message naming the file, the value and the fix (re-run the benchmark); "" when the value is
+            usable or absent.
+        """
         combos = self.combinations()
         if self.result is None or combination not in combos or combos.index(combination) >= len(self.result):
             return ""
@@ -290,7 +306,15 @@ def _check_version(data: Any, path: Path, expected: int, what: str) -> None:
 
 
 def load_benchmarks(results_dir: str | os.PathLike) -> dict[str, BenchmarkInfo]:
-    """Parse ``<results_dir>/benchmarks.json``."""
+    """Parse ``<results_dir>/benchmarks.json``.
+
+    Args:
+        results_dir: asv's results directory.
+
+    Returns:
+        ``{benchmark name: BenchmarkInfo}``. Raises ResultsError when the file is missing, of another asv
+        format version, or has a malformed entry.
+    """
     path = Path(results_dir) / "benchmarks.json"
     data = _load_json(path, "benchmark list")
     _check_version(data, path, BENCHMARKS_API_VERSION, "benchmark list")
@@ -311,12 +335,30 @@ def load_benchmarks(results_dir: str | os.PathLike) -> dict[str, BenchmarkInfo]:
 
 
 def stderr_path(results_dir: str | os.PathLike, machine: str, results_file_name: str) -> Path:
-    """Where the harness keeps asv's stderr for one results file (asv itself does not save it)."""
+    """Where the harness keeps asv's stderr for one results file (asv itself does not save it).
+
+    Args:
+        results_dir: asv's results directory; the capture lives beside it, in ``../stderr``.
+        machine: the asv machine name.
+        results_file_name: the results file's name (``<commit>-<env>.json``).
+
+    Returns:
+        ``<results_dir>/../stderr/<machine>/<results_file_name>`` (it may not exist).
+    """
     return Path(results_dir).parent / "stderr" / machine / results_file_name
 
 
 def load_run(path: str | os.PathLike, machine: str | None = None) -> Run:
-    """Parse one asv results file; with ``machine``, refuse a file recorded on another machine."""
+    """Parse one asv results file; with ``machine``, refuse a file recorded on another machine.
+
+    Args:
+        path: the results file (``<results_dir>/<machine>/<commit>-<env>.json``).
+        machine: the machine the file must have been recorded on; None accepts any.
+
+    Returns:
+        the Run, with the stderr captured beside it when there is a readable capture (an unreadable one
+        is skipped with a ResultsWarning). Raises ResultsError for a malformed or foreign file.
+    """
     path = Path(path)
     data = _load_json(path, "results file")
     if isinstance(data, dict) and not {"commit_hash", "result_columns", "results"} & set(data):
@@ -369,7 +411,19 @@ def available_machines(results_dir: str | os.PathLike) -> list[str]:
 
 
 def load_machine(results_dir: str | os.PathLike, machine: str) -> list[CommitResults]:
-    """Every commit recorded for ``machine``, oldest first (by commit date, then run time)."""
+    """Every commit recorded for ``machine``, oldest first (by commit date, then run time).
+
+    A JSON file in the machine's folder that is not an asv results file is skipped with a ResultsWarning;
+    a results file that is malformed raises.
+
+    Args:
+        results_dir: asv's results directory.
+        machine: the asv machine name (a folder of ``results_dir`` holding ``machine.json``).
+
+    Returns:
+        the runs merged per commit (``group_by_commit``). Raises ResultsError naming the machines that
+        have results when ``machine`` has none.
+    """
     root = Path(results_dir)
     if not root.is_dir():
         raise ResultsError(f"results directory {root} does not exist; run `python -m harness run` first")
@@ -412,6 +466,17 @@ def lookup(commit: CommitResults, benchmarks: dict[str, BenchmarkInfo], name: st
     the benchmark's current version supplies the value; ``Value.measured_at`` then names that commit.
     A row at ``commit`` that lacks the combination is MISSING at ``commit``: the benchmark ran and lost
     that value, so no older one stands in for it.
+
+    Args:
+        commit: the commit whose value is asked for.
+        benchmarks: the parsed ``benchmarks.json`` (parameter names, values and current versions).
+        name: the benchmark's asv name (``bench_module.Class.track_x``).
+        selection: ``{parameter name: value}`` naming every parameter of the benchmark.
+        earlier: older commits, oldest first, that may stand in when ``commit`` did not run the benchmark.
+
+    Returns:
+        the Value: its status, the number when OK, the captured stderr of a failure or skip, and the commit
+        that measured it. Raises ResultsError for an unknown benchmark or a selection that does not fit it.
     """
     info = benchmarks.get(name)
     if info is None:

@@ -47,6 +47,12 @@ def discover(root: str | os.PathLike | None = None) -> dict[str, BenchmarkInfo]:
 
     Parameter values are asv's: the ``repr`` strings it records in ``benchmarks.json``.
 
+    Args:
+        root: the benchmark package; None uses the asv config's ``benchmark_dir``.
+
+    Returns:
+        ``{module.Class.method: BenchmarkInfo}`` for every benchmark asv finds.
+
     Raises:
         SuiteError: the folder is missing, or a benchmark module fails to import (the message says which).
     """
@@ -66,7 +72,15 @@ def discover(root: str | os.PathLike | None = None) -> dict[str, BenchmarkInfo]:
 
 
 def doc_of(name: str, root: str | os.PathLike | None = None) -> str:
-    """The docstring of benchmark ``name`` (``module.Class.method``), as asv's discovery finds it."""
+    """The docstring of benchmark ``name`` (``module.Class.method``), as asv's discovery finds it.
+
+    Args:
+        name: the benchmark's full asv name.
+        root: the benchmark package; None uses the asv config's ``benchmark_dir``.
+
+    Returns:
+        the stripped docstring; "" when the benchmark has none.
+    """
     from asv_runner.discovery import get_benchmark_from_name
 
     bench = get_benchmark_from_name(str(Path(root) if root is not None else benchmark_dir()), name)

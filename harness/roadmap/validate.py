@@ -137,6 +137,15 @@ def evaluate_check(check: Check, commit: CommitResults, benchmarks: Mapping[str,
 
     A lookup problem (unknown benchmark, wrong parameters) becomes NOT MEASURED with the error as the
     reason, rather than an exception, so one bad binding cannot hide every other verdict.
+
+    Args:
+        check: the check: benchmark, parameter selection, comparator and threshold.
+        commit: the commit's merged results.
+        benchmarks: the parsed ``benchmarks.json`` (parameters and current versions).
+        earlier: older commits, oldest first, whose values may stand in for a benchmark not run at ``commit``.
+
+    Returns:
+        the CheckResult: its verdict, the value (when there is one), the reason and where it was measured.
     """
     sha = commit.commit_hash
     try:
@@ -213,6 +222,16 @@ def evaluate_criterion(binding: Binding, commit: CommitResults, benchmarks: Mapp
     """Verdict of one criterion: the worst verdict among its gating checks, PASS when all of them pass.
 
     The reason joins the reasons of the gating checks that share the deciding verdict.
+
+    Args:
+        binding: the criterion's binding to checks (or its NOT MEASURED / NOT DELIVERED reason); a roll-up
+            (``derived``) raises ValueError, as only ``evaluate`` has the verdicts it rolls up.
+        commit: the commit's merged results.
+        benchmarks: the parsed ``benchmarks.json``.
+        earlier: older commits, oldest first, that may supply stale values (see ``evaluate_check``).
+
+    Returns:
+        the CriterionResult with every check's result, gating and context alike.
     """
     sha = commit.commit_hash
     if binding.not_measured is not None:
@@ -286,7 +305,17 @@ def evaluate(commit: CommitResults, benchmarks: Mapping[str, BenchmarkInfo],
              bindings: Mapping[str, Binding] = BINDINGS,
              earlier: Sequence[CommitResults] = ()) -> dict[str, CriterionResult]:
     """Every criterion of the roadmap, in roadmap order, for one commit (``earlier``: see evaluate_check);
-    roll-ups after the rest."""
+    roll-ups after the rest.
+
+    Args:
+        commit: the commit's merged results.
+        benchmarks: the parsed ``benchmarks.json``.
+        bindings: ``{criterion id: Binding}`` covering every roadmap criterion (default: the project's).
+        earlier: older commits, oldest first, that may supply stale values.
+
+    Returns:
+        ``{criterion id: CriterionResult}`` in roadmap order, roll-ups included.
+    """
     order = list(roadmap.all_criteria())
     out = {cid: evaluate_criterion(bindings[cid], commit, benchmarks, earlier) for cid in order
            if bindings[cid].derived is None}
@@ -299,7 +328,16 @@ def evaluate(commit: CommitResults, benchmarks: Mapping[str, BenchmarkInfo],
 
 def evaluate_history(commits: Sequence[CommitResults], benchmarks: Mapping[str, BenchmarkInfo],
                      bindings: Mapping[str, Binding] = BINDINGS) -> list[dict[str, CriterionResult]]:
-    """``evaluate`` for each commit, oldest first; each commit's earlier ones supply its stale values."""
+    """``evaluate`` for each commit, oldest first; each commit's earlier ones supply its stale values.
+
+    Args:
+        commits: every recorded commit's results, oldest first (as ``load_machine`` returns them).
+        benchmarks: the parsed ``benchmarks.json``.
+        bindings: ``{criterion id: Binding}`` covering every roadmap criterion.
+
+    Returns:
+        one ``evaluate`` dict per commit, in the order of ``commits``.
+    """
     return [evaluate(c, benchmarks, bindings, commits[:i]) for i, c in enumerate(commits)]
 
 
@@ -400,7 +438,15 @@ def tally(milestone: roadmap.Milestone, verdicts: Mapping[str, Verdict],
 
 def milestone_progress(verdicts: Mapping[str, CriterionResult],
                        milestones: Sequence[roadmap.Milestone] = roadmap.MILESTONES) -> list[MilestoneProgress]:
-    """Verdict counts per milestone, in roadmap order."""
+    """Verdict counts per milestone, in roadmap order.
+
+    Args:
+        verdicts: one commit's ``{criterion id: CriterionResult}``.
+        milestones: the milestones to tally (default: the whole roadmap).
+
+    Returns:
+        one MilestoneProgress per milestone, in the order given.
+    """
     by_design = {cid for cid, r in verdicts.items() if r.not_measured_by_design}
     plain = {cid: r.verdict for cid, r in verdicts.items()}
     return [tally(m, plain, by_design) for m in milestones]

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from numpy.typing import ArrayLike
 
 from harness.config import MeshConfig, ModelConfig, TrainConfig
 from reference import moe as ref_moe
@@ -34,10 +35,17 @@ from reference.train import moe_bias_paths
 AXES = ("data", "expert")
 
 
-def make_mesh(mesh: MeshConfig, devices=None) -> Mesh:
+def make_mesh(mesh: MeshConfig, devices: list[jax.Device] | None = None) -> Mesh:
     """A ``jax.sharding.Mesh`` of ``mesh.data_parallel`` x ``mesh.expert_parallel`` devices (expert axis fastest).
 
     On CPU, start the process with ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` to get N devices.
+
+    Args:
+        mesh: the layout: data-parallel x expert-parallel ranks.
+        devices: the devices to place it on, the first ``mesh.n_devices`` used; None uses ``jax.devices()``.
+
+    Returns:
+        a Mesh with axes ``("data", "expert")``; ValueError (naming the XLA flag) when devices are too few.
     """
     devices = jax.devices() if devices is None else devices
     if len(devices) < mesh.n_devices:
@@ -48,7 +56,8 @@ def make_mesh(mesh: MeshConfig, devices=None) -> Mesh:
     return Mesh(grid, AXES)
 
 
-def dispatch_all_to_all(x, weights, indices, w1, w2, w3, *, fp8: bool, axis: str = "expert"):
+def dispatch_all_to_all(x: jax.Array, weights: jax.Array, indices: jax.Array, w1: jax.Array, w2: jax.Array,
+                        w3: jax.Array, *, fp8: bool, axis: str = "expert") -> jax.Array:
     """Inside ``shard_map``: ``sum_k weights[:, k] * expert_{indices[:, k]}(x)`` for ``x`` [X, D] with the
     experts spread over ``axis``; ``w1``/``w3`` [J, F, D] and ``w2`` [J, D, F] are this device's shard."""
     n, d = x.shape
@@ -144,17 +153,17 @@ class ExpertParallel:
             self.cfg, batch_size=int(tokens.shape[0]))
         return jax.device_put(tokens, NamedSharding(self.mesh, P(AXES)))
 
-    def __call__(self, tokens) -> jax.Array:
+    def __call__(self, tokens: ArrayLike) -> jax.Array:
         """Logits [B, T, V] of the global batch ``tokens`` [B, T]."""
         return self._logits(self.params, self.biases, self._tokens(tokens))
 
-    def gradients(self, tokens) -> tuple[dict[str, np.ndarray], float]:
+    def gradients(self, tokens: ArrayLike) -> tuple[dict[str, np.ndarray], float]:
         """Canonically named gradients of the global mean loss, and the loss."""
         
         loss, grads = self._grads(self.params, self.biases, self._tokens(tokens))
         return to_canonical(grads, self.cfg.n_routed_experts), float(loss)
 
-    def train_step(self, tokens) -> float:
+    def train_step(self, tokens: ArrayLike) -> float:
         """One AdamW step (the reference's optax chain, run on the sharded arrays) and the bias update; the loss."""
         (loss, (_, load)), grads = self._value_and_grads(self.params, self.biases, self._tokens(tokens))
         self.params, self.opt_state = adamw_step(self.tc, self.params, self.opt_state, grads,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+from numpy.typing import ArrayLike
 
 from harness.config import ModelConfig, TrainConfig
 from tf_impl.model import Transformer
@@ -230,11 +231,11 @@ class ExpertParallel:
         return records
 
     # ------------------------------------------------------------------ public
-    def forward(self, tokens) -> np.ndarray:
+    def forward(self, tokens: ArrayLike) -> np.ndarray:
         """Logits [B, T, V] of the global batch ``tokens`` [B, T], computed on the mesh."""
         return np.concatenate([o.numpy() for o in self._fwd_fn(tf.constant(tokens, tf.int32))], 0)
 
-    def gradients(self, tokens) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    def gradients(self, tokens: ArrayLike) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         """Canonically named gradients of the global mean loss, gathered from the mesh, and the loss parts."""
         results = self._grad_fn(tf.constant(tokens, tf.int32))
         per_rank = []
@@ -245,7 +246,7 @@ class ExpertParallel:
         return self._gather(lambda r, i: per_rank[r][i].numpy(), trainable_only=True), \
             {k: float(v) for k, v in results[0][2].items()}
 
-    def train_step(self, tokens) -> dict[str, float]:
+    def train_step(self, tokens: ArrayLike) -> dict[str, float]:
         """One AdamW update on the global batch ``tokens`` [B, T]; the record of rank 0 (all ranks agree)."""
         records = self._step_fn(tf.constant(tokens, tf.int32))
         out = {k: float(v) for k, v in records[0].items() if k != "sent_rows"}
@@ -297,7 +298,13 @@ class ExpertParallel:
         return [names[i] for i in range(len(names))]
 
     def load_optimizer(self, m: dict[str, np.ndarray], v: dict[str, np.ndarray], count: int) -> None:
-        """Set every rank's AdamW moments from canonically named ``m`` and ``v`` (e.g. ``load_sharded``)."""
+        """Set every rank's AdamW moments from canonically named ``m`` and ``v`` (e.g. ``load_sharded``).
+
+        Args:
+            m: ``{canonical name: first moment}``, each of its tensor's canonical shape.
+            v: ``{canonical name: second moment}``, likewise.
+            count: the number of updates already applied.
+        """
         rep, exp = self.flat_layout()
         flat = lambda slots, layout: np.concatenate([np.asarray(slots[n], np.float32).reshape(-1) for n, _ in layout])
         for r, (opt_rep, opt_exp) in enumerate(self.optimizers):
@@ -306,7 +313,11 @@ class ExpertParallel:
             opt_exp.load_slots(flat(m, exp[e]), flat(v, exp[e]), count)
 
     def optimizer_slots(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Canonically named ``(m, v)`` gathered from every rank's partition (for checks)."""
+        """Canonically named ``(m, v)`` gathered from every rank's partition (for checks).
+
+        Returns:
+            ``({canonical name: m}, {canonical name: v})``, each moment of its tensor's canonical shape.
+        """
         rep, exp = self.flat_layout()
         out = ({}, {})
         for slot_i, slot in enumerate(("m", "v")):

@@ -29,8 +29,14 @@ from harness.config import ConfigError, MeshConfig
 def use_logical_devices(n: int) -> list[str]:
     """Split the host CPU into ``n`` logical devices; must run before TensorFlow initialises.
 
-    Returns the logical CPU device names. A call after TF started (any op ran) cannot split it any
-    more: the error says to call this first, in a fresh process.
+    A call after TF started (any op ran) cannot split it any more: the error says to call this first, in
+    a fresh process. A repeated call asking for the split already in place succeeds.
+
+    Args:
+        n: the number of logical CPU devices, usually ``MeshConfig.n_devices``.
+
+    Returns:
+        the logical CPU device names (``/job:localhost/replica:0/task:0/device:CPU:i``).
     """
     cpu = tf.config.list_physical_devices("CPU")[0]
     try:
@@ -78,6 +84,7 @@ class DeviceMesh:
 
     @property
     def all_ranks(self) -> tuple[int, ...]:
+        """Every rank of the mesh, ``(0, ..., size - 1)``: the group of a mesh-wide collective."""
         return tuple(range(self.size))
 
 
@@ -113,20 +120,49 @@ class Collectives:
             return op(x, len(group), gkey, ikey, timeout=self.timeout,
                       ordering_token=self._tokens[rank].handle, **kw)
 
-    def all_reduce(self, x, rank: int, group: tuple[int, ...]):
-        """Sum of ``x`` over the group (same shape on every member)."""
+    def all_reduce(self, x: tf.Tensor, rank: int, group: tuple[int, ...]) -> tf.Tensor:
+        """Sum of ``x`` over the group (same shape on every member).
+
+        Args:
+            x: this rank's tensor, of any shape [...] shared by the whole group.
+            rank: the calling rank, a member of ``group``.
+            group: the ranks that sum, in the same order on every member.
+
+        Returns:
+            the elementwise sum, of the shape of ``x``, on ``rank``'s device (``x`` itself for a group of one).
+        """
         if len(group) == 1:
             return x
         return self._run(collective_ops.all_reduce_v2, x, rank, group)
 
-    def all_gather(self, x, rank: int, group: tuple[int, ...]):
-        """The members' ``x`` concatenated along axis 0, in group order."""
+    def all_gather(self, x: tf.Tensor, rank: int, group: tuple[int, ...]) -> tf.Tensor:
+        """The members' ``x`` concatenated along axis 0, in group order.
+
+        Args:
+            x: this rank's tensor, of shape [n, ...] (the trailing dimensions shared by the group).
+            rank: the calling rank, a member of ``group``.
+            group: the ranks that gather, in the same order on every member.
+
+        Returns:
+            [len(group) * n, ...] with member i's rows at i * n (``x`` itself for a group of one).
+        """
         if len(group) == 1:
             return x
         return self._run(collective_ops.all_gather_v2, x, rank, group)
 
-    def reduce_scatter(self, x, rank: int, group: tuple[int, ...]):
-        """Member i gets slice i (of len(x)/len(group) rows) of the group's sum of ``x``."""
+    def reduce_scatter(self, x: tf.Tensor, rank: int, group: tuple[int, ...]) -> tf.Tensor:
+        """Member i gets slice i (of len(x)/len(group) rows) of the group's sum of ``x``.
+
+        Args:
+            x: this rank's tensor, of shape [n, ...] with n divisible by the group size (same shape on every
+                member).
+            rank: the calling rank, a member of ``group``.
+            group: the ranks that reduce, in the same order on every member.
+
+        Returns:
+            [n / len(group), ...]: the rows of the sum that belong to ``rank``'s position in ``group`` (``x``
+            itself for a group of one).
+        """
         if len(group) == 1:
             return x
         gkey, ikey = self._keys(rank, group)
@@ -135,7 +171,7 @@ class Collectives:
                 x, len(group), gkey, ikey, ordering_token=[self._tokens[rank].handle], merge_op="Add",
                 final_op="Id", timeout_seconds=self.timeout)
 
-    def all_to_all(self, x, rank: int, group: tuple[int, ...]):
+    def all_to_all(self, x: tf.Tensor, rank: int, group: tuple[int, ...]) -> tf.Tensor:
         """``x`` [G, ...] (G = group size): slice g goes to member g; returns what each member sent here,
         stacked [G, ...] in group order. Differentiable: the gradient is the reverse all-to-all."""
         if len(group) == 1:

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from harness.io import CheckpointError
+from tf_impl.parallel.expert_parallel import ExpertParallel
 from tf_impl.parallel.zero import split_flat
 
 MANIFEST = "manifest.json"
@@ -91,7 +92,15 @@ def write_shards(path: str, shards: list[dict[str, np.ndarray]], meta: dict, ove
 
 
 def read_shards(path: str) -> tuple[list[dict[str, np.ndarray]], dict]:
-    """Every shard of checkpoint ``path`` (hash-verified, read in parallel) and the manifest's meta."""
+    """Every shard of checkpoint ``path`` (hash-verified, read in parallel) and the manifest's meta.
+
+    Args:
+        path: the checkpoint folder written by ``write_shards``.
+
+    Returns:
+        ``(shards, meta)``: one ``{tensor name: array}`` per rank in file-name order, and the layout stored
+        with them. A missing manifest, another format or a shard that fails its hash raises CheckpointError.
+    """
     from safetensors.numpy import load
 
     path = os.fspath(path)
@@ -124,8 +133,17 @@ def _slice(flat: np.ndarray, index: int, parts: int) -> np.ndarray:
     return flat[index * size:(index + 1) * size]
 
 
-def save_sharded(path: str, model, overwrite: bool = False) -> dict:
-    """Save an ``ExpertParallel`` model: each rank its slice of weights and AdamW moments, in parallel."""
+def save_sharded(path: str, model: ExpertParallel, overwrite: bool = False) -> dict:
+    """Save an ``ExpertParallel`` model: each rank its slice of weights and AdamW moments, in parallel.
+
+    Args:
+        path: the checkpoint folder to create.
+        model: the model on its mesh; rank 0 also saves the update count and the gate biases.
+        overwrite: replace an existing checkpoint at ``path`` (otherwise FileExistsError).
+
+    Returns:
+        ``write_shards``'s ``{"bytes", "seconds", "files"}``.
+    """
     mesh = model.mesh
     shards = []
     for r in mesh.all_ranks:
@@ -150,7 +168,15 @@ def save_sharded(path: str, model, overwrite: bool = False) -> dict:
 
 
 def load_sharded(path: str) -> dict:
-    """A sharded checkpoint as canonical tensors: ``{"state", "m", "v", "count", "config"}``, mesh-independent."""
+    """A sharded checkpoint as canonical tensors: ``{"state", "m", "v", "count", "config"}``, mesh-independent.
+
+    Args:
+        path: the checkpoint folder written by ``save_sharded``.
+
+    Returns:
+        ``state``, ``m`` and ``v`` as ``{canonical name: array}`` (the state includes the gate biases), the
+        update ``count`` and the model ``config`` as a dict, so a mesh of any shape can load it.
+    """
     shards, meta = read_shards(path)
     dp, ep = meta["data_parallel"], meta["expert_parallel"]
 

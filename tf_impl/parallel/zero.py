@@ -11,6 +11,7 @@ partition. The update is ``tf_impl.train.AdamW``'s, element for element.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -19,7 +20,7 @@ from harness.config import TrainConfig
 from tf_impl.optim import learning_rate
 
 
-def split_flat(flat: np.ndarray, layout) -> dict[str, np.ndarray]:
+def split_flat(flat: np.ndarray, layout: Sequence[list]) -> dict[str, np.ndarray]:
     """Cut a flat vector into the ``[name, shape]`` runs of ``layout``, in order (trailing padding dropped)."""
     out, offset = {}, 0
     for name, shape in layout:
@@ -60,8 +61,16 @@ class FlatAdamW:
         pad = self.shard * self.parts - self.size
         return tf.pad(flat, [[0, pad]]) if pad else flat                          # [G * shard]
 
-    def apply(self, grads) -> tf.Tensor:
-        """One update from the (summed, clipped) ``grads``; returns the learning rate used."""
+    def apply(self, grads: Sequence[tf.Tensor]) -> tf.Tensor:
+        """One update from the (summed, clipped) ``grads``; returns the learning rate used.
+
+        Args:
+            grads: one gradient per variable, each of its variable's shape, in ``variables`` order.
+
+        Returns:
+            the learning rate of this step, a scalar fp32 tensor (the count is advanced even when there is
+            nothing to update).
+        """
         tc = self.tc
         lr = learning_rate(self.count, tc)
         if not self.size:
@@ -90,7 +99,13 @@ class FlatAdamW:
         return {"m": self.m.numpy(), "v": self.v.numpy(), "count": np.asarray(self.count.numpy())}
 
     def load_slots(self, m: np.ndarray, v: np.ndarray, count: int) -> None:
-        """Set this rank's slice (``m``/``v`` of the full flat length; the slice is cut here)."""
+        """Set this rank's slice (``m``/``v`` of the full flat length; the slice is cut here).
+
+        Args:
+            m: the first moments of all the group's variables, flattened in ``variables`` order, of shape [N].
+            v: the second moments, likewise [N].
+            count: the number of updates already applied (drives the bias correction and the schedule).
+        """
         full = self.shard * self.parts
         lo, hi = self.index * self.shard, (self.index + 1) * self.shard
         for var, arr in ((self.m, m), (self.v, v)):
