@@ -7,6 +7,9 @@ Run in a fresh process (logical devices must be configured before TensorFlow or 
     python -m experiments.distributed memory --devices 8 --layouts 1x8,2x4   # ZeRO-1 bytes only
     python -m experiments.distributed steps --devices 8 --layouts 1x1,1x2,1x4,1x8   # step times, TF and Flax
 
+On a multi-GPU host the same code runs on the GPUs present with ``--platform gpu`` (no logical split; the
+run fails naming both numbers when fewer GPUs are visible than ``--devices``).
+
 ``run(...)`` does that in a subprocess and returns the JSON. A layout ``DxX`` is ``data_parallel`` x
 ``expert_parallel``; TF layouts run with ZeRO-1 on except ``1x2`` (the replicated-optimizer path).
 
@@ -34,6 +37,55 @@ import time
 import numpy as np
 
 BATCH, SEQ = 8, 16
+
+
+def tf_devices(n: int, platform: str) -> list[str]:
+    """TensorFlow's ``n`` devices: the host CPU split into ``n`` logical devices (``cpu``; must run before TF
+    starts), or the first ``n`` GPUs TensorFlow sees (``gpu``: the same code on a multi-GPU host).
+
+    Args:
+        n: devices the run needs (the largest layout's data_parallel x expert_parallel).
+        platform: ``cpu`` or ``gpu``.
+
+    Returns:
+        the device names, ``n`` of them.
+
+    Raises:
+        SystemExit: ``gpu`` with fewer than ``n`` GPUs visible, naming both numbers.
+    """
+    if platform == "cpu":
+        from tf_impl.parallel import use_logical_devices
+
+        return use_logical_devices(n)
+    import tensorflow as tf
+
+    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+    if len(gpus) < n:
+        raise SystemExit(f"--platform gpu needs {n} GPUs, TensorFlow sees {len(gpus)} (a tensorflow-cpu install "
+                         "sees none; install a CUDA build of TensorFlow 2.21 on the GPU host)")
+    return gpus[:n]
+
+
+def jax_devices(n: int, platform: str) -> None:
+    """Make JAX see ``n`` devices of ``platform``: ``cpu`` forces ``n`` host-platform devices (before JAX
+    starts); ``gpu`` uses the GPUs present and fails, naming both numbers, when there are fewer than ``n``.
+
+    Args:
+        n: devices the run needs.
+        platform: ``cpu`` or ``gpu``.
+    """
+    if platform == "cpu":
+        os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n}"
+        return
+    os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")  # fp32 equality, not TF32 (see equivalence)
+    import jax
+
+    try:
+        gpus = jax.devices("gpu")
+    except RuntimeError:
+        gpus = []
+    if len(gpus) < n:
+        raise SystemExit(f"--platform gpu needs {n} GPUs, JAX sees {len(gpus)} (install jax[cuda12] on the GPU host)")
 
 
 def _layouts(text: str) -> list[tuple[int, int]]:
@@ -79,10 +131,8 @@ def _tf_reference(cfg, state, tokens):
     return logits, float(loss), grads, load, model.state_dict()
 
 
-def tf_main(n_devices: int, layouts: list[tuple[int, int]]) -> dict:
-    from tf_impl.parallel import use_logical_devices
-
-    devices = use_logical_devices(n_devices)
+def tf_main(n_devices: int, layouts: list[tuple[int, int]], platform: str = "cpu") -> dict:
+    devices = tf_devices(n_devices, platform)
     from harness.config import MeshConfig, ModelConfig, TrainConfig
     from harness.interop.rows import within
     from harness.interop.equivalence_train import step_rows as judge_step
@@ -190,8 +240,8 @@ def node_limited_check(n_nodes: int) -> dict:
             "mean_nodes_per_token": float(nodes_per_token.mean()), "experts_per_token": cfg.n_activated_experts}
 
 
-def jax_main(n_devices: int, layouts: list[tuple[int, int]]) -> dict:
-    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n_devices}"
+def jax_main(n_devices: int, layouts: list[tuple[int, int]], platform: str = "cpu") -> dict:
+    jax_devices(n_devices, platform)
     import jax
 
     from harness.config import MeshConfig, ModelConfig
@@ -232,11 +282,9 @@ def jax_main(n_devices: int, layouts: list[tuple[int, int]]) -> dict:
     return out
 
 
-def memory_main(n_devices: int, layouts: list[tuple[int, int]]) -> dict:
+def memory_main(n_devices: int, layouts: list[tuple[int, int]], platform: str = "cpu") -> dict:
     """Optimizer-state bytes per device from the allocated AdamW variables, ZeRO-1 on and off (no step run)."""
-    from tf_impl.parallel import use_logical_devices
-
-    devices = use_logical_devices(n_devices)
+    devices = tf_devices(n_devices, platform)
     from harness.config import MeshConfig, ModelConfig
     from tf_impl import Transformer
     from tf_impl.parallel import DeviceMesh
@@ -257,16 +305,14 @@ def memory_main(n_devices: int, layouts: list[tuple[int, int]]) -> dict:
     return out
 
 
-def steps_main(n_devices: int, layouts: list[tuple[int, int]], repeats: int = 5) -> dict:
+def steps_main(n_devices: int, layouts: list[tuple[int, int]], platform: str = "cpu", repeats: int = 5) -> dict:
     """Seconds per training step of the TF and Flax expert-parallel models on each layout, interleaved.
 
     One process holds both: TF's logical devices and JAX's host-platform devices are configured before
     either starts, and each repeat times one TF step then one Flax step, so both see the same load.
     """
-    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n_devices}"
-    from tf_impl.parallel import use_logical_devices
-
-    devices = use_logical_devices(n_devices)
+    devices = tf_devices(n_devices, platform)
+    jax_devices(n_devices, platform)
     import jax
 
     from harness.config import MeshConfig, ModelConfig
@@ -301,9 +347,10 @@ def steps_main(n_devices: int, layouts: list[tuple[int, int]], repeats: int = 5)
     return out
 
 
-def run(kind: str, devices: int, layouts: str, timeout: float = 1800) -> dict:
+def run(kind: str, devices: int, layouts: str, timeout: float = 1800, platform: str = "cpu") -> dict:
     """``python -m experiments.distributed`` in a fresh process; its JSON, or a RuntimeError with its stderr tail."""
-    cmd = [sys.executable, "-m", "experiments.distributed", kind, "--devices", str(devices), "--layouts", layouts]
+    cmd = [sys.executable, "-m", "experiments.distributed", kind, "--devices", str(devices), "--layouts", layouts,
+           "--platform", platform]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-3000:]}")
@@ -315,9 +362,11 @@ def main(argv=None) -> int:
     parser.add_argument("kind", choices=["tf", "jax", "memory", "steps"])
     parser.add_argument("--devices", type=int, default=8)
     parser.add_argument("--layouts", default="1x2,1x4,2x4")
+    parser.add_argument("--platform", choices=["cpu", "gpu"], default="cpu",
+                        help="cpu: split the host into --devices logical devices (default); gpu: the GPUs present")
     args = parser.parse_args(argv)
     fn = {"tf": tf_main, "jax": jax_main, "memory": memory_main, "steps": steps_main}[args.kind]
-    print(json.dumps(fn(args.devices, _layouts(args.layouts))))
+    print(json.dumps(fn(args.devices, _layouts(args.layouts), args.platform)))
     return 0
 
 
