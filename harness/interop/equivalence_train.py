@@ -153,8 +153,10 @@ def _step_rows(before, after_t, after_f, g_t, g_f, tc) -> list[Row]:
             diff = np.abs(after_t[name][~tight] - w)
             sensitive.append(Row(name, float(diff.max()), float((diff / allowed).max()), TOLERANCES["step_floor"],
                                  None, bool((diff <= allowed).all()), name, float((diff / allowed).max())))
-    rows = [merge_rows(f"train step: updated weights, AdamW insensitive to the gradient difference "
-                       f"({n_total - n_sensitive} of {n_total})", stable)]
+    rows = []
+    if stable:  # empty only when every entry is sensitive: then the bound below judges them all
+        rows.append(merge_rows(f"train step: updated weights, AdamW insensitive to the gradient difference "
+                               f"({n_total - n_sensitive} of {n_total})", stable))
     if sensitive:
         rows.append(merge_rows(f"train step: updated weights within AdamW's sensitivity bound ({n_sensitive} entries)",
                                sensitive))
