@@ -119,7 +119,7 @@ class DistributedFull:
 
     track_checks_passed.unit = "fraction"
     track_checks_passed.pretty_name = "Expert-parallel equality checks passed (TF + Flax, 2/4/8 devices)"
-    track_checks_passed.version = "1"
+    track_checks_passed.version = "2"  # 2: the Flax sharded AdamW step judged with AdamW's sensitivity bound, as TF's
 
     def track_expert_parallel_devices(self, r):
         """P2.expert_parallel_nodes: the widest expert axis whose checks all passed (each device a node)."""
