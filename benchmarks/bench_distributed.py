@@ -24,6 +24,8 @@ import tempfile
 from . import common
 
 HOSTS = 8            # hosts writing the 671B checkpoint in parallel (64 GPUs over 8 nodes, as in issue 14)
+V3_HOSTS = 256       # DeepSeek-V3's training cluster: 2048 H800 GPUs, 8 per node (NOTES-deepseek)
+V3_TRAINING_BYTES = 8  # per parameter to resume training as V3 does: FP32 master weights + BF16 AdamW m and v
 SHARDS = 8           # parallel writers measured on this host (one per logical device)
 FP8_BYTES_PER_PARAM = 1 + 4 / (128 * 128)  # as bench_checkpoint: e4m3 weights + their block scales
 
@@ -49,8 +51,11 @@ class DistributedMemoryFull:
                                          bytes_per_param=FP8_BYTES_PER_PARAM)
         training = sharded_checkpoint_time(io["save_gb_s"], io["load_gb_s"], HOSTS, ModelConfig.v3_671b(),
                                            bytes_per_param=12)
+        cluster = sharded_checkpoint_time(io["save_gb_s"], io["load_gb_s"], V3_HOSTS, ModelConfig.v3_671b(),
+                                          bytes_per_param=V3_TRAINING_BYTES)
         return {"memory": memory, "io": io, "seconds_671b": scaled["extrapolated_save_s"] + scaled["extrapolated_load_s"],
-                "seconds_671b_training": training["extrapolated_save_s"] + training["extrapolated_load_s"]}
+                "seconds_671b_training": training["extrapolated_save_s"] + training["extrapolated_load_s"],
+                "seconds_671b_v3_cluster": cluster["extrapolated_save_s"] + cluster["extrapolated_load_s"]}
 
     setup_cache.timeout = 600
 
@@ -86,6 +91,16 @@ class DistributedMemoryFull:
     track_checkpoint_seconds_671b_sharded.unit = "s"
     track_checkpoint_seconds_671b_sharded.pretty_name = "Sharded checkpoint save + load, 671B FP8, 8 hosts (extrapolated)"
     track_checkpoint_seconds_671b_sharded.version = "1"
+
+    def track_checkpoint_seconds_671b_v3_cluster(self, r):
+        """P4.checkpoint_time: save + load of the 671B training checkpoint as V3 keeps it (FP32 master weights, BF16
+        AdamW moments: 8 bytes/param), every one of the 256 nodes of V3's cluster writing its shard in parallel at
+        the per-host throughput measured here with 8 parallel shard writers (EXTRAPOLATION)."""
+        return r["seconds_671b_v3_cluster"]
+
+    track_checkpoint_seconds_671b_v3_cluster.unit = "s"
+    track_checkpoint_seconds_671b_v3_cluster.pretty_name = "Sharded training checkpoint, 671B, V3's 256 nodes (extrapolated)"
+    track_checkpoint_seconds_671b_v3_cluster.version = "1"
 
     def track_checkpoint_seconds_671b_training_sharded(self, r):
         """P4.checkpoint_time (context): the same with the full training state (fp32 weights + AdamW m and v, 12 bytes/param)."""

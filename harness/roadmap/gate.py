@@ -163,8 +163,8 @@ def regressions(before: Mapping[str, CriterionResult], after: Mapping[str, Crite
         factor: how much worse a value must get to count, as a ratio.
 
     Returns:
-        one Regression per broken verdict and per gating value that got significantly worse, in the order
-        of ``after``.
+        one Regression per broken verdict and per gating (or calibrated-twin) value that got significantly
+        worse, in the order of ``after``.
     """
     out: list[Regression] = []
     for cid, new in after.items():
@@ -177,7 +177,10 @@ def regressions(before: Mapping[str, CriterionResult], after: Mapping[str, Crite
         old_checks = {r.check: r for r in old.checks}
         for res in new.checks:
             prev = old_checks.get(res.check)
-            if not (res.check.gate and res.measured_here and prev is not None):
+            # Gating values, and any value with a calibrated twin (GATE_TWINS): the twin tracks this code's own
+            # speed against the host, so it is gated even where the check is context (P4's one-host checkpoint).
+            calibrated = res.compared_name != res.check.benchmark
+            if not ((res.check.gate or calibrated) and res.measured_here and prev is not None):
                 continue
             a, b = prev.compared, res.compared
             if a is None or b is None or a.version != b.version or a.measured_at == b.measured_at:
