@@ -97,3 +97,16 @@ def test_comparisons_run_in_full_fp32_and_restore_the_settings():
         assert jax.config.jax_default_matmul_precision == "highest"
     assert tf.config.experimental.tensor_float_32_execution_enabled()
     assert jax.config.jax_default_matmul_precision in (None, "default")
+
+
+def test_a_non_finite_floor_is_not_noise(monkeypatch):
+    """Overflowing fp32 logits make Flax's distance from float64 infinite: that must fail, not excuse, the row."""
+    exact = np.linspace(-5, 5, 64).reshape(2, 32)
+    flax = exact.astype(np.float32)
+    flax[0, 0] = np.inf
+    tf = flax.copy()
+    _fake_oracle(monkeypatch, exact)
+    row = compare_row("logits", tf, flax, "logits")
+    judged, tf_row, _ = f64.oracle_rows(["model(tokens)"], [tf], [flax], None, None, {"router_indices": []}, [row])
+    assert judged.gate and not judged.passed and "non-finite" in judged.note
+    assert tf_row.gate and not tf_row.passed
