@@ -7,10 +7,35 @@ a step-by-step trace. Task families:
 - ``sort``: sort a string of digits, ``"sort 5291="`` -> ``"1259"`` (4-5 digits);
 - ``rev``: the format instruction "answer in reverse", ``"rev cab="`` -> ``"bac"`` (3-5 letters);
 - ``brk``: the format instruction "answer inside brackets", ``"brk cab="`` -> ``"[cab]"``;
-- ``add4``: 4-digit + 4-digit addition with at least ``MIN_CARRIES`` carries, the multi-step task of the
-  chain-of-thought and distillation experiments. Its trace is the column-by-column school method from
-  the units up, one step per column: ``"7+4+0=11 "`` (digit of a, digit of b, carry in, two-digit sum
-  whose tens digit is the carry out), then ``ANSWER_MARK`` and the answer.
+- ``mul``: short multiplication, a ``MUL_DIGITS``-digit number times one digit from 2 to 9,
+  ``"47358*8="`` -> ``"378864"``: the multi-step task of the chain-of-thought and distillation
+  experiments. Its trace is the school method from the units up, one step per digit of ``a``:
+  ``"8*8+0=64 "`` (digit of a, the multiplier, carry in, two-digit result whose tens digit is the
+  next carry), then ``ANSWER_MARK`` and the answer (the last carry, if any, then the units digits of
+  the steps, most significant first).
+
+Why ``mul`` needs the steps (argued before any run; it replaced ``add4``, 4-digit addition with >= 2
+carries, which the 64-wide 2-layer student learned without a trace to 0.8-0.9 exact match so that a
+trace had little left to add). The answer is written most significant digit first, so the model's first
+answer token already depends on every digit of ``a`` through the whole carry chain. In addition a carry is
+0 or 1 and the carry into column k is decided by ONE column: the nearest column below k whose digit sum is
+not 9 (it generates a carry or kills it). That is a single "find the nearest such position" lookup, which
+one attention layer can learn, so 2 layers can add in one pass, as ``add4`` showed. In multiplication by a
+digit d the carry into column k is ``floor(d * 0.a_{k-1}...a_0)``, one of 9 values that depends on ALL
+lower digits at geometrically shrinking weight (1/10, 1/100, ...) with no single deciding column; each
+step's carry is a non-linear function (``floor((a_k d + c_k) / 10)``) of the previous one, 5 deep for
+the leading digit. Two attention layers cannot run a 5-deep chain of dependent table look-ups, so a
+direct model must approximate it in one pass and be wrong near every carry boundary, while with the trace
+each step is one table look-up (a_k * d + c_k) on three tokens it can copy. Five digits (rather than four)
+lengthen the chain at a cost of 9 tokens; the problem space (~720k problems) is far larger than a
+training run sees (2,500 steps x 32), so neither arm can memorise its way to held-out problems.
+
+What the pilot then showed (one seed, the full 2,500 steps, after the argument above was written and not
+changed since): direct 0.43, traces 0.37 held-out exact match. The argument overrated how long the chain
+is that a direct model must run: for d = 2 and d = 5 the carry into a column is decided by the ONE digit
+below it (``floor(2x)`` and ``floor(5x)`` depend on x's first digit only), and for the other d mostly by
+the one or two digits below, so a local look-up solves many problems without the chain. Nothing was tuned
+after the pilot; the full run's gain is the result, whatever it is.
 
 A completion is the response text up to and including ``END``; ``final_answer`` takes what follows the
 last ``ANSWER_MARK`` (or the whole response when there is none), and ``check`` compares it exactly with
@@ -41,7 +66,7 @@ END = "."           # closes every response
 ANSWER_MARK = ">"   # separates a trace from the final answer
 PAD = 0             # padding byte (never produced by a task)
 HELD_OUT_BUCKETS = 5  # 1 in 5 payloads is held out
-MIN_CARRIES = 2     # add4 problems have at least this many column carries
+MUL_DIGITS = 5      # mul multiplies a MUL_DIGITS-digit number by one digit
 ADD_DIGITS = 2      # add operands have 1 to ADD_DIGITS digits
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 TOKENIZER = ByteTokenizer()
@@ -75,16 +100,19 @@ def _word(rng: np.random.Generator, lo: int, hi: int) -> str:
     return "".join(rng.choice(list(_LETTERS), int(rng.integers(lo, hi + 1))))
 
 
-def carry_trace(a: int, b: int, width: int) -> tuple[str, int]:
-    """The column method on ``width``-digit operands, units first: ``("7+4+0=11 6+9+1=16 ...", carries)``."""
-    steps, carry, carries = [], 0, 0
-    for i in range(width):
-        da, db = a // 10**i % 10, b // 10**i % 10
-        s = da + db + carry
-        steps.append(f"{da}+{db}+{carry}={s:02d} ")
-        carry = s // 10
-        carries += carry
-    return "".join(steps), carries
+def mul_trace(a: int, d: int) -> str:
+    """Short multiplication of ``a`` by the digit ``d``, units first: ``"8*8+0=64 5*8+6=46 ..."``.
+
+    One step per digit of ``a``: ``digit*d+carry=rr`` with ``rr`` the two-digit result (tens digit = next carry).
+    """
+    if not 0 <= d <= 9:
+        raise ValueError(f"mul_trace multiplies by one digit; got d={d}")
+    steps, carry = [], 0
+    for digit in (int(c) for c in reversed(str(a))):
+        r = digit * d + carry
+        steps.append(f"{digit}*{d}+{carry}={r:02d} ")
+        carry = r // 10
+    return "".join(steps)
 
 
 def _add(rng):
@@ -107,16 +135,15 @@ def _brk(rng):
     return Problem("brk", word, f"brk {word}=", f"[{word}]")
 
 
-def _add4(rng):
-    while True:
-        a, b = int(rng.integers(1000, 10000)), int(rng.integers(1000, 10000))
-        trace, carries = carry_trace(a, b, 4)
-        if carries >= MIN_CARRIES:
-            return Problem("add4", f"{a}+{b}", f"{a}+{b}=", str(a + b), trace)
+def _mul(rng):
+    a, d = int(rng.integers(10 ** (MUL_DIGITS - 1), 10**MUL_DIGITS)), int(rng.integers(2, 10))
+    return Problem("mul", f"{a}*{d}", f"{a}*{d}=", str(a * d), mul_trace(a, d))
 
 
 GENERATORS: dict[str, Callable[[np.random.Generator], Problem]] = {
-    "add": _add, "sort": _sort, "rev": _rev, "brk": _brk, "add4": _add4}
+    "add": _add, "sort": _sort, "rev": _rev, "brk": _brk, "mul": _mul}
+# Each task's random stream (frozen, so adding a task never changes another's problems; 1 was add4's, now mul's).
+_STREAM = {"add": 0, "mul": 1, "brk": 2, "rev": 3, "sort": 4}
 INSTRUCTION_TASKS = ("add", "sort", "rev", "brk")  # the instruction-following mix (SFT, GRPO)
 
 
@@ -141,7 +168,7 @@ def sample(task: str, n: int, split: str, seed: int) -> list[Problem]:
     if split not in ("train", "heldout"):
         raise ValueError(f"unknown split {split!r}; use 'train' or 'heldout'")
     want_held_out = split == "heldout"
-    rng = np.random.default_rng([seed, sorted(GENERATORS).index(task), int(want_held_out)])
+    rng = np.random.default_rng([seed, _STREAM[task], int(want_held_out)])
     out, seen, misses = [], set(), 0
     while len(out) < n:
         # 20,000 draws in a row without a new problem: the split has (practically) run out, so say so rather

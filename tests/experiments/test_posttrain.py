@@ -64,6 +64,15 @@ def test_relative_cot_gain_is_floored_at_one_problem():
     assert R.relative_gain(0.5, 0.0, 200) == pytest.approx(99.0)                 # a lower bound: direct solved none
 
 
+def test_retention_summary_is_the_median_over_student_seeds_with_its_spread():
+    out = R.seed_summary({0: 0.9, 1: 0.5, 2: 0.8})
+    assert out == pytest.approx({"median": 0.8, "min": 0.5, "max": 0.9, "spread": 0.4})
+    assert R.seed_summary({0: 0.6, 1: 0.8}) == pytest.approx({"median": 0.7, "min": 0.6, "max": 0.8, "spread": 0.2})
+    assert all(np.isnan(v) for v in R.seed_summary({0: 0.9, 1: float("nan")}).values())   # teacher solved nothing
+    with pytest.raises(ValueError, match="at least one seed"):
+        R.seed_summary({})
+
+
 @pytest.mark.slow
 def test_grpo_experiment_small_end_to_end(tmp_path):
     """The whole protocol at a small size: SFT, a snapshot, GRPO on 2 seeds, zero value parameters, checkpoints."""
@@ -80,8 +89,12 @@ def test_grpo_experiment_small_end_to_end(tmp_path):
 def test_reasoning_experiments_small_end_to_end(tmp_path):
     setup = R.ReasoningSetup(student=P.SFTSetup(steps=20), teacher=P.SFTSetup(dim=128, n_layers=3, steps=20,
                                                                               with_trace=True),
-                             seeds=(0, 1), eval_n=8, distill_prompts=64)
+                             seeds=(0, 1), distill_seeds=(0, 1), eval_n=8, distill_prompts=64)
     cot = R.cot_experiment(setup, str(tmp_path / "cot"))
     assert set(cot["direct"]) == set(cot["cot"]) == {0, 1} and len(cot["checkpoints"]) == 4
     distill = R.distill_experiment(setup, str(tmp_path / "distill"))
-    assert set(distill["student"]) == {0} and "teacher" in distill["checkpoints"]
+    assert set(distill["student"]) == set(distill["retention"]) == {0, 1} and "teacher" in distill["checkpoints"]
+    assert len(distill["checkpoints"]) == 3       # the teacher and 2 students
+    # 20 teacher steps may solve nothing: then every retention statistic is NaN (never a pass)
+    stats = [distill[f"retention_{k}"] for k in ("min", "median", "max")]
+    assert all(np.isnan(stats)) if distill["teacher"] == 0 else stats == sorted(stats)

@@ -5,13 +5,19 @@ import pytest
 
 from experiments import tasks as T
 
+SORT_SEED0, ADD_SEED0 = ["sort 8428=", "sort 6407="], ["67+34=", "0+0="]   # drawn with the streams before mul
+
 
 @pytest.mark.parametrize("task", sorted(T.GENERATORS))
 def test_every_generated_answer_is_right_by_an_independent_computation(task):
     for p in T.sample(task, 50, "train", seed=3):
-        if task in ("add", "add4"):
+        if task == "add":
             a, b = (int(x) for x in p.payload.split("+"))
             assert p.answer == str(a + b) and p.prompt == f"{a}+{b}="
+        elif task == "mul":
+            a, d = (int(x) for x in p.payload.split("*"))
+            assert p.answer == str(a * d) and p.prompt == f"{a}*{d}="
+            assert len(str(a)) == T.MUL_DIGITS and 2 <= d <= 9
         elif task == "sort":
             assert p.answer == "".join(sorted(p.payload)) and p.prompt == f"sort {p.payload}="
         elif task == "rev":
@@ -30,18 +36,38 @@ def test_checker_is_exact():
     assert T.final_answer("52") is None
 
 
-def test_traces_compute_the_column_method_and_the_answer_follows_the_mark():
-    trace, carries = T.carry_trace(4785, 3468, 4)
-    assert trace == "5+8+0=13 8+6+1=15 7+4+1=12 4+3+1=08 " and carries == 3
-    for p in T.sample("add4", 100, "heldout", seed=0):
+def test_mul_trace_is_the_school_method():
+    assert T.mul_trace(47358, 8) == "8*8+0=64 5*8+6=46 3*8+4=28 7*8+2=58 4*8+5=37 "   # 47358 * 8 = 378864
+    assert T.mul_trace(10000, 2) == "0*2+0=00 0*2+0=00 0*2+0=00 0*2+0=00 1*2+0=02 "
+    with pytest.raises(ValueError, match="one digit; got d=12"):
+        T.mul_trace(123, 12)
+
+
+def test_mul_traces_agree_with_python_arithmetic_step_by_step():
+    problems = T.sample("mul", 300, "heldout", seed=0) + T.sample("mul", 300, "train", seed=1)
+    assert {int(p.payload.split("*")[1]) for p in problems} == set(range(2, 10))     # every multiplier occurs
+    for p in problems:
+        a, d = (int(x) for x in p.payload.split("*"))
         steps = p.trace.split()
-        assert len(steps) == 4 and T.carry_trace(*(int(x) for x in p.payload.split("+")), 4)[1] >= T.MIN_CARRIES
-        digits = "".join(s[-1] for s in reversed(steps))                  # column sums' units, most significant first
-        carry_out = steps[-1][-2]                                          # tens digit of the last column's sum
-        assert (carry_out if carry_out == "1" else "") + digits == p.answer
+        assert len(steps) == T.MUL_DIGITS
+        carry = 0
+        for k, step in enumerate(steps):                        # step k: digit k of a (units first)
+            digit = a // 10**k % 10
+            assert step == f"{digit}*{d}+{carry}={digit * d + carry:02d}"
+            carry = (digit * d + carry) // 10
+        # the trace determines the answer: the last carry (if any), then the steps' units digits, most significant first
+        from_trace = (str(carry) if carry else "") + "".join(s[-1] for s in reversed(steps))
+        assert from_trace == p.answer == str(a * d)
         response = p.response(with_trace=True)
         assert response == f"{p.trace}{T.ANSWER_MARK}{p.answer}{T.END}" and T.check(p, response)
-        assert not T.check(p, f"{p.trace}{T.ANSWER_MARK}{int(p.answer) + 1}{T.END}")
+        assert not T.check(p, f"{p.trace}{T.ANSWER_MARK}{a * d + 1}{T.END}")
+        assert not T.check(p, f"{p.trace}{T.ANSWER_MARK}0{p.answer}{T.END}")   # a leading zero is wrong
+
+
+def test_streams_of_the_instruction_tasks_are_unchanged_by_the_task_set():
+    # frozen per-task streams: these problems were drawn before mul replaced add4 (sorted-name streams then)
+    assert [p.prompt for p in T.sample("sort", 2, "train", seed=0)] == SORT_SEED0
+    assert [p.prompt for p in T.sample("add", 2, "train", seed=0)] == ADD_SEED0
 
 
 @pytest.mark.parametrize("task", sorted(T.GENERATORS))
@@ -65,8 +91,8 @@ def test_sampling_is_seeded_and_distinct():
 
 
 def test_bad_task_split_or_size_is_named():
-    with pytest.raises(ValueError, match="unknown task 'mul'"):
-        T.sample("mul", 1, "train", 0)
+    with pytest.raises(ValueError, match="unknown task 'div'"):
+        T.sample("div", 1, "train", 0)
     with pytest.raises(ValueError, match="unknown split 'test'"):
         T.sample("add", 1, "test", 0)
     with pytest.raises(ValueError, match="fewer than"):
