@@ -77,8 +77,14 @@ def autoscale_experiment(model_dir: str, *, low_users: int = 1, high_users: int 
                 break
             time.sleep(0.5)
     stages = {users: at for users, at in data["stages"]}
-    step_up, step_down = stages[high_users], stages[0]
     records = data["records"]
+    if high_users not in stages:
+        raise RuntimeError(f"the load never stepped up to {high_users} users (locust recorded stages "
+                           f"{data['stages']}, exit status {data['returncode']}); no autoscaling to measure")
+    step_up = stages[high_users]
+    # Locust can stop before its shape's last tick under heavy host load: then the load ended when its last
+    # request did, and the step down is dated there.
+    step_down = stages.get(0, max((r.get("done") or r["started"] for r in records), default=time.time()))
     new = [r["started"] for r in records if r["outcome"] == "ok" and r["pid"] != first_pid and r["started"] >= step_up]
     scaled_up = bool(new) and min(new) - step_up <= high_s
     retired_at = _first_time(timeline, step_down, _one_replica)
@@ -91,5 +97,5 @@ def autoscale_experiment(model_dir: str, *, low_users: int = 1, high_users: int 
         retired=int(not math.isnan(retired_at)), retire_s=retired_at - step_down,
         low_users=low_users, high_users=high_users, stages=[[s, u] for s, u in spec.stages],
         autoscaling=config, timeline=[[round(t - step_up, 1), s] for t, s in timeline][::4],
-        locust_returncode=data["returncode"])
+        locust_returncode=data["returncode"], step_down_recorded=int(0 in stages))
     return numbers
