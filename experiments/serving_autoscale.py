@@ -51,7 +51,7 @@ def _first_time(timeline: list[tuple[float, dict[str, int]]], after: float, pred
 def autoscale_experiment(model_dir: str, *, low_users: int = 1, high_users: int = 8, low_s: float = 30.0,
                          high_s: float = 150.0, down_s: float = 60.0, retire_wait_s: float = 60.0,
                          prompt_len: int = 64, max_tokens: int = 32, n_prompts: int = 8, seed: int = 0,
-                         max_batch_size: int = 8) -> dict[str, Any]:
+                         max_batch_size: int = 8, max_requests: int = 100_000) -> dict[str, Any]:
     """Run the experiment of the module docstring; returns its numbers and the replica timeline."""
     from serving.cluster import free_port, local_server, replica_counts, wait_ready
 
@@ -63,7 +63,8 @@ def autoscale_experiment(model_dir: str, *, low_users: int = 1, high_users: int 
         first_pid = info["replica"]["pid"]
         prompts = seeded_prompts(n_prompts, prompt_len, info["export"]["vocab_size"], seed)
         references = reference_answers(server.url, prompts, max_tokens)
-        spec = LoadSpec(prompts, max_tokens, users=high_users, retries=2, retry_backoff_s=1.0,
+        # The request bound must not end the step load early (a fast model, e.g. tiny, issues ~100 requests/s).
+        spec = LoadSpec(prompts, max_tokens, users=high_users, retries=2, retry_backoff_s=1.0, max_requests=max_requests,
                         stages=[(low_s, low_users), (high_s, high_users), (down_s, 0)])
         load = Background(server.url, spec, tmp)
         while load.running():
@@ -78,13 +79,16 @@ def autoscale_experiment(model_dir: str, *, low_users: int = 1, high_users: int 
             time.sleep(0.5)
     stages = {users: at for users, at in data["stages"]}
     records = data["records"]
+    if 0 not in stages and data.get("issued", 0) >= max_requests:
+        raise RuntimeError(f"the load hit its bound of {max_requests} requests before its step down: raise "
+                           "max_requests so the stages run their full length")
     if high_users not in stages:
         raise RuntimeError(f"the load never stepped up to {high_users} users (locust recorded stages "
                            f"{data['stages']}, exit status {data['returncode']}); no autoscaling to measure")
     step_up = stages[high_users]
     # Locust can stop before its shape's last tick under heavy host load: then the load ended when its last
     # request did, and the step down is dated there.
-    step_down = stages.get(0, max((r.get("done") or r["started"] for r in records), default=time.time()))
+    step_down = stages.get(0, max((r.get("done") or r.get("sent", 0.0) for r in records), default=time.time()))
     new = [r["started"] for r in records if r["outcome"] == "ok" and r["pid"] != first_pid and r["started"] >= step_up]
     scaled_up = bool(new) and min(new) - step_up <= high_s
     retired_at = _first_time(timeline, step_down, _one_replica)
