@@ -21,7 +21,7 @@ import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -134,12 +134,9 @@ def check_pins(pyproject: str | os.PathLike = PYPROJECT, import_modules: bool = 
         out.append(ToolCheck(str(req), installed, module, problem))
     if import_modules:
         failures = import_problems([c.module for c in out if c.ok])
-        out = [
-            ToolCheck(c.requirement, c.installed, c.module,
-                      f"import {c.module} ({Requirement(c.requirement).name} {c.installed}) fails: {failures[c.module]}")
-            if c.module in failures and c.ok else c
-            for c in out
-        ]
+        out = [replace(c, problem=f"import {c.module} ({Requirement(c.requirement).name} {c.installed}) fails: "
+                                  f"{failures[c.module]}") if c.ok and c.module in failures else c
+               for c in out]
     return out
 
 

@@ -143,3 +143,16 @@ def measured(criterion_id: str, *checks: Check) -> Binding:
         the Binding.
     """
     return Binding(criterion_id, checks=checks)
+
+
+def not_measured(criterion_id: str, reason: str) -> Binding:
+    """A criterion the project delivers but cannot measure here, with the concrete ``reason``.
+
+    Args:
+        criterion_id: the roadmap criterion's id.
+        reason: why no value can be measured on this host (what it would need).
+
+    Returns:
+        the Binding.
+    """
+    return Binding(criterion_id, not_measured=NotMeasured(reason))

@@ -37,6 +37,7 @@ from harness.roadmap import testrun
 from harness.roadmap.checks import (Binding, BindingError, Check, Comparator, Evidence, NotDelivered,  # noqa: F401
                                     NotMeasured)
 from harness.roadmap.checks import measured as _measured
+from harness.roadmap.checks import not_measured as _not
 from harness.roadmap.criteria_p3_p4 import PHASE_3, PHASE_4
 from harness.roadmap.criteria_p5_p6 import PHASE_5, PHASE_6
 from harness.roadmap.results import BenchmarkInfo
@@ -82,10 +83,6 @@ _GROUP = "bench_quality.SuiteRun.track_group_passed"
 _PINS = "bench_quality.DevTools.track_pinned_tools_ok"
 _PIP = "bench_quality.DevTools.track_pip_check_problems"
 _RECORD = "the latest recorded run of the whole default suite at this commit (.asv/tests/<sha>.json)"
-
-
-def _not(cid: str, reason: str) -> Binding:
-    return Binding(cid, not_measured=NotMeasured(reason))
 
 
 def _not_delivered(cid: str, reason: str) -> Binding:

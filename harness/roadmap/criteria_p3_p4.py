@@ -6,8 +6,9 @@ say about a 671B model."""
 
 from __future__ import annotations
 
-from harness.roadmap.checks import Binding, Check, Comparator, Evidence, NotMeasured
+from harness.roadmap.checks import Binding, Check, Comparator, Evidence
 from harness.roadmap.checks import measured as _measured
+from harness.roadmap.checks import not_measured as _not
 
 E, C = Evidence, Comparator
 
@@ -24,7 +25,7 @@ PHASE_3: tuple[Binding, ...] = (
                            "schedules run on logical devices with gradients equal to the unpipelined step, and "
                            "match the published memory table (2x parameters, PP + 1 activations) (tests)")
                 for pp in _PPS)),
-    Binding("P3.scale_64_gpus", not_measured=NotMeasured(
+    _not("P3.scale_64_gpus", (
         "needs a GPU cluster: the 64-GPU cost model (experiments.comm_model, docs/pipeline.md) gives a weak-scaling "
         "estimate, but every input of it is assumed (GPU throughput, micro-batch count), none measured, the seed "
         "states no scaling threshold, and the 671B model's memory needs 16 such 64-GPU groups (PP16), so no "

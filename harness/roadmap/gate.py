@@ -189,7 +189,7 @@ def regressions(before: Mapping[str, CriterionResult], after: Mapping[str, Crite
             if why is None:
                 continue
             what = res.check.label
-            if res.compared_name != res.check.benchmark:
+            if calibrated:
                 what += f" (gate: {res.compared_name.rsplit('.', 1)[-1]} {_fmt(a.value)} -> {_fmt(b.value)})"
             out.append(Regression(cid, what, _fmt(prev.value), _fmt(res.value), old.commit, new.commit, why))
     return out
