@@ -145,6 +145,19 @@ def sparse_dispatch(indices: tf.Tensor, n_experts: int, tile_rows: int, n_rows: 
     return slot_of_assignment, assignment_of_slot, counts, row_start
 
 
+def gather_rows(x: tf.Tensor, assignment_of_slot: tf.Tensor, n_assignments: int, k: int) -> tf.Tensor:
+    """The row buffer: slot ``s`` holds token ``assignment_of_slot[s] // k`` of ``x`` [X, D], padding slots zero.
+
+    Padding is a select on a clipped gather, not a gather from ``concat([x, zero row])``: the
+    gradient of a concat that receives an IndexedSlices splits it with a dynamic-shape ``tf.where``,
+    and XLA's bridge then runs value inference back through the routing, evaluating every upstream
+    matmul on the host (200 s of the bench train step's compile; issue 13).
+    """
+    valid = assignment_of_slot < n_assignments                                  # [n_rows]
+    rows = tf.gather(x, tf.where(valid, assignment_of_slot // k, 0))            # [n_rows, D]
+    return tf.where(valid[:, None], rows, tf.zeros_like(rows))
+
+
 def tiled_swiglu(xs: tf.Tensor, counts: tf.Tensor, row_start: tf.Tensor, tile_rows: int, w1: tf.Variable,
                  w2: tf.Variable, w3: tf.Variable, matmul: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]) -> tf.Tensor:
     """SwiGLU of the expert-sorted row buffer ``xs`` [n_rows, D] (``sparse_dispatch``'s layout). [n_rows, D].
@@ -225,8 +238,7 @@ class MoE(tf.Module):
         self.rows_evaluated = n_rows
         slot_of_assignment, assignment_of_slot, counts, row_start = sparse_dispatch(
             indices, self.n_experts, tile_rows, n_rows)
-        x_ext = tf.concat([x, tf.zeros([1, d], x.dtype)], 0)                     # [X+1, D]; row X is zero
-        xs = tf.gather(x_ext, tf.where(assignment_of_slot < a, assignment_of_slot // k, n))  # [n_rows, D]
+        xs = gather_rows(x, assignment_of_slot, a, k)                            # [n_rows, D]
         if differentiable:
             y = self._tiled(xs, counts, row_start, tile_rows, n_rows)
         else:

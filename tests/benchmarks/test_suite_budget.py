@@ -15,7 +15,9 @@ benchmarks then run in light processes that only unpickle the cached numbers. So
 The limits are the counts of the suite as issue 13 left it (44 heavy, 28 light; the suite before had 45
 heavy and 17 light, and its main job took 12-13 min on the 2-core host, issue 13), plus the two
 ``setup_cache`` processes of issue 14's pipeline benchmarks (PipelineBubbles measures stage costs once;
-CommModel is arithmetic only) and their three readers, admitted after the main job's wall time was measured with them. A benchmark that adds a
+CommModel is arithmetic only) and their three readers, admitted after the main job's wall time was measured with them,
+and the three readers of TrainThroughput's ``setup_cache`` (its ratio and the two first-step times; the
+class was one heavy process before and still is). A benchmark that adds a
 heavy process must fit the budget by removing one, or go to the full tier (a class named ``*Full``, which
 ``run`` leaves out and which does not count here). These counts are a guard, not a timing: the main job's
 wall time is measured by running it.
@@ -35,7 +37,7 @@ from asv_runner.discovery import disc_benchmarks
 from benchmarks.common import REPO_ROOT
 
 HEAVY_LIMIT = 46
-LIGHT_LIMIT = 31
+LIGHT_LIMIT = 34
 
 
 def _main_job():

@@ -139,7 +139,10 @@ def test_mtp_speedup_gates_on_the_proxy_that_keeps_v3s_cost_ratio():
 
 def test_train_speed_gates_on_the_ratio_and_keeps_absolute_time_as_context():
     checks = BINDINGS["PX.tf_train_speed"].checks
-    assert [c.benchmark for c in checks if c.gate] == ["bench_throughput.TrainThroughput.track_tf_over_flax_train"]
+    assert [c.benchmark for c in checks if c.gate] == ["bench_throughput.TrainThroughput.track_tf_over_flax_train",
+                                                      "bench_throughput.TrainThroughput.track_first_step_seconds"]
+    compile_check = next(c for c in checks if c.benchmark.endswith("track_first_step_seconds"))
+    assert compile_check.params == (("framework", "tf-xla"),) and compile_check.threshold == 60.0  # issue 13
     assert any(c.benchmark.endswith("time_train_step") and not c.gate for c in checks)
     assert not any(c.benchmark.endswith("time_train_step") for c in BINDINGS["PX.tf_prefill_speed"].checks)
 

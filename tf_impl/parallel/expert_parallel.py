@@ -28,7 +28,7 @@ from numpy.typing import ArrayLike
 
 from harness.config import ModelConfig, TrainConfig
 from tf_impl.model import Transformer
-from tf_impl.moe import MoE, dispatch_plan, sparse_dispatch, tiled_swiglu
+from tf_impl.moe import MoE, dispatch_plan, gather_rows, sparse_dispatch, tiled_swiglu
 from tf_impl.parallel.mesh import Collectives, DeviceMesh
 from tf_impl.losses import bias_update, compute_loss
 from tf_impl.parallel.zero import FlatAdamW, split_flat
@@ -71,8 +71,7 @@ class ExpertDispatch:
         r, d = xs.shape
         tile_rows, n_rows = dispatch_plan(r, self.n_local, loop=False)
         slot_of_row, row_of_slot, counts, row_start = sparse_dispatch(ids[:, None], self.n_local, tile_rows, n_rows)
-        xs_ext = tf.concat([xs, tf.zeros([1, d], xs.dtype)], 0)                  # [M*P+1, D]; last row zero
-        sorted_rows = tf.gather(xs_ext, tf.where(row_of_slot < r, row_of_slot, r))  # [n_rows, D]
+        sorted_rows = gather_rows(xs, row_of_slot, r, 1)                         # [n_rows, D]
         moe = self.moe
         y = tiled_swiglu(sorted_rows, counts, row_start, tile_rows, moe.w1, moe.w2, moe.w3, moe._matmul)
         return tf.gather(y, slot_of_row)                                         # [M*P, D]
