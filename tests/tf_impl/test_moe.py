@@ -100,6 +100,29 @@ def test_sparse_moe_equals_dense_reference(differentiable, compiled):
     np.testing.assert_array_equal(load, np.bincount(idx.ravel(), minlength=8))
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "xla"])
+def test_looped_dispatch_runs_big_and_small_tiles_of_a_crowded_expert(compiled):
+    """The loop scheme runs an expert's rows in big tiles (``_BIG_TILES`` small ones) while one fits,
+    then in small tiles: with a gate bias that sends every token to expert 0, its run of 304 rows is 4
+    big tiles of 64 and three small tiles of 16, and the other experts have a handful of rows each."""
+    import tf_impl.moe as moe_module
+
+    moe = _moe(n_experts=32, k=2)
+    moe.gate_bias.assign(np.eye(32, dtype=np.float32)[0] * 10.0)              # expert 0 is always chosen
+    x = np.random.default_rng(5).standard_normal((4, 76, 16)).astype(np.float32)
+    tile_rows, _ = dispatch_plan(304 * 2, 32, loop=True)
+    big = tile_rows * moe_module._BIG_TILES
+    assert tile_rows >= moe_module._MIN_ROWS_FOR_BIG and (tile_rows, big) == (16, 64)
+    assert 304 % big > 0 and 304 % big % tile_rows == 0
+    fn = (lambda v: moe(v, False)[0])
+    if compiled:
+        fn = tf.function(fn, jit_compile=True)
+    y = fn(tf.constant(x)).numpy()
+    ref, idx = _dense_reference(moe, x.reshape(304, 16))
+    assert (idx == 0).any(axis=1).all()
+    np.testing.assert_allclose(y.reshape(304, 16), ref, rtol=1e-5, atol=1e-5)
+
+
 def test_dispatch_rows_scale_with_tokens_times_k_not_experts():
     for loop in (False, True):
         for m, k in [(4, 2), (64, 4), (512, 8)]:
