@@ -36,7 +36,7 @@ from tf_impl.fp8 import fp8_matmul
 from tf_impl.linear import Linear, init_weight
 
 _MAX_TILE_ROWS = 64
-_BIG_TILES = 4  # the loop scheme's big tile is this many tiles: 256-row GEMMs in a bench prefill
+_BIG_TILES = 4  # the loop scheme's biggest tile is this many tiles: 256-row GEMMs in a bench prefill
 _MIN_ROWS_FOR_BIG = 16  # below this many rows per tile (decode) the loop scheme keeps one tile size
 
 
@@ -160,6 +160,15 @@ def gather_rows(x: tf.Tensor, assignment_of_slot: tf.Tensor, n_assignments: int,
     return tf.where(valid[:, None], rows, tf.zeros_like(rows))
 
 
+def expert_slice(w: tf.Tensor | tf.Variable, e: tf.Tensor) -> tf.Tensor:
+    """Expert ``e``'s matrix [O, I] of the stacked ``w`` [E, O, I], for a matmul inside a compiled loop.
+
+    A dynamic slice, not ``tf.gather``: XLA on CPU copies a gathered [O, I] row element by element, which
+    cost more than the 64 experts' matmuls themselves in a bench-sized layer (51 vs 36 ms, issue 13).
+    """
+    return tf.reshape(xla.dynamic_slice(w, [e, 0, 0], [1, *w.shape[1:]]), w.shape[1:])  # [1, O, I] -> [O, I]
+
+
 def tiled_swiglu(xs: tf.Tensor, counts: tf.Tensor, row_start: tf.Tensor, tile_rows: int, w1: tf.Variable,
                  w2: tf.Variable, w3: tf.Variable, matmul: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]) -> tf.Tensor:
     """SwiGLU of the expert-sorted row buffer ``xs`` [n_rows, D] (``sparse_dispatch``'s layout). [n_rows, D].
@@ -256,22 +265,25 @@ class MoE(tf.Module):
         """A while loop over the non-empty experts, inner ones over each expert's tiles. [n_rows, D].
 
         Each expert's weights are read once, straight into its matmuls (no concatenated copy). Its
-        rows run in big tiles of ``_BIG_TILES * tile_rows`` rows while a whole one fits in its run, then in
-        tiles of ``tile_rows``: the GEMMs are big where an expert has many rows (prefill: 0.41 -> 0.51
-        MFU at bench, B=8 x T=256) and the padding stays below ``tile_rows`` rows per expert. Both tile
-        shapes are static. With tiles under ``_MIN_ROWS_FOR_BIG`` rows (decode) one tile size runs.
+        run of rows is cut greedily into tiles of ``_BIG_TILES``, ..., 2, 1 times ``tile_rows`` rows (a
+        binary decomposition, so each smaller size runs at most once): the GEMMs are big where an expert
+        has many rows (prefill: 0.41 -> 0.51 MFU at bench, B=8 x T=256) and the padding stays below
+        ``tile_rows`` rows per expert. Every tile shape is static. With tiles under
+        ``_MIN_ROWS_FOR_BIG`` rows (decode) one tile size runs.
         """
         d = xs.shape[1]
-        big = tile_rows * _BIG_TILES
-        use_big = _BIG_TILES > 1 and tile_rows >= _MIN_ROWS_FOR_BIG
+        # Tile sizes in small tiles, biggest first: 4, 2, 1 (one size for one-row decode tiles, where a
+        # loop per size costs more than it saves).
+        sizes = [1]
+        while tile_rows >= _MIN_ROWS_FOR_BIG and sizes[0] * 2 <= _BIG_TILES:
+            sizes.insert(0, sizes[0] * 2)
         used = tf.argsort(tf.cast(counts == 0, tf.int32), stable=True)           # [E] non-empty experts first
         n_used = tf.reduce_sum(tf.cast(counts > 0, tf.int32))
         n_tiles = (counts + tile_rows - 1) // tile_rows                          # [E] small tiles per expert
-        n_big = n_tiles // _BIG_TILES                                            # [E] big tiles per expert
 
         def expert_body(i, y):
             e = tf.gather(used, i)  # gather, not used[i]: XLA would demand a constant index
-            w1, w3, w2 = (tf.gather(w, e) for w in (self.w1, self.w3, self.w2))  # [F, D], [F, D], [D, F]
+            w1, w3, w2 = (expert_slice(w, e) for w in (self.w1, self.w3, self.w2))  # [F, D], [F, D], [D, F]
             first = tf.gather(row_start, e)
 
             def swiglu(xt):                                                      # [W, D] -> [W, D]
@@ -289,11 +301,11 @@ class MoE(tf.Module):
                     return j + 1, xla.dynamic_update_slice(y, swiglu(xla.dynamic_slice(xs, [r, 0], [rows, d])), [r, 0])
                 return lambda y: tf.while_loop(lambda j, y: j < n, body, (0, y))[1]
 
-            if not use_big:  # one-row tiles (decode): a second loop per expert costs more than it saves
-                return i + 1, tiles(tile_rows, 0, tf.gather(n_tiles, e))(y)
-            nb = tf.gather(n_big, e)
-            y = tiles(big, 0, nb)(y)
-            y = tiles(tile_rows, nb * _BIG_TILES, tf.gather(n_tiles, e) - nb * _BIG_TILES)(y)
+            left, done = tf.gather(n_tiles, e), 0                                # in small tiles
+            for units in sizes:                                                  # greedy: 4, 2, 1 small tiles
+                n = left // units
+                y = tiles(units * tile_rows, done, n)(y)
+                left, done = left - n * units, done + n * units
             return i + 1, y
 
         return tf.while_loop(lambda i, y: i < n_used, expert_body, (0, tf.zeros([n_rows, d], xs.dtype)))[1]
