@@ -15,7 +15,8 @@ Sparse dispatch (static shapes, so it compiles under ``tf.function(jit_compile=T
    * tiled (``differentiable=True``, used by ``forward_aux`` and so by training): every tile gathers
      its expert's w1/w3/w2 and one grouped matmul runs all tiles (``einsum('UWD,UFD->UWF')``);
    * looped (inference: forward, prefill, decode): an XLA while loop over the non-empty experts
-     (dynamic trip count) reads each expert's weights once, and an inner loop runs its tiles.
+     (dynamic trip count) reads each expert's weights once (a dynamic slice, ``expert_slice``), and
+     inner loops run its rows in tiles of 4, 2 and 1 times ``tile_rows`` (``MoE._looped``).
    Either way the expert-row evaluations are bounded by ``n_rows``, which grows with X*K and not
    with X*E (``MoE.rows_evaluated`` records it at trace time; tests/tf_impl/test_moe.py checks it).
 4. Each assignment reads its output row back (a gather, no scatter-add) and the K rows of a token
