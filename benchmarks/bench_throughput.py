@@ -234,8 +234,8 @@ class Decode(_Timed):
 def _train_step_call(framework: str, batch: int, seq_len: int, preset: str = "bench"):
     """A no-argument call running one optimizer step of the bench model on ``batch`` x ``seq_len`` tokens.
 
-    tf-xla: ``tf_impl.train.Trainer``'s default step, one ``tf.function`` compiled by XLA; tf-graph: the
-    same step without XLA (``jit_compile=False``); tf-eager: the same step under
+    tf-xla: ``tf_impl.train.Trainer``'s step compiled by XLA (``jit_compile=True``); tf-graph: the
+    same ``tf.function`` without XLA (the Trainer's default); tf-eager: the same step under
     ``tf.config.run_functions_eagerly``; flax-jit: ``reference.train.train_step`` under ``jax.jit``.
     Both frameworks start from the canonical weights and take the same tokens; each call returns when
     the whole step is done (TF returns floats after its one compiled function; JAX waits with
@@ -277,8 +277,9 @@ class TrainStep(_Timed):
     """One optimizer step (forward with MTP, losses, backward, AdamW, gate-bias update).
 
     B=2 sequences of 64 tokens at the bench config (``_train_step_call``): tf-xla (the Trainer's
-    default) and tf-graph (the same step without XLA) beside flax-jit. Context for PX.tf_train_speed:
-    the per-framework times behind TrainThroughput.track_tf_over_flax_train.
+    step under XLA) and tf-graph (the same step without XLA, the Trainer's default) beside flax-jit.
+    Context for PX.tf_train_speed: the per-framework times behind
+    TrainThroughput.track_tf_over_flax_train.
     """
 
     version = "3"  # 3: flax-jit timed to the end of its update (was: the loss); 2: tf-xla replaces tf-eager
@@ -323,7 +324,7 @@ def _train_numbers(batch: int, seq_len: int, reps: int) -> dict:
 class TrainThroughput:
     """TF training steps/s over Flax training steps/s, both compiled, timed alternately in one process.
 
-    Serves PX.tf_train_speed. TF runs the Trainer's default step (one ``tf.function`` compiled by XLA),
+    Serves PX.tf_train_speed. TF runs the Trainer's step compiled by XLA (``jit_compile=True``),
     Flax runs ``reference.train.train_step`` under ``jax.jit``; same canonical weights, same 2 x 64
     tokens, the same work per step (forward with MTP, losses, backward, AdamW, gate-bias update).
     One ``setup_cache`` process times both compiles and the alternating rounds (``_train_numbers``).
@@ -362,7 +363,7 @@ class TrainThroughput:
 class TrainMemoryFull:
     """Peak resident memory of a process that built the bench model and ran three training steps.
 
-    B=4 x T=128, per framework: ``tf-graph`` (the Trainer's default step) beside ``flax-jit``
+    B=4 x T=128, per framework: ``tf-xla`` and ``tf-graph`` (the Trainer's default) beside ``flax-jit``
     (``reference.train.train_step``), so the TF peak reads against its peer's at the same batch (issue
     13's target: TF <= Flax, and flat across steps). Three steps, not one: the first traces/compiles, and
     a backward pass that held per-iteration tensors would grow from step to step. Measured 2026-11-26
@@ -371,7 +372,7 @@ class TrainMemoryFull:
     --full``): each process spends about a minute compiling, for a number no verdict gates on.
     """
 
-    version = "3"  # 3: tf-xla (the Trainer's default); 2: B=4 x T=128, three steps, framework parameter
+    version = "3"  # 3: tf-xla added; 2: B=4 x T=128, three steps, framework parameter
     timeout = 600
     params = [("tf-xla", "tf-graph", "flax-jit")]
     param_names = ["framework"]

@@ -314,15 +314,15 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
                     (("framework", "tf-xla"),), gate=False, note="context: peak RSS of the decode process")),
     _measured("PX.tf_train_speed",
               Check("bench_throughput.TrainThroughput.track_tf_over_flax_train", C.GE, 1.0, "ratio", E.MEASURED,
-                    note="bench config, B=2 x T=64: TF Trainer step (XLA-compiled, its default) vs Flax train_step "
+                    note="bench config, B=2 x T=64: TF Trainer step (XLA-compiled, jit_compile=True) vs Flax train_step "
                          "(jax.jit), alternating in one process; the median of the pairs"),
               Check("bench_throughput.TrainThroughput.track_first_step_seconds", C.LT, 60.0, "seconds", E.MEASURED,
                     (("framework", "tf-xla"),),
                     note="the XLA compile a user waits for: the first TF training step in a fresh process, "
                          "trace + compile + run (issue 13: compile < 60 s)"),
               Check(_TRAIN_STEP, C.LE, 10.0, "seconds", E.MEASURED, (("framework", "tf-xla"),), gate=False,
-                    note="context: absolute time of one TF training step (the Trainer's default); tf-graph "
-                         "(no XLA) and flax-jit beside it in the asv HTML"),
+                    note="context: absolute time of one XLA-compiled TF training step; tf-graph (no XLA, the "
+                         "Trainer's default) and flax-jit beside it in the asv HTML"),
               Check("bench_throughput.TrainMemoryFull.peakmem_train_step", C.LE, 8e9, "bytes", E.MEASURED,
                     (("framework", "tf-xla"),), gate=False,
                     note="context: peak RSS of a process running three TF training steps at B=4 x T=128; "
