@@ -296,16 +296,16 @@ class MoE(tf.Module):
                 h = tf.nn.silu(tf.matmul(xt, w1, transpose_b=True)) * tf.matmul(xt, w3, transpose_b=True)  # [W, F]
                 return tf.matmul(h, w2, transpose_b=True)
 
-            def tiles(rows, first_tile, n):
+            def run_tiles(y, rows, first_tile, n):                               # n tiles of `rows` rows
                 def body(j, y):
                     r = first + first_tile * tile_rows + j * rows
                     return j + 1, xla.dynamic_update_slice(y, swiglu(xla.dynamic_slice(xs, [r, 0], [rows, d])), [r, 0])
-                return lambda y: tf.while_loop(lambda j, y: j < n, body, (0, y))[1]
+                return tf.while_loop(lambda j, y: j < n, body, (0, y))[1]
 
             left, done = tf.gather(n_tiles, e), 0                                # in small tiles
             for units in sizes:                                                  # greedy: 4, 2, 1 small tiles
                 n = left // units
-                y = tiles(units * tile_rows, done, n)(y)
+                y = run_tiles(y, units * tile_rows, done, n)
                 left, done = left - n * units, done + n * units
             return i + 1, y
 
