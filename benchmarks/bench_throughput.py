@@ -235,8 +235,8 @@ def _train_step_call(framework: str, batch: int, seq_len: int, preset: str = "be
     """A no-argument call running one optimizer step of the bench model on ``batch`` x ``seq_len`` tokens.
 
     tf-xla: ``tf_impl.train.Trainer``'s step compiled by XLA (``jit_compile=True``); tf-graph: the
-    same ``tf.function`` without XLA (the Trainer's default); tf-eager: the same step under
-    ``tf.config.run_functions_eagerly``; flax-jit: ``reference.train.train_step`` under ``jax.jit``.
+    same ``tf.function`` without XLA (the Trainer's default); flax-jit: ``reference.train.train_step``
+    under ``jax.jit``.
     Both frameworks start from the canonical weights and take the same tokens; each call returns when
     the whole step is done (TF returns floats after its one compiled function; JAX waits with
     ``block_until_ready`` on the loss, the optimizer state and the updated weights).
@@ -251,7 +251,6 @@ def _train_step_call(framework: str, batch: int, seq_len: int, preset: str = "be
 
         from tf_impl.train import Trainer
 
-        tf.config.run_functions_eagerly(framework == "tf-eager")
         trainer = Trainer(model, cfg, progress=False, jit_compile=framework == "tf-xla")
         tokens = tf.constant(toks)
         return lambda: trainer.train_step(tokens)  # returns floats: synchronised
@@ -306,15 +305,11 @@ def _train_numbers(batch: int, seq_len: int, reps: int) -> dict:
     time is the compile cost a user pays once per process. A second call runs the compiled step, then
     ``reps`` rounds alternate Flax and TF so both sides see the same machine state.
     """
-    import time
-
     out = {"first_call": {}}
     steps = {}
     for fw in ("tf-xla", "flax-jit"):
         steps[fw] = _train_step_call(fw, batch, seq_len)
-        t0 = time.perf_counter()
-        steps[fw]()
-        out["first_call"][fw] = time.perf_counter() - t0
+        out["first_call"][fw] = common.seconds(steps[fw])
         steps[fw]()
     rounds = common.interleaved_seconds([steps["flax-jit"], steps["tf-xla"]], reps)  # [reps][flax, tf]
     out["ratio"] = [flax / tf for flax, tf in rounds]
