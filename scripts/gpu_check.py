@@ -221,8 +221,8 @@ def make_expected(out: Path, configs: list[str], force: bool) -> int:
             "decode_min_margin": float(np.diff(np.sort(data["decode_logits_flax"], -1)[..., -2:], axis=-1).min()),
         }
         np.savez_compressed(out / f"{name}.npz", **data)
-        print(f"{name}: expectations written ({time.perf_counter() - t0:.0f} s); floors {meta['configs'][name]['floor']}",
-              flush=True)
+        print(f"{name}: expectations written ({time.perf_counter() - t0:.0f} s); distances from float64 "
+              f"{meta['configs'][name]['floor']}", flush=True)
     (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     total = sum(p.stat().st_size for p in out.iterdir())
     print(f"{out}: {total / 2**20:.1f} MiB", flush=True)
@@ -233,8 +233,14 @@ def make_expected(out: Path, configs: list[str], force: bool) -> int:
 class Report:
     """Collects the steps' results; ``step`` runs one in try/except so a failure never stops the rest."""
 
-    def __init__(self):
-        self.data: dict[str, Any] = {"tf": TF_NOTE, "steps": {}, "rows": [], "errors": []}
+    def __init__(self, out: Path):
+        self.out = out
+        self.data: dict[str, Any] = {"tf": TF_NOTE, "ok": None, "complete": False, "steps": {}, "rows": [],
+                                     "errors": []}
+
+    def save(self) -> None:
+        """Write gpu_check.json now: after every step, so a run killed at its time limit still leaves its results."""
+        (self.out / "gpu_check.json").write_text(json.dumps(self.data, indent=1, default=_jsonable) + "\n")
 
     def step(self, label: str, fn: Callable[[], Any]) -> Any:
         t0 = time.perf_counter()
@@ -248,6 +254,7 @@ class Report:
             print(f"    FAILED: {message}", flush=True)
             result = None
         self.data["steps"][label] = round(time.perf_counter() - t0, 2)
+        self.save()
         return result
 
     def row(self, config: str, precision: str, what: str, a, b, key: str, gate: bool = True, note: str = "") -> None:
@@ -277,7 +284,6 @@ class Report:
 def check(expected: Path, out: Path, configs: list[str], precisions: list[str], allow_cpu: bool, timings: bool,
           force: bool, budget_s: float) -> int:
     started = time.perf_counter()
-    report = Report()
     meta = json.loads((expected / "meta.json").read_text())
     if meta.get("format") != FORMAT:
         raise SystemExit(f"gpu_check: {expected}/meta.json has format {meta.get('format')}, this script reads "
@@ -289,6 +295,7 @@ def check(expected: Path, out: Path, configs: list[str], precisions: list[str], 
     if target.exists() and not force:
         raise SystemExit(f"gpu_check: {target} exists; choose another --out or pass --force to overwrite it")
     out.mkdir(parents=True, exist_ok=True)
+    report = Report(out)
     print(TF_NOTE, flush=True)
     report.data["expected_meta"] = {k: v for k, v in meta.items() if k != "configs"}
 
@@ -303,7 +310,13 @@ def check(expected: Path, out: Path, configs: list[str], precisions: list[str], 
             flax_version = f"unavailable: {exc}"
         env = {"platform": dev.platform, "device": str(dev), "device_kind": getattr(dev, "device_kind", "?"),
                "n_devices": len(jax.devices()), "jax": jax.__version__, "flax": flax_version, "numpy": np.__version__,
-               "python": platform.python_version(), "default_backend": jax.default_backend()}
+               "python": platform.python_version(), "default_backend": jax.default_backend(),
+               "repo_root": str(_repo_root())}
+        try:
+            import reference
+            env["reference_module"] = reference.__file__  # the checkout's, not an installed copy
+        except Exception as exc:  # noqa: BLE001 - reported; the config steps will fail with the details
+            env["reference_module"] = f"import failed: {type(exc).__name__}: {exc}"
         print(f"    {env}", flush=True)
         report.data["environment"] = env
         if dev.platform != "gpu" and not allow_cpu:
@@ -488,9 +501,10 @@ def finish(report: Report, out: Path) -> int:
     failed = [r for r in rows if r["verdict"] == "FAIL"]
     ok = not failed and not report.data["errors"] and any(r["verdict"] == "PASS" for r in rows)
     report.data["ok"] = ok
+    report.data["complete"] = True
     report.data["summary"] = {"PASS": sum(r["verdict"] == "PASS" for r in rows), "FAIL": len(failed),
                               "INFO": sum(r["verdict"] == "INFO" for r in rows), "errors": len(report.data["errors"])}
-    (out / "gpu_check.json").write_text(json.dumps(report.data, indent=1, default=_jsonable) + "\n")
+    report.save()
     print(f"\nSUMMARY: {'OK' if ok else 'NOT OK'}  {report.data['summary']}", flush=True)
     for r in failed:
         print(f"  FAIL {r['config']} {r['precision']} {r['what']}: {r.get('max_abs', r.get('differing'))}", flush=True)
@@ -524,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precisions", default="highest,default",
                         help="--check: matmul precisions to run (highest gates; default is INFO)")
     parser.add_argument("--no-timings", action="store_true", help="--check: skip the bench timings")
-    parser.add_argument("--budget-s", type=float, default=210.0,
+    parser.add_argument("--budget-s", type=float, default=180.0,
                         help="--check: skip the optional highest-precision timings once less than 60 s of this is left")
     parser.add_argument("--force", action="store_true", help="overwrite existing expectations / gpu_check.json")
     args = parser.parse_args(argv)
@@ -542,7 +556,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--check {args.check}: no meta.json there; make the expectations with --make-expected first")
     import jax
 
-    before = jax.config.jax_default_matmul_precision  # restored: a caller's process (a test) keeps its setting
+    # Restored at the end: a caller's process (a test) keeps its setting.
+    before = getattr(jax.config, "jax_default_matmul_precision", None)
     try:
         if args.make_expected is not None:
             return make_expected(args.make_expected, configs, args.force)

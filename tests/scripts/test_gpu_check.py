@@ -53,6 +53,7 @@ def test_round_trip_on_cpu_passes_and_writes_the_report(expected, tmp_path):
     rc, report = _check(expected, tmp_path, "--precisions", "highest")
     assert rc == 0, report["errors"] or [r for r in report["rows"] if r["verdict"] == "FAIL"]
     assert report["ok"] is True
+    assert report["complete"] is True
     assert {"environment", "rows", "steps", "errors", "summary", "tf", "elapsed_s", "state_sha256"} <= set(report)
     assert "NOT MEASURED" in report["tf"]
     assert report["environment"]["platform"] == "cpu"
