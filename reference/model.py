@@ -31,7 +31,7 @@ from numpy.typing import ArrayLike
 from harness.config import Dtype, ModelConfig
 from harness.state import check_loadable, expected_shapes
 from reference.attention import MLA, CacheMode, KVCache, causal_mask, empty_layer_cache, read_length
-from reference.linear import Linear, init_weight
+from reference.linear import Linear, canonical_swap, init_weight
 from reference.moe import MLP, GateBias, MoE, expert_load
 from reference.mtp import MTPModule
 from reference.norm import RMSNorm
@@ -215,7 +215,7 @@ def _canonical_names(path: tuple, n_experts: int) -> list[str]:
     """Canonical tensor name(s) of one module variable.
 
     The MTP block's variables sit directly under ``mtp.{k}.`` in the canonical state, and the stacked
-    expert weight ``...experts.w1`` [E, F, D] is the E tensors ``...experts.{j}.w1.weight``.
+    expert weight ``...experts.w1`` (stored [E, D, F]) is the E tensors ``...experts.{j}.w1.weight`` [F, D].
     """
     parts = [str(p) for p in path]
     if parts[0] == "mtp" and parts[2] == "block":
@@ -227,10 +227,13 @@ def _canonical_names(path: tuple, n_experts: int) -> list[str]:
 
 
 def to_canonical(state: nnx.State, n_experts: int) -> dict[str, np.ndarray]:
-    """A module state (or a gradient of one) as ``{canonical name: np.ndarray}`` with [out, in] layouts."""
+    """A module state (or a gradient of one) as ``{canonical name: np.ndarray}`` with [out, in] layouts.
+
+    Linear weights are stored [in, out] (``reference.linear.Kernel``); ``canonical_swap`` transposes them.
+    """
     out: dict[str, np.ndarray] = {}
     for path, var in nnx.to_flat_state(state):
-        value = np.asarray(var[...])
+        value = canonical_swap(var, np.asarray(var[...]))
         names = _canonical_names(path, n_experts)
         if _is_expert_path(path):
             out.update(zip(names, value))
@@ -240,12 +243,13 @@ def to_canonical(state: nnx.State, n_experts: int) -> dict[str, np.ndarray]:
 
 
 def _from_canonical(state: nnx.State, canonical: dict[str, np.ndarray], n_experts: int) -> nnx.State:
-    """``state`` with every value replaced from ``canonical`` (shapes already checked), as fp32."""
+    """``state`` with every value replaced from ``canonical`` (shapes already checked), as fp32 in the
+    stored layout (linear weights transposed to [in, out] by ``canonical_swap``)."""
     new = []
     for path, var in nnx.to_flat_state(state):
         names = _canonical_names(path, n_experts)
         value = np.stack([canonical[n] for n in names]) if _is_expert_path(path) else canonical[names[0]]
-        new.append((path, var.replace(jnp.asarray(value, jnp.float32))))
+        new.append((path, var.replace(jnp.asarray(canonical_swap(var, value), jnp.float32))))
     return nnx.from_flat_state(new)
 
 

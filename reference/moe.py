@@ -22,7 +22,7 @@ import numpy as np
 from flax import nnx
 
 from harness.config import ScoreFunc
-from reference.linear import Linear, init_weight, linear
+from reference.linear import Linear, init_kernel, init_weight, linear
 from reference.norm import widen
 
 
@@ -69,7 +69,7 @@ def expert_load(indices: jax.Array, n_experts: int) -> jax.Array:
 
 
 def swiglu(x: jax.Array, w1: jax.Array, w2: jax.Array, w3: jax.Array, fp8: bool) -> jax.Array:
-    """``w2(silu(w1 x) * w3 x)`` for ``x`` [..., D] with weights [F, D], [D, F], [F, D]."""
+    """``w2(silu(w1 x) * w3 x)`` for ``x`` [..., D] with weights stored [D, F], [F, D], [D, F] (see ``Linear``)."""
     return linear(jax.nn.silu(linear(x, w1, fp8)) * linear(x, w3, fp8), w2, fp8)
 
 
@@ -90,7 +90,8 @@ def grouped_swiglu(x: jax.Array, weights: jax.Array, indices: jax.Array, w1: jax
                    w3: jax.Array, *, fp8: bool) -> jax.Array:
     """``sum_k weights[:, k] * expert_{indices[:, k]}(x)`` for ``x`` [X, D], running each expert on its tokens only.
 
-    ``w1``/``w3`` are [E, F, D] and ``w2`` is [E, D, F] (expert ``j``'s canonical [out, in] weights stacked).
+    ``w1``/``w3`` are [E, D, F] and ``w2`` is [E, F, D]: expert ``j``'s weights stacked in the stored
+    [in, out] layout of ``reference.linear.Kernel``.
     """
     n, d = x.shape
     k = indices.shape[1]
@@ -156,15 +157,16 @@ class Gate(nnx.Module):
 class Experts(nnx.Module):
     """The routed experts' weights stacked on a leading E axis, so one scan can index them.
 
-    The canonical state names them one by one (``experts.{j}.w1.weight``); the model's state
-    conversion stacks and unstacks them.
+    Each is a ``reference.linear.Kernel``, stored [in, out] per expert. The canonical state names them
+    one by one in [out, in] layout (``experts.{j}.w1.weight`` [F, D]); the model's state conversion
+    stacks, unstacks and transposes them.
     """
 
     def __init__(self, dim: int, hidden: int, n_experts: int, *, fp8: bool, rng: np.random.Generator):
         self.fp8 = fp8
-        self.w1 = init_weight(rng, (n_experts, hidden, dim), dim)  # [E, F, D]
-        self.w2 = init_weight(rng, (n_experts, dim, hidden), hidden)  # [E, D, F]
-        self.w3 = init_weight(rng, (n_experts, hidden, dim), dim)  # [E, F, D]
+        self.w1 = init_kernel(rng, (n_experts, hidden, dim), dim)  # [E, D, F]
+        self.w2 = init_kernel(rng, (n_experts, dim, hidden), hidden)  # [E, F, D]
+        self.w3 = init_kernel(rng, (n_experts, hidden, dim), dim)  # [E, D, F]
 
     def __call__(self, x: jax.Array, weights: jax.Array, indices: jax.Array) -> jax.Array:
         return grouped_swiglu(x, weights, indices, self.w1[...], self.w2[...], self.w3[...], fp8=self.fp8)

@@ -59,7 +59,8 @@ def make_mesh(mesh: MeshConfig, devices: list[jax.Device] | None = None) -> Mesh
 def dispatch_all_to_all(x: jax.Array, weights: jax.Array, indices: jax.Array, w1: jax.Array, w2: jax.Array,
                         w3: jax.Array, *, fp8: bool, axis: str = "expert") -> jax.Array:
     """Inside ``shard_map``: ``sum_k weights[:, k] * expert_{indices[:, k]}(x)`` for ``x`` [X, D] with the
-    experts spread over ``axis``; ``w1``/``w3`` [J, F, D] and ``w2`` [J, D, F] are this device's shard."""
+    experts spread over ``axis``; ``w1``/``w3`` [J, D, F] and ``w2`` [J, F, D] (stored [in, out]) are this
+    device's shard."""
     n, d = x.shape
     k, n_local = indices.shape[1], w1.shape[0]
     n_ranks = jax.lax.axis_size(axis)

@@ -22,7 +22,7 @@ def test_reference_kernels_keep_float64_and_widen_narrow_inputs():
     with jax.enable_x64(True):
         x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 3, 8)), jnp.float64)
         assert rms_norm(x, jnp.ones(8, jnp.float64), 1e-6).dtype == jnp.float64
-        assert linear(x, jnp.ones((4, 8), jnp.float64), fp8=False).dtype == jnp.float64
+        assert linear(x, jnp.ones((8, 4), jnp.float64), fp8=False).dtype == jnp.float64
     assert rms_norm(jnp.ones((2, 8), jnp.bfloat16), jnp.ones(8), 1e-6).dtype == jnp.float32
 
 

@@ -98,15 +98,16 @@ def test_sparse_moe_equals_dense(m, k):
     indices = np.stack([RNG.choice(E, k, replace=False) for _ in range(m)]).astype(np.int32)
     indices[: m // 2, 0] = 3  # a crowded expert
     weights = RNG.random((m, k)).astype(np.float32)
-    out = jax.jit(functools.partial(grouped_swiglu, fp8=False))(x, weights, indices, w1, w2, w3)
+    stored = (np.swapaxes(w, -1, -2) for w in (w1, w2, w3))  # canonical [E, O, I] -> stored [E, I, O]
+    out = jax.jit(functools.partial(grouped_swiglu, fp8=False))(x, weights, indices, *stored)
     np.testing.assert_allclose(np.asarray(out), _dense_moe(x, weights, indices, w1, w2, w3), atol=1e-5, rtol=1e-5)
 
 
 def test_sparse_moe_gradients_equal_dense():
     m, k = 40, 2
     x = jnp.asarray(RNG.standard_normal((m, D)), jnp.float32)
-    w1, w3 = (jnp.asarray(RNG.standard_normal((E, F, D)) * 0.3, jnp.float32) for _ in range(2))
-    w2 = jnp.asarray(RNG.standard_normal((E, D, F)) * 0.3, jnp.float32)
+    w1, w3 = (jnp.asarray(RNG.standard_normal((E, D, F)) * 0.3, jnp.float32) for _ in range(2))  # stored [E, D, F]
+    w2 = jnp.asarray(RNG.standard_normal((E, F, D)) * 0.3, jnp.float32)  # stored [E, F, D]
     indices = jnp.asarray(np.stack([RNG.choice(E, k, replace=False) for _ in range(m)]), jnp.int32)
     weights = jnp.asarray(RNG.random((m, k)), jnp.float32)
 
@@ -115,8 +116,8 @@ def test_sparse_moe_gradients_equal_dense():
 
     def dense(x, weights, w1, w2, w3):
         combine = jnp.zeros((m, E)).at[jnp.arange(m)[:, None], indices].add(weights)  # [X, E]
-        h = jax.nn.silu(jnp.einsum("XD,EFD->XEF", x, w1)) * jnp.einsum("XD,EFD->XEF", x, w3)
-        return jnp.sum(jnp.einsum("XE,XEF,EDF->XD", combine, h, w2) ** 2)
+        h = jax.nn.silu(jnp.einsum("XD,EDF->XEF", x, w1)) * jnp.einsum("XD,EDF->XEF", x, w3)
+        return jnp.sum(jnp.einsum("XE,XEF,EFD->XD", combine, h, w2) ** 2)
 
     gs = jax.jit(jax.grad(sparse, argnums=range(5)))(x, weights, w1, w2, w3)
     gd = jax.jit(jax.grad(dense, argnums=range(5)))(x, weights, w1, w2, w3)
