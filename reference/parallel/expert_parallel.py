@@ -2,8 +2,8 @@
 
 The mesh has the axes ``("data", "expert")`` (``harness.config.MeshConfig``'s sizes). Under
 ``shard_map`` every device sees its 1/R of the batch and its 1/X of the routed experts (the stacked
-[E, F, D] weights sharded on E over "expert"); everything else is replicated (``P()``), and JAX sums
-those gradients over the devices. The routed experts of a MoE layer run through
+weights, stored [E, D, F] and [E, F, D], sharded on E over "expert"); everything else is replicated
+(``P()``), and JAX sums those gradients over the devices. The routed experts of a MoE layer run through
 ``dispatch_all_to_all``: each (token, expert) pair's row goes to its expert's device with
 ``jax.lax.all_to_all``, is run through the same blocked SwiGLU as the single-device reference
 (``reference.moe.grouped_swiglu``), and comes back the same way. Capacity P = X * min(K, J) rows per
