@@ -85,6 +85,15 @@ class MTPProxyFull:
     track_speculative_speedup.unit = "ratio"
     track_speculative_speedup.pretty_name = "MTP speculative decoding speed-up (mtp_proxy, V3 cost ratio)"
 
+    def track_call_cost_ratio(self, numbers):
+        """P2.mtp_speedup (context): one speculative call (verify 2 tokens in one forward, draft the next)
+        over one greedy step, derived as tokens per call / speed-up; the speed-up is (1 + acceptance)
+        over this, so it says what limits the claim on this machine."""
+        return float(numbers["call_cost_ratio"])
+
+    track_call_cost_ratio.unit = "ratio"
+    track_call_cost_ratio.pretty_name = "MTP speculative call cost / greedy step cost (mtp_proxy)"
+
     def track_cost_ratio(self, numbers):
         """P2.mtp_speedup (context): weights the MTP module activates over a trunk forward's (V3: 0.044)."""
         return float(numbers["cost_ratio"])

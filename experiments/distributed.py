@@ -119,13 +119,12 @@ def _tf_reference(cfg, state, tokens):
     with tf.GradientTape() as tape:
         out, aux = model.forward_aux(tf.constant(tokens))
         loss, _ = compute_loss(out, aux, tokens, cfg)
-    raw = tape.gradient(loss, [v for v, _ in named.values()])
+    raw = tape.gradient(loss, [s.var for s in named.values()])
     grads = {}
-    for (name, (var, index)), g in zip(named.items(), raw):
-        if not var.trainable:
+    for (name, slot), g in zip(named.items(), raw):
+        if not slot.var.trainable:
             continue
-        g = np.zeros(var.shape, np.float32) if g is None else tf.convert_to_tensor(g).numpy()
-        grads[name] = g if index is None else g[index]
+        grads[name] = slot.canonical(np.zeros(slot.var.shape, np.float32) if g is None else tf.convert_to_tensor(g).numpy())
     load = aux["expert_load"].numpy()                                            # [L, E]
     Trainer(model, cfg, TrainConfig(), progress=False).train_step(tokens)
     return logits, float(loss), grads, load, model.state_dict()

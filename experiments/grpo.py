@@ -106,7 +106,7 @@ def grpo(model, reference, setup: GRPOSetup, seed: int, verbose: bool = False) -
 def value_parameters(trainer) -> int:
     """Value-function parameters of a trained ``PolicyTrainer``, checked two ways from the objects:
     its own count, and every variable it updates having a canonical policy name."""
-    policy = {id(v) for v, _ in trainer.model.named_variables().values()}
+    policy = {id(s.var) for s in trainer.model.named_variables().values()}
     strays = [v.name for v in trainer.opt.params if id(v) not in policy]
     return max(trainer.value_function_parameters(), len(strays))
 

@@ -169,14 +169,14 @@ def canonical_gradients(model: Transformer, loss_fn: Callable[[Transformer], tf.
         the loss as a float and the float32 gradients by canonical name, in the canonical layouts (a stacked
         expert variable is split per expert); a tensor the loss does not reach gets zeros.
     """
-    named = {n: (v, i) for n, (v, i) in model.named_variables().items() if v.trainable}
-    variables = list({id(v): v for v, _ in named.values()}.values())
+    named = {n: s for n, s in model.named_variables().items() if s.var.trainable}
+    variables = list({id(s.var): s.var for s in named.values()}.values())
     with tf.GradientTape() as tape:
         loss = loss_fn(model)
     grads = tape.gradient(loss, variables)
     by_var = {id(v): np.zeros(v.shape, np.float32) if g is None else tf.convert_to_tensor(g).numpy()
               for v, g in zip(variables, grads)}
-    return float(loss), {n: by_var[id(v)] if i is None else by_var[id(v)][i] for n, (v, i) in named.items()}
+    return float(loss), {n: s.canonical(by_var[id(s.var)]) for n, s in named.items()}
 
 
 def grpo_loss_and_gradients(model: Transformer, tokens: ArrayLike, mask: ArrayLike, old_logp: ArrayLike,
@@ -258,7 +258,7 @@ class PolicyTrainer(tf.Module):
         Computed from the objects: every trainable variable reachable from the trainer (policy and
         optimizer) and every variable the optimizer updates, minus the policy's canonical tensors.
         """
-        policy = {id(v) for v, _ in self.model.named_variables().values()}
+        policy = {id(s.var) for s in self.model.named_variables().values()}
         extra = {id(v): v for v in list(self.trainable_variables) + self.opt.params if id(v) not in policy}
         return int(sum(np.prod(v.shape) for v in extra.values()))
 

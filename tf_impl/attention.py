@@ -215,11 +215,13 @@ class MLA(tf.Module):
             self.wq_b = Linear(q_lora_rank, n_heads * qk_dim, fp8=fp8, rng=rng)
         self.wkv_a = Linear(dim, kv_lora_rank + qk_rope_head_dim, fp8=fp8, rng=rng)
         self.kv_norm = RMSNorm(kv_lora_rank, eps=eps)
-        self.wkv_b = Linear(kv_lora_rank, n_heads * (qk_nope_head_dim + v_head_dim), fp8=fp8, rng=rng)
+        # [O, I] storage: the absorbed decode path (the common one) reads it per head as [N, H+H, C].
+        self.wkv_b = Linear(kv_lora_rank, n_heads * (qk_nope_head_dim + v_head_dim), fp8=fp8, rng=rng,
+                            kernel_layout=False)
         self.wo = Linear(n_heads * v_head_dim, dim, fp8=fp8, rng=rng)
 
     def params(self, prefix: str) -> dict:
-        """``{canonical name: (variable, None)}`` under ``prefix``: ``wq`` alone without a q latent
+        """``{canonical name: Slot}`` under ``prefix``: ``wq`` alone without a q latent
         (``q_lora_rank == 0``), else ``wq_a``, ``q_norm``, ``wq_b``; then ``wkv_a``, ``kv_norm``, ``wkv_b``, ``wo``."""
         names = ["wq"] if self.q_lora_rank == 0 else ["wq_a", "q_norm", "wq_b"]
         out = {}

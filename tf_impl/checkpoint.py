@@ -46,7 +46,10 @@ from harness.io import CheckpointError
 from tf_impl.checkpoint_recovery import fsync_dir, pause_point, recover_and_warn, work_prefix
 
 FORMAT = "deepseek-v3-train-checkpoint"
-VERSION = 1
+# Version 2: optimizer moments follow the variables' storage, which became [I, O] for linear and expert
+# weights (tf_impl/linear.py); a version-1 file's moments are [O, I], wrong (and for square weights
+# silently so) under this code. The canonical model state did not change.
+VERSION = 2
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 MANIFEST_FILE = "manifest.json"
@@ -188,7 +191,13 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     if manifest.get("manifest_sha256") != _manifest_digest(manifest):
         raise CorruptCheckpointError(f"checkpoint {path}: {MANIFEST_FILE} was altered (its SHA-256 does not match)")
     if manifest.get("version") != VERSION:
-        raise CheckpointError(f"checkpoint {path} has format version {manifest.get('version')}; this code reads {VERSION}")
+        hint = ""
+        if manifest.get("version") == 1:
+            hint = (f" (version 1 stored optimizer moments in the old [O, I] weight layout; its model weights are "
+                    f"still valid: load {MODEL_FILE} with safetensors.numpy.load_file and model.load_state_dict, "
+                    "and start the optimizer afresh)")
+        raise CheckpointError(f"checkpoint {path} has format version {manifest.get('version')}; "
+                              f"this code reads {VERSION}{hint}")
     return manifest
 
 

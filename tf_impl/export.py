@@ -127,13 +127,14 @@ class _Export(tf.Module):
         # ``sites`` is not kept as an attribute: tf.Module would track its modules and save their variables.
         skip = {id(getattr(m, attr)) for m, attr in sites}
         used = {}
-        for name, (var, _) in model.named_variables().items():
-            if not name.startswith("mtp.") and id(var) not in skip:
-                used[id(var)] = var
+        for name, slot in model.named_variables().items():
+            if not name.startswith("mtp.") and id(slot.var) not in skip:
+                used[id(slot.var)] = slot.var
         self.weights = list(used.values())
         self.fp8_codes, self.fp8_scales = [], []
         for m, attr in sites:
-            codes, scales = quantize_weight(getattr(m, attr))              # e4m3 [.., O, I], fp32 [.., O/128, I/128]
+            # In the stored layout ([.., I, O] for kernel-layout weights): 128x128 blocks commute with the transpose.
+            codes, scales = quantize_weight(getattr(m, attr))              # e4m3 [.., A, B], fp32 [.., A/128, B/128]
             self.fp8_codes.append(tf.Variable(codes, trainable=False, name="fp8_codes"))
             self.fp8_scales.append(tf.Variable(scales, trainable=False, name="fp8_scales"))
 

@@ -26,7 +26,7 @@ from numpy.typing import ArrayLike
 from harness.config import Dtype, ModelConfig
 from harness.state import check_loadable
 from tf_impl.attention import CACHE_MODES, MLA, CacheMode, KVCache, cache_read_length
-from tf_impl.linear import Linear
+from tf_impl.linear import Linear, Slot
 from tf_impl.moe import MLP, MoE
 from tf_impl.mtp import MTPModule
 from tf_impl.norm import RMSNorm
@@ -126,8 +126,8 @@ class Transformer(tf.Module):
 
     # ------------------------------------------------------------------ state
     def _collect_params(self) -> dict:
-        """{canonical name: (variable, index into a stacked variable or None)}."""
-        out = {"embed.weight": (self.embed, None)}
+        """{canonical name: Slot (variable, index into a stacked variable or None, stored transposed)}."""
+        out = {"embed.weight": Slot(self.embed)}
         for i, layer in enumerate(self.layers):
             out.update(layer.params(f"layers.{i}"))
         out.update(self.norm.params("norm"))
@@ -136,12 +136,13 @@ class Transformer(tf.Module):
             out.update(module.params(f"mtp.{k}"))
         return out
 
-    def named_variables(self) -> dict[str, tuple[tf.Variable, int | None]]:
-        """``{canonical name: (variable, index)}``: where each canonical tensor lives in this model.
+    def named_variables(self) -> dict[str, Slot]:
+        """``{canonical name: Slot(variable, index, transposed)}``: where each canonical tensor lives.
 
-        Routed experts are stored stacked ([E, F, D]) for the sparse dispatch, so expert ``j``'s
+        Routed experts are stored stacked ([E, D, F]) for the sparse dispatch, so expert ``j``'s
         tensor is slice ``j`` of its variable (index ``j``); a tensor stored on its own has index None.
-        Gradient code uses this to name gradients canonically without copying weights.
+        Linear weights are stored [I, O] (``transposed``; ``tf_impl.linear`` says why). Gradient code
+        uses ``Slot.canonical`` to name gradients canonically without copying weights.
         """
         return dict(self._params)
 
@@ -149,9 +150,9 @@ class Transformer(tf.Module):
         """The canonical state: {DeepSeek tensor name: float32 np.ndarray}, linear weights [out, in]."""
         values: dict[int, np.ndarray] = {}
         out = {}
-        for name, (var, index) in self._params.items():
-            arr = values.setdefault(id(var), var.numpy())
-            out[name] = np.array(arr if index is None else arr[index], dtype=np.float32, copy=True)
+        for name, slot in self._params.items():
+            arr = values.setdefault(id(slot.var), slot.var.numpy())
+            out[name] = np.array(slot.canonical(arr), dtype=np.float32, copy=True)
         return out
 
     def load_state_dict(self, state: Mapping[str, ArrayLike], source: str = "state", *,
@@ -170,14 +171,14 @@ class Transformer(tf.Module):
         """
         check_loadable(state, self.cfg, source, allow_non_finite)
         slices: dict[int, tuple[tf.Variable, dict]] = {}
-        for name, (var, index) in self._params.items():
-            slices.setdefault(id(var), (var, {}))[1][index] = np.asarray(state[name], np.float32)
+        for name, slot in self._params.items():
+            slices.setdefault(id(slot.var), (slot.var, {}))[1][slot.index] = slot.stored(np.asarray(state[name], np.float32))
         for var, parts in slices.values():
             var.assign(parts[None] if None in parts else np.stack([parts[j] for j in range(len(parts))]))
 
     def num_params(self) -> int:
         """Number of scalars in the canonical state (gate biases included)."""
-        return sum(int(np.prod(v.shape)) for v in {id(v): v for v, _ in self._params.values()}.values())
+        return sum(int(np.prod(v.shape)) for v in {id(s.var): s.var for s in self._params.values()}.values())
 
     def gate_biases(self) -> list[tf.Variable]:
         """The [E] selection-bias variables of every MoE layer (main layers, then MTP blocks)."""

@@ -5,6 +5,9 @@ width, E routed experts, F expert hidden width, K experts activated per token, G
 X tokens flattened (B*T), A (token, expert) assignments (X*K), U dispatch tiles (each holds rows of
 one expert), W rows inside a tile, O/I output/input features of a tile's matmul.
 
+Routed experts are stored stacked in the kernel layout of ``tf_impl.linear`` ([I, O] per expert:
+``w1``/``w3`` [E, D, F], ``w2`` [E, F, D]), so a decode tile of a few rows is a cheap ``x @ W``.
+
 Sparse dispatch (static shapes, so it compiles under ``tf.function(jit_compile=True)``):
 1. The gate picks K experts per token: A = X*K (token, expert) assignments.
 2. The assignments are sorted by expert (stable argsort). Each expert's run is padded up to a
@@ -13,7 +16,7 @@ Sparse dispatch (static shapes, so it compiles under ``tf.function(jit_compile=T
    each non-empty expert wastes less than one tile. Padding rows read a zero row.
 3. The expert SwiGLU runs on that buffer only, in one of two ways that give the same values:
    * tiled (``differentiable=True``, used by ``forward_aux`` and so by training): every tile gathers
-     its expert's w1/w3/w2 and one grouped matmul runs all tiles (``einsum('UWD,UFD->UWF')``);
+     its expert's w1/w3/w2 and one grouped matmul runs all tiles (``einsum('UWD,UDF->UWF')``);
    * looped (inference: forward, prefill, decode): an XLA while loop over the non-empty experts
      (dynamic trip count) reads each expert's weights once (a dynamic slice, ``expert_slice``), and
      inner loops run its rows in tiles of 4, 2 and 1 times ``tile_rows`` (``MoE._looped``).
@@ -34,9 +37,13 @@ from tensorflow.compiler.tf2xla.python import xla
 
 from harness.config import ScoreFunc
 from tf_impl.fp8 import fp8_matmul
-from tf_impl.linear import Linear, init_weight
+from tf_impl.linear import Linear, Slot, init_weight
 
 _MAX_TILE_ROWS = 64
+# The loop scheme's smallest tile: with kernel-layout weights a 2-row tile costs about what a 1-row one
+# does on XLA:CPU (28 vs 24 µs at 512x512), so experts holding 2 rows run one product, not two
+# (bench decode B=8: 17 -> 15 ms).
+_LOOP_MIN_TILE_ROWS = 2
 _BIG_TILES = 4  # the loop scheme's biggest tile is this many tiles: 256-row GEMMs in a bench prefill
 _MIN_ROWS_FOR_BIG = 16  # below this many rows per tile (decode) the loop scheme keeps one tile size
 
@@ -54,7 +61,7 @@ class MLP(tf.Module):
         return self.w2(tf.nn.silu(self.w1(x)) * self.w3(x))
 
     def params(self, prefix: str) -> dict:
-        """``w1`` (gate), ``w2`` (down) and ``w3`` (up) projections under ``prefix``, each (variable, None)."""
+        """``w1`` (gate), ``w2`` (down) and ``w3`` (up) projections under ``prefix``, each a ``Slot``."""
         return {k: v for n in ("w1", "w2", "w3") for k, v in getattr(self, n).params(f"{prefix}.{n}").items()}
 
 
@@ -106,9 +113,9 @@ def dispatch_plan(n_assignments: int, n_experts: int, loop: bool) -> tuple[int, 
     ``n_rows = A + nz * (tile_rows - 1)`` (a multiple of tile_rows) always suffices.
     Tiled scheme (``loop=False``): tile_rows is the power of two <= ``sqrt(30 * (A - nz) / nz)``,
     which balances padding rows against gathering one expert's weights per tile (about 30 flops'
-    worth per weight element on CPU), and <= A / nz. Loop scheme: the power of two <= A / E (the
-    mean rows per expert), since each non-empty expert's weights are read once whatever the tile
-    size. Either way ``tile_rows <= A / nz``, so ``n_rows < 2 * A``.
+    worth per weight element on CPU), and <= A / nz, so ``n_rows < 2 * A``. Loop scheme: the power of
+    two <= max(A / E, ``_LOOP_MIN_TILE_ROWS``) (the mean rows per expert, but at least 2), since each
+    non-empty expert's weights are read once whatever the tile size; ``n_rows <= 2 * A``.
 
     Args:
         n_assignments: A, the (token, expert) assignments routed, X * K; static.
@@ -120,7 +127,7 @@ def dispatch_plan(n_assignments: int, n_experts: int, loop: bool) -> tuple[int, 
     """
     a = n_assignments
     nz = min(n_experts, a)
-    target = a / n_experts if loop else min(math.sqrt(30.0 * (a - nz) / nz), a / nz)
+    target = max(a / n_experts, _LOOP_MIN_TILE_ROWS) if loop else min(math.sqrt(30.0 * (a - nz) / nz), a / nz)
     tile_rows = 1
     while tile_rows * 2 <= min(target, _MAX_TILE_ROWS):
         tile_rows *= 2
@@ -162,20 +169,20 @@ def gather_rows(x: tf.Tensor, assignment_of_slot: tf.Tensor, n_assignments: int,
 
 
 def expert_slice(w: tf.Tensor | tf.Variable, e: tf.Tensor) -> tf.Tensor:
-    """Expert ``e``'s matrix [O, I] of the stacked ``w`` [E, O, I], for a matmul inside a compiled loop.
+    """Expert ``e``'s matrix [I, O] of the stacked ``w`` [E, I, O], for a matmul inside a compiled loop.
 
     A dynamic slice, not ``tf.gather``: XLA on CPU copies a gathered [O, I] row element by element, which
     cost more than the 64 experts' matmuls themselves in a bench-sized layer (51 vs 36 ms, issue 13).
     """
-    return tf.reshape(xla.dynamic_slice(w, [e, 0, 0], [1, *w.shape[1:]]), w.shape[1:])  # [1, O, I] -> [O, I]
+    return tf.reshape(xla.dynamic_slice(w, [e, 0, 0], [1, *w.shape[1:]]), w.shape[1:])  # [1, I, O] -> [I, O]
 
 
 def tiled_swiglu(xs: tf.Tensor, counts: tf.Tensor, row_start: tf.Tensor, tile_rows: int, w1: tf.Variable,
                  w2: tf.Variable, w3: tf.Variable, matmul: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]) -> tf.Tensor:
     """SwiGLU of the expert-sorted row buffer ``xs`` [n_rows, D] (``sparse_dispatch``'s layout). [n_rows, D].
 
-    Every tile of ``tile_rows`` rows gathers its expert's ``w1`` [E, F, D], ``w2`` [E, D, F] and ``w3``
-    [E, F, D]; one grouped ``matmul`` (``x`` [U, W, I] times ``w`` [U, O, I] transposed) runs all tiles.
+    Every tile of ``tile_rows`` rows gathers its expert's ``w1`` [E, D, F], ``w2`` [E, F, D] and ``w3``
+    [E, D, F]; one grouped ``matmul`` (``x`` [U, W, I] times ``w`` [U, I, O]) runs all tiles.
     Shared by ``MoE`` and the expert-parallel dispatch (``tf_impl.parallel.expert_parallel``), whose
     ``w*`` hold only a rank's experts.
     """
@@ -186,7 +193,7 @@ def tiled_swiglu(xs: tf.Tensor, counts: tf.Tensor, row_start: tf.Tensor, tile_ro
     tile_expert = tf.reduce_sum(tf.cast(row_end[None, :] <= tile_first_row[:, None], tf.int32), -1)  # [U]
     tile_expert = tf.minimum(tile_expert, n_experts - 1)                     # unused tiles: any expert
     xt = tf.reshape(xs, [n_tiles, tile_rows, d])                             # [U, W, D]
-    w1, w2, w3 = (tf.gather(w, tile_expert) for w in (w1, w2, w3))           # [U,F,D],[U,D,F],[U,F,D]
+    w1, w2, w3 = (tf.gather(w, tile_expert) for w in (w1, w2, w3))           # [U,D,F],[U,F,D],[U,D,F]
     h = tf.nn.silu(matmul(xt, w1)) * matmul(xt, w3)                          # [U, W, F]
     return tf.reshape(matmul(h, w2), [n_rows, d])                            # [U, W, D] -> [n_rows, D]
 
@@ -208,9 +215,11 @@ class MoE(tf.Module):
         self.gate_weight = tf.Variable(init_weight(rng, (e, d), d), name="gate_weight")      # [E, D]
         # The selection bias is moved by aux-loss-free balancing, never by gradient.
         self.gate_bias = tf.Variable(np.zeros([e], np.float32), trainable=False, name="gate_bias")  # [E]
-        self.w1 = tf.Variable(init_weight(rng, (e, f, d), d), name="w1")                     # [E, F, D]
-        self.w2 = tf.Variable(init_weight(rng, (e, d, f), f), name="w2")                     # [E, D, F]
-        self.w3 = tf.Variable(init_weight(rng, (e, f, d), d), name="w3")                     # [E, F, D]
+        # Drawn per expert [O, I] as the canonical state is, stored [I, O] (kernel layout, module doc).
+        kernel = lambda shape, fan_in: np.ascontiguousarray(np.swapaxes(init_weight(rng, shape, fan_in), 1, 2))
+        self.w1 = tf.Variable(kernel((e, f, d), d), name="w1")                               # [E, D, F]
+        self.w2 = tf.Variable(kernel((e, d, f), f), name="w2")                               # [E, F, D]
+        self.w3 = tf.Variable(kernel((e, f, d), d), name="w3")                               # [E, D, F]
         self.shared_experts = MLP(d, n_shared_experts * f, fp8=fp8, rng=rng) if n_shared_experts else None
         self.rows_evaluated: int | None = None  # expert-row evaluations of the last traced call
         # Set by tf_impl.parallel.expert_parallel on a rank that holds only a shard of the experts:
@@ -221,20 +230,20 @@ class MoE(tf.Module):
     def params(self, prefix: str) -> dict:
         """The gate, every routed expert and the shared experts under ``prefix``, in canonical names.
 
-        Routed expert ``j``'s ``w1``/``w2``/``w3`` map to ``(stack, j)``: slice j of the [E, ...] stacked
-        variable, so the canonical per-expert names survive the stacked layout used for dispatch.
+        Routed expert ``j``'s ``w1``/``w2``/``w3`` map to ``Slot(stack, j, transposed=True)``: slice j of
+        the [E, I, O] stacked variable, so the canonical per-expert [O, I] names survive the stacked layout.
         """
-        out = {f"{prefix}.gate.weight": (self.gate_weight, None), f"{prefix}.gate.bias": (self.gate_bias, None)}
+        out = {f"{prefix}.gate.weight": Slot(self.gate_weight), f"{prefix}.gate.bias": Slot(self.gate_bias)}
         for j in range(self.n_experts):
             for n in ("w1", "w2", "w3"):
-                out[f"{prefix}.experts.{j}.{n}.weight"] = (getattr(self, n), j)
+                out[f"{prefix}.experts.{j}.{n}.weight"] = Slot(getattr(self, n), j, transposed=True)
         if self.shared_experts is not None:
             out.update(self.shared_experts.params(f"{prefix}.shared_experts"))
         return out
 
     def _matmul(self, x, w):
-        """Per-tile ``x`` [U, W, I] times ``w`` [U, O, I] transposed -> [U, W, O]."""
-        return fp8_matmul(x, w) if self.fp8 else tf.einsum("UWI,UOI->UWO", x, w)
+        """Per-tile ``x`` [U, W, I] times ``w`` [U, I, O] -> [U, W, O] (FP8 on the canonical [U, O, I] view)."""
+        return fp8_matmul(x, tf.transpose(w, [0, 2, 1])) if self.fp8 else tf.einsum("UWI,UIO->UWO", x, w)
 
     def experts(self, x: tf.Tensor, weights: tf.Tensor, indices: tf.Tensor, differentiable: bool = True) -> tf.Tensor:
         """``sum_k weights[:, k] * expert_{indices[:, k]}(x)`` for ``x`` [X, D], sparse. Returns [X, D].
@@ -284,17 +293,18 @@ class MoE(tf.Module):
 
         def expert_body(i, y):
             e = tf.gather(used, i)  # gather, not used[i]: XLA would demand a constant index
-            w1, w3, w2 = (expert_slice(w, e) for w in (self.w1, self.w3, self.w2))  # [F, D], [F, D], [D, F]
+            w1, w3, w2 = (expert_slice(w, e) for w in (self.w1, self.w3, self.w2))  # [D, F], [D, F], [F, D]
             first = tf.gather(row_start, e)
 
             def swiglu(xt):                                                      # [W, D] -> [W, D]
                 if self.fp8:
                     # w1 and w3 are quantised separately, as stored: one [2F, D] matrix would let a
                     # 128x128 block straddle both and share one scale when F % 128 != 0.
-                    h = tf.nn.silu(fp8_matmul(xt[None], w1[None])[0]) * fp8_matmul(xt[None], w3[None])[0]
-                    return fp8_matmul(h[None], w2[None])[0]
-                h = tf.nn.silu(tf.matmul(xt, w1, transpose_b=True)) * tf.matmul(xt, w3, transpose_b=True)  # [W, F]
-                return tf.matmul(h, w2, transpose_b=True)
+                    canon = lambda w: tf.transpose(w)[None]                      # [1, O, I]
+                    h = tf.nn.silu(fp8_matmul(xt[None], canon(w1))[0]) * fp8_matmul(xt[None], canon(w3))[0]
+                    return fp8_matmul(h[None], canon(w2))[0]
+                h = tf.nn.silu(tf.matmul(xt, w1)) * tf.matmul(xt, w3)          # [W, F]
+                return tf.matmul(h, w2)
 
             def run_tiles(y, rows, first_tile, n):                               # n tiles of `rows` rows
                 def body(j, y):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tf_impl.linear import Slot
+
 
 def rms_norm(x: tf.Tensor, weight: tf.Tensor, eps: float) -> tf.Tensor:
     """Normalise ``x`` of shape [..., D] by its root mean square and scale by ``weight`` [D]."""
@@ -24,5 +26,5 @@ class RMSNorm(tf.Module):
         return rms_norm(x, self.weight, self.eps)
 
     def params(self, prefix: str) -> dict:
-        """``{prefix + ".weight": (scale, None)}``, the per-feature scale of shape [D]."""
-        return {f"{prefix}.weight": (self.weight, None)}
+        """``{prefix + ".weight": Slot}``, the per-feature scale of shape [D]."""
+        return {f"{prefix}.weight": Slot(self.weight)}

@@ -114,9 +114,10 @@ def jax_buffer_address(array: JaxArray) -> int:
 
 
 # ------------------------------------------------------------------ TF gradients by canonical name
-def tf_named_variables(model: TwinModel) -> dict[str, tuple[Any, int | None]]:
-    """``{canonical name: (tf.Variable, index)}`` of a ``tf_impl.Transformer``; index j is slice j of a
-    stacked expert variable, None for a tensor stored on its own (``tf_impl/linear.py``)."""
+def tf_named_variables(model: TwinModel) -> dict[str, Any]:
+    """``{canonical name: tf_impl.linear.Slot}`` of a ``tf_impl.Transformer``: the variable, the index j
+    of a stacked expert variable's slice (None for a tensor stored on its own), and whether it is
+    stored transposed ([I, O] for a canonical [O, I]; ``tf_impl/linear.py``)."""
     return model.named_variables()
 
 
@@ -142,8 +143,8 @@ def tf_loss_and_gradients(model: TwinModel, tokens: ArrayLike, with_gradients: b
 
     from tf_impl.losses import compute_loss
 
-    named = {n: (v, i) for n, (v, i) in tf_named_variables(model).items() if v.trainable}
-    variables = list({id(v): v for v, _ in named.values()}.values())
+    named = {n: s for n, s in tf_named_variables(model).items() if s.var.trainable}
+    variables = list({id(s.var): s.var for s in named.values()}.values())
     tokens = tf.constant(np.asarray(tokens, np.int32))
     with tf.GradientTape() as tape:
         logits, aux = model.forward_aux(tokens)
@@ -154,7 +155,7 @@ def tf_loss_and_gradients(model: TwinModel, tokens: ArrayLike, with_gradients: b
     grads = tape.gradient(loss, variables)
     by_var = {id(v): np.zeros(v.shape, np.float32) if g is None else tf.convert_to_tensor(g).numpy()
               for v, g in zip(variables, grads)}
-    return values, {n: by_var[id(v)] if i is None else by_var[id(v)][i] for n, (v, i) in named.items()}
+    return values, {n: s.canonical(by_var[id(s.var)]) for n, s in named.items()}
 
 
 # ------------------------------------------------------------------ jax2tf: the Flax forward inside TF

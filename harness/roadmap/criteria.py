@@ -211,6 +211,9 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
                          "makes the claim true"),
               Check("bench_mtp.MTPProxyFull.track_acceptance_rate", C.GE, 0.85, "fraction", E.PROXY, gate=False,
                     note="context (full tier): draft acceptance on mtp_proxy; the V3 report gives 85-90%"),
+              Check("bench_mtp.MTPProxyFull.track_call_cost_ratio", C.LE, 1.23, "ratio", E.PROXY, gate=False,
+                    note="context (full tier): one speculative call on mtp_proxy (2 tokens verified, next drafted) in greedy "
+                         "steps; a 1.5x speed-up at 85% acceptance needs <= (1 + 0.85) / 1.5 = 1.23"),
               Check("bench_mtp.MTP.track_speculative_speedup", C.GT, 1.5, "ratio", E.MEASURED, gate=False,
                     note="context: tiny config (one MTP module) trained 200 steps, greedy vs self-speculative"),
               Check("bench_mtp.MTP.track_acceptance_rate", C.GE, 0.85, "fraction", E.MEASURED, gate=False,

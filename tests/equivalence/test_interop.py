@@ -81,7 +81,7 @@ def test_dlpack_shares_a_model_weight(tf_model):
     weight = tf_model.head.weight.read_value()  # an eager tensor over the variable's buffer
     j = bridge.tf_to_jax(weight)
     assert bridge.jax_buffer_address(j) == bridge.tf_buffer_address(weight)
-    assert j.shape == (CFG.vocab_size, CFG.dim)
+    assert j.shape == (CFG.dim, CFG.vocab_size)  # stored [I, O] (tf_impl/linear.py)
 
 
 def test_tf_and_jax2tf_flax_logits_in_one_tf_function():

@@ -114,7 +114,7 @@ def test_trainer_has_no_value_function_and_counts_one_if_present():
     trainer = A.PolicyTrainer(model, TrainConfig(lr=1e-3, warmup_steps=1, total_steps=10), update_bias=False)
     assert trainer.value_function_parameters() == 0
     trained = {id(v) for v in trainer.opt.params}
-    assert trained == {id(v) for v, _ in model.named_variables().values() if v.trainable}
+    assert trained == {id(s.var) for s in model.named_variables().values() if s.var.trainable}
 
     class WithCritic(A.PolicyTrainer):                      # what an actor-critic (PPO) trainer would hold
         def __init__(self, model, tc):

@@ -190,3 +190,21 @@ def test_saving_over_a_corrupt_checkpoint_sets_it_aside(tmp_path):
         mgr.save(2, state(23), slots(23))
     with pytest.raises(FileExistsError, match="overwrite=True"):  # a good checkpoint is still never replaced silently
         mgr.save(2, state(24), slots(24))
+
+
+def test_a_version_1_checkpoint_is_refused_with_the_layout_reason(tmp_path):
+    # Version 1 stored optimizer moments [O, I]; loading them into [I, O] variables would be wrong, and
+    # for square weights silently so. The error says why and how to keep the (still valid) weights.
+    import json
+
+    from pathlib import Path
+
+    from tf_impl.checkpoint import CheckpointError
+
+    path = Path(save_checkpoint(tmp_path / "old", state(0), slots(3), step=3))
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["version"] = 1
+    manifest["manifest_sha256"] = ckpt._manifest_digest(manifest)  # as version-1 code wrote it: intact
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=r"version 1 stored optimizer moments in the old \[O, I\].*load_state_dict"):
+        load_checkpoint(path)

@@ -120,8 +120,8 @@ class ExpertParallel:
                     moe.dispatch = ExpertDispatch(moe, self.coll, rank, mesh.expert_group(rank), self.n_local)
                 model._params = {}  # a replica is not a standalone model: its state is gathered by state_dict()
                 if rank == 0:
-                    self._names = self._canonical_positions(model, {k: (shards.get(id(v), v), i)
-                                                                    for k, (v, i) in named.items()})
+                    self._names = self._canonical_positions(model, {k: s._replace(var=shards.get(id(s.var), s.var))
+                                                                    for k, s in named.items()})
             self.replicas.append(model)
         self.variables = [list(m.trainable_variables) for m in self.replicas]
         self.expert_pos = {i for i, v in enumerate(self.variables[0])
@@ -134,17 +134,18 @@ class ExpertParallel:
 
     # ------------------------------------------------------------------ layout
     @staticmethod
-    def _canonical_positions(model: Transformer, named: dict) -> dict[str, tuple[int, int | None, str]]:
+    def _canonical_positions(model: Transformer, named: dict) -> dict[str, tuple[int, int | None, str, bool]]:
         """{canonical name: (position in the replica's trainable_variables or gate_biases(), index into a
-        stacked tensor, "trainable" or "bias")}, from ``named`` ({name: (variable, index)}, shards swapped in)."""
+        stacked tensor, "trainable" or "bias", stored transposed)}, from ``named`` ({name: Slot}, shards
+        swapped in)."""
         pos = {id(v): i for i, v in enumerate(model.trainable_variables)}
         biases = {id(b): j for j, b in enumerate(model.gate_biases())}
         out = {}
-        for name, (var, index) in named.items():
-            if id(var) in pos:
-                out[name] = (pos[id(var)], index, "trainable")
+        for name, slot in named.items():
+            if id(slot.var) in pos:
+                out[name] = (pos[id(slot.var)], slot.index, "trainable", slot.transposed)
             else:
-                out[name] = (biases[id(var)], None, "bias")
+                out[name] = (biases[id(slot.var)], None, "bias", False)
         return out
 
     def _split(self, rank: int, values: list) -> tuple[list, list]:
@@ -258,42 +259,46 @@ class ExpertParallel:
 
     def _gather(self, value, trainable_only: bool = False) -> dict[str, np.ndarray]:
         out = {}
-        for name, (pos, index, kind) in self._names.items():
+        for name, (pos, index, kind, transposed) in self._names.items():
             if kind == "bias":
                 if not trainable_only:
                     out[name] = self.replicas[0].gate_biases()[pos].numpy()
                 continue
             if index is None or pos not in self.expert_pos:
                 arr = value(0, pos)
-                out[name] = np.array(arr if index is None else arr[index], np.float32)
+                arr = arr if index is None else arr[index]
             else:
                 rank = index // self.n_local  # data index 0, expert index index // J
-                out[name] = np.array(value(rank, pos)[index % self.n_local], np.float32)
+                arr = value(rank, pos)[index % self.n_local]
+            out[name] = np.array(np.swapaxes(arr, -1, -2) if transposed else arr, np.float32)  # canonical
         return out
 
     def flat_layout(self) -> tuple[list, list]:
-        """``(rep, exp)``: the canonical ``[name, shape]`` of every element run of the flat REP vector
-        (replicated tensors, the same on every rank) and, per expert index e, of the flat EXP vector of
-        shard e (its J experts of every stacked tensor), in the order the optimizers flatten them."""
+        """``(rep, exp)``: ``[canonical name, stored shape, stored transposed]`` of every element run of the
+        flat REP vector (replicated tensors, the same on every rank) and, per expert index e, of the flat
+        EXP vector of shard e (its J experts of every stacked tensor), in the order the optimizers
+        flatten them (``zero.split_flat`` turns a run back into the canonical tensor)."""
         by_pos: dict[int, list] = {}
-        for name, (pos, index, kind) in self._names.items():
+        flags: dict[int, bool] = {}
+        for name, (pos, index, kind, transposed) in self._names.items():
             if kind == "trainable":
                 by_pos.setdefault(pos, []).append((index, name))
+                flags[pos] = transposed
         rep, exp = [], [[] for _ in range(self.mesh.ep)]
         for pos, var in enumerate(self.variables[0]):
             entries = sorted(by_pos[pos], key=lambda t: -1 if t[0] is None else t[0])
             if pos not in self.expert_pos:
-                rep.append([entries[0][1], var.shape.as_list()])
+                rep.append([entries[0][1], var.shape.as_list(), flags[pos]])
                 continue
             for e in range(self.mesh.ep):
                 # The shard [J, ...] flattens row-major: expert e*J + j's tensor is run j.
-                exp[e].extend([name, var.shape.as_list()[1:]] for index, name in entries
+                exp[e].extend([name, var.shape.as_list()[1:], flags[pos]] for index, name in entries
                               if index // self.n_local == e)
         return rep, exp
 
     def bias_names(self) -> list[str]:
         """Canonical names of ``gate_biases()`` in order."""
-        names = {pos: name for name, (pos, _, kind) in self._names.items() if kind == "bias"}
+        names = {pos: name for name, (pos, _, kind, _) in self._names.items() if kind == "bias"}
         return [names[i] for i in range(len(names))]
 
     def load_optimizer(self, m: dict[str, np.ndarray], v: dict[str, np.ndarray], count: int) -> None:
@@ -305,7 +310,9 @@ class ExpertParallel:
             count: the number of updates already applied.
         """
         rep, exp = self.flat_layout()
-        flat = lambda slots, layout: np.concatenate([np.asarray(slots[n], np.float32).reshape(-1) for n, _ in layout])
+        def flat(slots, layout):  # canonical tensors -> the flat vector in stored layouts
+            return np.concatenate([np.asarray(np.swapaxes(slots[n], -1, -2) if t else slots[n], np.float32).reshape(-1)
+                                   for n, _, t in layout])
         for r, (opt_rep, opt_exp) in enumerate(self.optimizers):
             _, e = self.mesh.coords(r)
             opt_rep.load_slots(flat(m, rep), flat(v, rep), count)

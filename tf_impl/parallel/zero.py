@@ -21,11 +21,14 @@ from tf_impl.optim import learning_rate
 
 
 def split_flat(flat: np.ndarray, layout: Sequence[list]) -> dict[str, np.ndarray]:
-    """Cut a flat vector into the ``[name, shape]`` runs of ``layout``, in order (trailing padding dropped)."""
+    """Cut a flat vector into the ``[name, shape(, transposed)]`` runs of ``layout``, in order (trailing
+    padding dropped). A run stored transposed (a kernel-layout weight, ``tf_impl.linear``) comes back in
+    the canonical layout; layouts written before that flag existed have two fields and none transposed."""
     out, offset = {}, 0
-    for name, shape in layout:
+    for name, shape, *flag in layout:
         n = int(np.prod(shape))
-        out[name] = flat[offset:offset + n].reshape(shape)
+        run = flat[offset:offset + n].reshape(shape)
+        out[name] = np.swapaxes(run, -1, -2) if flag and flag[0] else run
         offset += n
     return out
 
