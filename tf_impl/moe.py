@@ -40,9 +40,11 @@ from tf_impl.fp8 import fp8_matmul
 from tf_impl.linear import Linear, Slot, init_weight
 
 _MAX_TILE_ROWS = 64
-# The loop scheme's smallest tile: with kernel-layout weights a 2-row tile costs about what a 1-row one
-# does on XLA:CPU (28 vs 24 µs at 512x512), so experts holding 2 rows run one product, not two
-# (bench decode B=8: 17 -> 15 ms).
+# The loop scheme's smallest tile once experts hold a row each on average (A >= E): with kernel-layout
+# weights a 2-row product costs about what a 1-row one does on XLA:CPU (28 vs 24 µs at 512x512), so an
+# expert holding 2 rows runs one product, not two (bench decode, B=8 and A = E = 32: 17 -> 14 ms).
+# Below that load nearly every non-empty expert holds one row, and a 2-row tile only turns its matvec
+# into a padded GEMM call (the mtp_proxy decode step, A = 2 and E = 8: 3.8 -> 5.3 ms).
 _LOOP_MIN_TILE_ROWS = 2
 _BIG_TILES = 4  # the loop scheme's biggest tile is this many tiles: 256-row GEMMs in a bench prefill
 _MIN_ROWS_FOR_BIG = 16  # below this many rows per tile (decode) the loop scheme keeps one tile size
@@ -114,8 +116,8 @@ def dispatch_plan(n_assignments: int, n_experts: int, loop: bool) -> tuple[int, 
     Tiled scheme (``loop=False``): tile_rows is the power of two <= ``sqrt(30 * (A - nz) / nz)``,
     which balances padding rows against gathering one expert's weights per tile (about 30 flops'
     worth per weight element on CPU), and <= A / nz, so ``n_rows < 2 * A``. Loop scheme: the power of
-    two <= max(A / E, ``_LOOP_MIN_TILE_ROWS``) (the mean rows per expert, but at least 2), since each
-    non-empty expert's weights are read once whatever the tile size; ``n_rows <= 2 * A``.
+    two <= A / E (the mean rows per expert), since each non-empty expert's weights are read once
+    whatever the tile size, but at least ``_LOOP_MIN_TILE_ROWS`` once A >= E; ``n_rows <= 2 * A``.
 
     Args:
         n_assignments: A, the (token, expert) assignments routed, X * K; static.
@@ -127,7 +129,10 @@ def dispatch_plan(n_assignments: int, n_experts: int, loop: bool) -> tuple[int, 
     """
     a = n_assignments
     nz = min(n_experts, a)
-    target = max(a / n_experts, _LOOP_MIN_TILE_ROWS) if loop else min(math.sqrt(30.0 * (a - nz) / nz), a / nz)
+    if loop:
+        target = max(a / n_experts, _LOOP_MIN_TILE_ROWS if a >= n_experts else 1)
+    else:
+        target = min(math.sqrt(30.0 * (a - nz) / nz), a / nz)
     tile_rows = 1
     while tile_rows * 2 <= min(target, _MAX_TILE_ROWS):
         tile_rows *= 2
