@@ -4,7 +4,9 @@ Weights are stored [I, O] (in, out), the transpose of the canonical state's [O, 
 The reason is speed on XLA:CPU: ``x @ W.T`` with W stored [O, I] runs about 2x slower than ``x @ W``
 with W stored [I, O] when x has 2..64 rows (decode batches, speculative verification), and the same at
 1 row and at thousands. The stored layout is a :class:`Kernel`; :func:`canonical_swap` converts
-between it and the canonical layout, the one rule every state conversion uses.
+between it and the canonical layout, the one rule every state conversion uses. MLA's ``wkv_b`` is
+the exception, kept [O, I] (``Linear(..., kernel_layout=False)``): the absorbed decode path reads it
+per head as [N, H+H, C].
 
 In FP8 mode the product is ``reference.fp8.fp8_matmul`` (both operands quantised on the fly, the fp32
 weight is the master copy). FP8 blocks are defined on the canonical [O, I] weight, so the FP8 path
@@ -93,19 +95,31 @@ class Linear(nnx.Module):
 
     Weights start as N(0, 1/I) so activations keep unit scale at any width, which keeps the
     gate's scores well separated (near-ties make routing fragile across frameworks).
+    ``kernel_layout=False`` keeps the canonical [O, I] as a plain ``nnx.Param`` (MLA's ``wkv_b``, as in TF).
     """
 
-    def __init__(self, in_dim: int, out_dim: int, *, fp8: bool = False, rng: np.random.Generator):
-        self.fp8 = fp8
-        self.weight = init_kernel(rng, (out_dim, in_dim), in_dim)  # [I, O]
+    def __init__(self, in_dim: int, out_dim: int, *, fp8: bool = False, rng: np.random.Generator,
+                 kernel_layout: bool = True):
+        self.fp8, self.kernel_layout = fp8, kernel_layout
+        if kernel_layout:
+            self.weight = init_kernel(rng, (out_dim, in_dim), in_dim)  # [I, O]
+        else:  # a plain Param in the canonical [O, I]: for a weight mostly read per head as [N, H, I] (MLA's wkv_b)
+            self.weight = init_weight(rng, (out_dim, in_dim), in_dim)  # [O, I]
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return linear(x, self.weight[...], self.fp8)
+        if self.kernel_layout:
+            return linear(x, self.weight[...], self.fp8)
+        w = self.weight[...]                                           # [O, I]
+        return fp8_matmul(x, w) if self.fp8 else jnp.einsum("...I,OI->...O", widen(x), w)  # [..., O]
 
     def effective_weight(self) -> jax.Array:
-        """The weight [I, O] as the matmul sees it: fp32, or rounded through fp8 blocks in FP8 mode.
+        """The stored weight ([I, O], or [O, I] without ``kernel_layout``) as the matmul sees it: fp32, or
+        rounded through fp8 blocks in FP8 mode.
 
-        The fp8 blocks are those of the canonical [O, I] view, so the FP8 case transposes there and back.
+        The fp8 blocks are those of the canonical [O, I] view, so the FP8 case of a kernel transposes
+        there and back.
         """
         w = self.weight[...]
-        return fake_quantize_weight(w.T).T if self.fp8 else w
+        if not self.fp8:
+            return w
+        return fake_quantize_weight(w.T).T if self.kernel_layout else fake_quantize_weight(w)

@@ -45,7 +45,8 @@ def test_every_linear_weight_is_a_kernel_stored_transposed(dtype):
     model = Transformer(cfg, seed=0)
     shapes = expected_shapes(cfg)
     linear_names = {n for n, s in shapes.items() if len(s) == 2 and n != "embed.weight"
-                    and not n.endswith(".gate.weight")}  # gate [E, D] and embedding [V, D] keep the canonical layout
+                    and not n.endswith((".gate.weight", ".wkv_b.weight"))}
+    # gate [E, D], embedding [V, D] and MLA's wkv_b (read per head as [N, H+H, C]) keep the canonical layout
     kernels = set()
     for path, var in nnx.to_flat_state(model.params):
         names = _canonical_names(path, cfg.n_routed_experts)
