@@ -31,7 +31,7 @@ from tf_impl.model import Transformer
 from tf_impl.moe import MoE, dispatch_plan, gather_rows, sparse_dispatch, tiled_swiglu
 from tf_impl.parallel.mesh import Collectives, DeviceMesh
 from tf_impl.losses import bias_update, compute_loss
-from tf_impl.parallel.zero import FlatAdamW, split_flat
+from tf_impl.parallel.zero import FlatAdamW, join_flat, split_flat
 
 _EXPERT_WEIGHTS = ("w1", "w2", "w3")
 
@@ -310,13 +310,10 @@ class ExpertParallel:
             count: the number of updates already applied.
         """
         rep, exp = self.flat_layout()
-        def flat(slots, layout):  # canonical tensors -> the flat vector in stored layouts
-            return np.concatenate([np.asarray(np.swapaxes(slots[n], -1, -2) if t else slots[n], np.float32).reshape(-1)
-                                   for n, _, t in layout])
         for r, (opt_rep, opt_exp) in enumerate(self.optimizers):
             _, e = self.mesh.coords(r)
-            opt_rep.load_slots(flat(m, rep), flat(v, rep), count)
-            opt_exp.load_slots(flat(m, exp[e]), flat(v, exp[e]), count)
+            opt_rep.load_slots(join_flat(m, rep), join_flat(v, rep), count)
+            opt_exp.load_slots(join_flat(m, exp[e]), join_flat(v, exp[e]), count)
 
     def optimizer_slots(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Canonically named ``(m, v)`` gathered from every rank's partition (for checks).

@@ -33,6 +33,13 @@ def split_flat(flat: np.ndarray, layout: Sequence[list]) -> dict[str, np.ndarray
     return out
 
 
+def join_flat(tensors: dict[str, np.ndarray], layout: Sequence[list]) -> np.ndarray:
+    """Inverse of ``split_flat``: the canonical ``tensors`` named by ``layout``'s runs, each in its stored
+    layout (transposed where the run says so), flattened and concatenated in order, as float32."""
+    runs = [np.swapaxes(tensors[name], -1, -2) if flag and flag[0] else tensors[name] for name, _, *flag in layout]
+    return np.concatenate([np.asarray(r, np.float32).reshape(-1) for r in runs])
+
+
 class FlatAdamW:
     """AdamW for ``variables`` on one rank; ``partitioned`` keeps only this rank's 1/G of the moments.
 
