@@ -31,6 +31,9 @@ class _Timed:
 
 
 ROOFLINE_FRAMEWORKS = ("tf-xla", "flax-jit")
+# Rows through a product in a decode step at bench: 1 (one sequence, as in MTP speculative decoding), ~2
+# (a routed expert's tile at B=8, K=4, E=32) and 8 (the dense layers and attention projections at B=8).
+MATMUL_ROWS = (1, 2, 8)
 
 
 def _experts_read(model, cfg) -> list[int]:
@@ -82,6 +85,7 @@ def _throughput_numbers(reps: int) -> dict:
     out["ratio"]["decode"] = [flax / tf for flax, tf, _ in rounds]
     for j, fw in enumerate(("flax-jit", "tf-xla")):
         out["over_floor"][fw] = [r[j] / (out["decode_bytes"] / (moved / r[2])) for r in rounds]
+    out["matmul_read_gbs"] = {rows: common.best_rate(*common.matmul_read_call(rows)) / 1e9 for rows in MATMUL_ROWS}
     return out
 
 
@@ -157,6 +161,20 @@ class Throughput:
     track_decode_bytes.unit = "bytes"
     track_decode_bytes.version = "1"
     track_decode_bytes.pretty_name = "Bytes a decode step must read (bench, B=8, 256 cached, absorbed)"
+
+    def track_matmul_read_bandwidth(self, numbers, rows):
+        """PX.decode_roofline (context): GB/s at which XLA:CPU's product reads its fp32 weights when ``rows``
+        rows go through it (64 distinct [512, 256] weights, one compiled program, best of 5 after a warm-up;
+        ``common.matmul_read_call``). Read beside track_stream_bandwidth: the decode floor assumes every
+        weight byte moves at the copy's rate, and no decode step can beat the rate its products read at.
+        """
+        return numbers["matmul_read_gbs"][rows]
+
+    track_matmul_read_bandwidth.params = [MATMUL_ROWS]
+    track_matmul_read_bandwidth.param_names = ["rows"]
+    track_matmul_read_bandwidth.unit = "GB/s"
+    track_matmul_read_bandwidth.version = "1"
+    track_matmul_read_bandwidth.pretty_name = "Weight read rate of an XLA product with few rows (64 x [512, 256] fp32)"
 
     def track_gemm_peak(self, numbers, engine):
         """PX.prefill_mfu (context): fp32 GEMM GFLOP/s of a 2048^3 matmul, best of 5, per engine; the

@@ -311,6 +311,39 @@ def stream_copy_call(nbytes: int = STREAM_BYTES, threads: int | None = None) -> 
     return call, 2.0 * src.nbytes
 
 
+MATMUL_READ_SHAPE = (512, 256)  # a bench routed expert's w1 [D, F], stored [in, out] as the models store it
+MATMUL_READ_COUNT = 64          # distinct weights, 32 MB in all: beyond the L3, as a decode step's 217 MB are
+
+
+def matmul_read_call(rows: int, count: int = MATMUL_READ_COUNT, shape: tuple[int, int] = MATMUL_READ_SHAPE
+                     ) -> tuple[Callable[[], None], float]:
+    """A no-argument call running ``count`` XLA-compiled products ``x @ W`` of ``rows`` rows with distinct fp32
+    weights ``W`` of ``shape`` [I, O] in one TF program, and the weight bytes they read.
+
+    A decode step is a chain of such products, a few rows each (B=8 at the dense layers, about 2 rows
+    per routed expert at bench), and its memory-bandwidth floor assumes every byte is read at the copy's
+    rate. This measures the rate XLA:CPU's own product reaches at those row counts, beside the copy, so
+    the distance of a decode step to its floor can be split into what the kernels allow and what the
+    model's dispatch adds. ``rows`` must be >= 1.
+    """
+    if rows < 1:
+        raise ValueError(f"rows must be >= 1, got {rows}")
+    import tensorflow as tf
+
+    rng = np.random.default_rng(SEED)
+    weights = [tf.constant(rng.standard_normal(shape, dtype=np.float32)) for _ in range(count)]  # [I, O] each
+    x = tf.constant(rng.standard_normal((rows, shape[0]), dtype=np.float32))                    # [rows, I]
+
+    @tf.function(jit_compile=True)
+    def chain(x):
+        acc = tf.zeros([rows, shape[1]])                                                        # [rows, O]
+        for w in weights:
+            acc = acc + tf.matmul(x, w)
+        return acc
+
+    return (lambda: chain(x).numpy()), float(count * shape[0] * shape[1] * 4)
+
+
 def best_rate(call: Callable[[], None], work: float, reps: int = 5) -> float:
     """``work`` per second of the fastest of ``reps`` calls after one warm-up call: a peak, not a typical rate."""
     call()

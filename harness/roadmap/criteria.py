@@ -350,7 +350,12 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
               Check(_THR + "track_decode_bytes", C.GT, 0.0, "bytes", E.MEASURED, gate=False,
                     note="context: what the floor divides (weights of the experts actually routed to, filled cache)"),
               Check(_THR + "track_stream_bandwidth", C.GT, 0.0, "GB/s", E.MEASURED, gate=False,
-                    note="context: the bandwidth measured in the same run")),
+                    note="context: the bandwidth measured in the same run"),
+              *(Check(_THR + "track_matmul_read_bandwidth", C.GT, 0.0, "GB/s", E.MEASURED, (("rows", rows),),
+                      gate=False, note=f"context: the rate XLA:CPU's product reads weights at with {rows} row(s) "
+                                       "through it, in the same run; 2x the floor needs about half the copy's rate "
+                                       "sustained over the whole step")
+                for rows in (1, 2, 8))),
 )}
 
 

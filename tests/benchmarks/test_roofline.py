@@ -99,3 +99,18 @@ def test_distinct_experts():
 def test_bad_input_is_named(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_matmul_read_call_multiplies_every_weight_and_counts_their_bytes():
+    """The read-rate probe behind Throughput.track_matmul_read_bandwidth: its work is the sum of ``count``
+    products ``x @ W`` (so XLA cannot drop one) and its byte count is the weights', at fp32."""
+    from benchmarks import common
+
+    call, nbytes = common.matmul_read_call(rows=3, count=4, shape=(8, 5))
+    assert nbytes == 4 * 8 * 5 * 4
+    rng = np.random.default_rng(common.SEED)   # the probe's own draws, in its order
+    weights = [rng.standard_normal((8, 5), dtype=np.float32) for _ in range(4)]
+    x = rng.standard_normal((3, 8), dtype=np.float32)
+    np.testing.assert_allclose(call(), sum(x @ w for w in weights), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="rows must be >= 1"):
+        common.matmul_read_call(rows=0)
