@@ -66,6 +66,10 @@ class Check:
     tolerance: float = 0.0      # only for WITHIN
     gate: bool = True           # False: context only, never decides the verdict
     note: str = ""
+    # True for a peak of the host measured in the same process as the criterion's values (a GEMM rate, a
+    # copy bandwidth): the regression gate reads it to tell a host that changed under a run from a commit
+    # that got slower (harness.roadmap.gate.host_shift). Only meaningful with gate=False.
+    calibration: bool = False
 
     @property
     def label(self) -> str:

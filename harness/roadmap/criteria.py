@@ -340,7 +340,7 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
               Check(_THR + "track_prefill_mfu", C.GE, 0.70, "fraction", E.MEASURED, (("framework", "flax-jit"),),
                     gate=False, note="context: the Flax peer's utilisation in the same rounds"),
               Check(_THR + "track_gemm_peak", C.GT, 0.0, "GFLOP/s", E.MEASURED, (("engine", "tf"),), gate=False,
-                    note="context: the peak's engines side by side (jax, numpy) in the asv HTML")),
+                    note="context: the peak's engines side by side (jax, numpy) in the asv HTML", calibration=True)),
     _measured("PX.decode_roofline",
               Check(_THR + "track_decode_over_floor", C.LE, 2.0, "ratio", E.MEASURED, (("framework", "tf-xla"),),
                     note="bench config, B=8 after 256 cached tokens, absorbed cache; floor = bytes it must read "
@@ -350,11 +350,11 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
               Check(_THR + "track_decode_bytes", C.GT, 0.0, "bytes", E.MEASURED, gate=False,
                     note="context: what the floor divides (weights of the experts actually routed to, filled cache)"),
               Check(_THR + "track_stream_bandwidth", C.GT, 0.0, "GB/s", E.MEASURED, gate=False,
-                    note="context: the bandwidth measured in the same run"),
+                    note="context: the bandwidth measured in the same run", calibration=True),
               *(Check(_THR + "track_matmul_read_bandwidth", C.GT, 0.0, "GB/s", E.MEASURED, (("rows", rows),),
                       gate=False, note=f"context: the rate XLA:CPU's product reads weights at with {rows} row(s) "
                                        "through it, in the same run; 2x the floor needs about half the copy's rate "
-                                       "sustained over the whole step")
+                                       "sustained over the whole step", calibration=True)
                 for rows in (1, 2, 8))),
 )}
 

@@ -19,6 +19,14 @@ Two kinds of regression, both between the verdicts of two commits (``harness.roa
 
 "Worse" follows the check's comparator: lower for ``<``/``<=``, higher for ``>``/``>=``, further from
 the threshold for ``==``/``within``.
+
+**Host shifts.** Timings are taken as ratios within one process (TF over Flax, a step over a peak timed
+beside it), so that the host's load cancels. That fails when the host itself changes under a run: on
+the shared 2-core host a whole process once saw its copy bandwidth at 82 GB/s (44 GB/s the day before)
+while its decode steps got slower, and the decode-over-floor ratio went from 2.7 to 7.5 with no code
+change. A regression whose criterion carries ``calibration`` checks (the host peaks measured in the same
+process) that moved by more than the factor, either way, still counts, but says so (``host_shift``),
+so whoever reads it reruns before blaming the commit.
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ class Regression:
     commit_before: str
     commit_after: str
     detail: str = ""
+    host_shift: bool = False  # the criterion's host peaks moved beyond the factor in the same run (module doc)
 
     def __str__(self) -> str:
         text = (f"{self.criterion_id} {self.what}: {self.before} @ {self.commit_before[:8]} -> "
@@ -171,9 +180,10 @@ def regressions(before: Mapping[str, CriterionResult], after: Mapping[str, Crite
         old = before.get(cid)
         if old is None:
             continue
+        shift = host_shift(old, new, factor)
         if old.verdict is Verdict.PASS and new.verdict is not Verdict.PASS and caused_here(new):
             out.append(Regression(cid, "verdict", old.verdict.value, new.verdict.value, old.commit, new.commit,
-                                  _why_verdict(new)))
+                                  _with(_why_verdict(new), shift), host_shift=shift is not None))
         old_checks = {r.check: r for r in old.checks}
         for res in new.checks:
             prev = old_checks.get(res.check)
@@ -191,8 +201,44 @@ def regressions(before: Mapping[str, CriterionResult], after: Mapping[str, Crite
             what = res.check.label
             if calibrated:
                 what += f" (gate: {res.compared_name.rsplit('.', 1)[-1]} {_fmt(a.value)} -> {_fmt(b.value)})"
-            out.append(Regression(cid, what, _fmt(prev.value), _fmt(res.value), old.commit, new.commit, why))
+            out.append(Regression(cid, what, _fmt(prev.value), _fmt(res.value), old.commit, new.commit,
+                                  _with(why, shift), host_shift=shift is not None))
     return out
+
+
+def _with(detail: str, shift: str | None) -> str:
+    return detail if shift is None else f"{detail}; {shift}" if detail else shift
+
+
+def host_shift(before: CriterionResult, after: CriterionResult, factor: float = FACTOR) -> str | None:
+    """How the host's own peaks moved between two runs of a criterion, when any moved beyond ``factor``.
+
+    Reads the criterion's ``calibration`` checks (peaks measured in the same process as its values) that
+    were measured at both commits, at the later one in this run.
+
+    Args:
+        before: the baseline's verdict of the criterion.
+        after: the later commit's verdict of the same criterion.
+        factor: how far a peak must move, either way, as a ratio.
+
+    Returns:
+        a one-line account of the peaks that moved (``None`` when none did, or none was measured at both).
+    """
+    old_checks = {r.check: r for r in before.checks}
+    moved = []
+    for res in after.checks:
+        prev = old_checks.get(res.check)
+        if not res.check.calibration or prev is None or not res.measured_here:
+            continue
+        a, b = prev.value, res.value
+        if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)) or a <= 0 or b <= 0:
+            continue
+        if max(a, b) / min(a, b) > factor:
+            moved.append(f"{res.check.label} {_fmt(a)} -> {_fmt(b)} {res.check.unit} ({b / a - 1:+.0%})")
+    if not moved:
+        return None
+    return ("the host changed under the run: " + ", ".join(moved) + ", measured beside these values in the same "
+            "process; rerun before blaming the commit")
 
 
 def _why_verdict(result: CriterionResult) -> str:

@@ -189,3 +189,28 @@ def test_a_new_version_of_the_compared_benchmark_is_not_compared(tmp_results):
 def test_improvements_are_never_regressions(check):
     before, after = _value([1.0, 1.01, 0.99, 1.0, 1.02, 0.98, 1.0]), _value([2.0, 2.01, 1.99, 2.0, 2.02, 1.98, 2.0])
     assert value_regressed(check, *((before, after) if check is HIGHER else (after, before))) is None
+
+
+FLOOR = "bench_throughput.Throughput.track_decode_over_floor"
+STREAM = "bench_throughput.Throughput.track_stream_bandwidth"
+
+
+def test_a_regression_beside_a_moved_host_peak_says_the_host_changed(tmp_results):
+    """The decode-over-floor ratio nearly tripling counts either way; when the copy bandwidth measured in the
+    same process moved by more than the factor too (as on the shared host, 44 -> 82 GB/s), the regression
+    says so and names the peak; with the peak where it was, it does not."""
+    add_commit(tmp_results, SHA_C, 1700000300000, {FLOOR: {"samples": [_noisy(2.7, cv=0.02, seed=1),
+                                                                         _noisy(3.6, cv=0.02, seed=2)]},
+                                                    STREAM: {"values": [43.8]}})
+    add_commit(tmp_results, SHA_D, 1700000400000, {FLOOR: {"samples": [_noisy(7.5, cv=0.02, seed=3),
+                                                                         _noisy(9.1, cv=0.02, seed=4)]},
+                                                    STREAM: {"values": [82.0]}})
+    add_commit(tmp_results, SHA_E, 1700000500000, {FLOOR: {"samples": [_noisy(7.5, cv=0.02, seed=5),
+                                                                         _noisy(9.1, cv=0.02, seed=6)]},
+                                                    STREAM: {"values": [45.0]}})
+    c3, d4, e5 = _history(tmp_results)[2:]
+    (shifted,) = [r for r in regressions(c3, d4) if r.criterion_id == "PX.decode_roofline"]
+    assert shifted.host_shift and "significant" in shifted.detail
+    assert "the host changed under the run: track_stream_bandwidth 43.8 -> 82 GB/s (+87%)" in shifted.detail
+    (plain,) = [r for r in regressions(c3, e5) if r.criterion_id == "PX.decode_roofline"]
+    assert not plain.host_shift and "host" not in plain.detail      # 43.8 -> 45 is within the factor
