@@ -22,7 +22,7 @@ the threshold for ``==``/``within``.
 
 **Host shifts.** Timings are taken as ratios within one process (TF over Flax, a step over a peak timed
 beside it), so that the host's load cancels. That fails when the host itself changes under a run: on
-the shared 2-core host a whole process once saw its copy bandwidth at 82 GB/s (44 GB/s the day before)
+the shared 2-core host a whole process once saw its copy bandwidth at 82 GB/s (44 GB/s in the run before)
 while its decode steps got slower, and the decode-over-floor ratio went from 2.7 to 7.5 with no code
 change. A regression whose criterion carries ``calibration`` checks (the host peaks measured in the same
 process) that moved by more than the factor, either way, still counts, but says so (``host_shift``),
