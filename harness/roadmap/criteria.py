@@ -59,6 +59,17 @@ GATE_TWINS: dict[str, str] = {
 
 E, C = Evidence, Comparator
 
+# The host's peaks timed in the process that times the TF/Flax prefill and decode ratios (Throughput's
+# setup_cache): context of both ratio criteria, so that the gate can say when the host changed under a run
+# (harness.roadmap.gate.host_shift, docs/regression-gate.md).
+_HOST_PEAKS = (
+    Check("bench_throughput.Throughput.track_gemm_peak", C.GT, 0.0, "GFLOP/s", E.MEASURED, (("engine", "tf"),),
+          gate=False, calibration=True, note="context: the host's GEMM peak, timed in the same process as the ratio"),
+    Check("bench_throughput.Throughput.track_stream_bandwidth", C.GT, 0.0, "GB/s", E.MEASURED, gate=False,
+          calibration=True, note="context: the copy bandwidth timed in the decode rounds, in the same process as the "
+                                 "ratio"),
+)
+
 # Roll-ups harness.roadmap.validate computes from the other verdicts of the same commit (name -> what it is).
 SUCCESS_RATE = "validate.success_rate"
 DERIVED: dict[str, str] = {
@@ -306,7 +317,8 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
                     note="context: absolute TF-XLA prefill time of 8 x 256 tokens; the per-framework times "
                          "behind the ratio are side by side in the asv HTML"),
               Check("bench_throughput.Memory.peakmem_prefill", C.LE, 8e9, "bytes", E.MEASURED,
-                    (("framework", "tf-xla"),), gate=False, note="context: peak RSS of the prefill process")),
+                    (("framework", "tf-xla"),), gate=False, note="context: peak RSS of the prefill process"),
+              *_HOST_PEAKS),
     _measured("PX.tf_decode_speed",
               Check("bench_throughput.Throughput.track_tf_over_flax", C.GE, 1.0, "ratio", E.MEASURED,
                     (("phase", "decode"),)),
@@ -314,7 +326,8 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
                     (("framework", "tf-xla"), ("cache", "absorb")), gate=False,
                     note="context: absolute TF-XLA decode step; cache=naive beside it shows what absorption buys"),
               Check("bench_throughput.Memory.peakmem_decode", C.LE, 8e9, "bytes", E.MEASURED,
-                    (("framework", "tf-xla"),), gate=False, note="context: peak RSS of the decode process")),
+                    (("framework", "tf-xla"),), gate=False, note="context: peak RSS of the decode process"),
+              *_HOST_PEAKS),
     _measured("PX.tf_train_speed",
               Check("bench_throughput.TrainThroughput.track_tf_over_flax_train", C.GE, 1.0, "ratio", E.MEASURED,
                     note="bench config, B=2 x T=64: TF Trainer step (XLA-compiled, jit_compile=True) vs Flax train_step "

@@ -214,7 +214,7 @@ def host_shift(before: CriterionResult, after: CriterionResult, factor: float = 
     """How the host's own peaks moved between two runs of a criterion, when any moved beyond ``factor``.
 
     Reads the criterion's ``calibration`` checks (peaks measured in the same process as its values) that
-    were measured at both commits, at the later one in this run.
+    were measured at both commits, at the later one in this run, with the same benchmark version.
 
     Args:
         before: the baseline's verdict of the criterion.
@@ -228,8 +228,8 @@ def host_shift(before: CriterionResult, after: CriterionResult, factor: float = 
     moved = []
     for res in after.checks:
         prev = old_checks.get(res.check)
-        if not res.check.calibration or prev is None or not res.measured_here:
-            continue
+        if not res.check.calibration or prev is None or not res.measured_here or prev.version != res.version:
+            continue                                    # a new version measures something else: not comparable
         a, b = prev.value, res.value
         if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)) or a <= 0 or b <= 0:
             continue

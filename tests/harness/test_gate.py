@@ -214,3 +214,32 @@ def test_a_regression_beside_a_moved_host_peak_says_the_host_changed(tmp_results
     assert "the host changed under the run: track_stream_bandwidth 43.8 -> 82 GB/s (+87%)" in shifted.detail
     (plain,) = [r for r in regressions(c3, e5) if r.criterion_id == "PX.decode_roofline"]
     assert not plain.host_shift and "host" not in plain.detail      # 43.8 -> 45 is within the factor
+
+
+def test_a_host_peak_of_another_version_is_not_compared(tmp_results):
+    """A new version of the peak's benchmark measures it another way (track_stream_bandwidth v2 times the copy
+    inside the decode rounds): its move is not a host shift."""
+    add_commit(tmp_results, SHA_C, 1700000300000, {FLOOR: {"samples": [_noisy(2.7, cv=0.02, seed=1),
+                                                                         _noisy(3.6, cv=0.02, seed=2)]},
+                                                    STREAM: {"values": [43.8]}})
+    add_commit(tmp_results, SHA_D, 1700000400000, {FLOOR: {"samples": [_noisy(7.5, cv=0.02, seed=3),
+                                                                         _noisy(9.1, cv=0.02, seed=4)]},
+                                                    STREAM: {"values": [82.0], "version": "v2"}})
+    c3, d4 = _history(tmp_results)[2:]
+    (reg,) = [r for r in regressions(c3, d4) if r.criterion_id == "PX.decode_roofline"]
+    assert not reg.host_shift and "host" not in reg.detail
+
+
+def test_the_tf_over_flax_ratios_name_a_moved_host_peak_too(tmp_results):
+    """The decode ratio is timed in the same process as the copy: a drop beside a moved copy bandwidth says so."""
+    add_commit(tmp_results, SHA_C, 1700000300000, {RATIO: {"samples": [_noisy(1.45, cv=0.02, seed=1),
+                                                                         _noisy(1.34, cv=0.02, seed=2)]},
+                                                    STREAM: {"values": [43.8]}})
+    add_commit(tmp_results, SHA_D, 1700000400000, {RATIO: {"samples": [_noisy(1.45, cv=0.02, seed=3),
+                                                                         _noisy(0.9, cv=0.02, seed=4)]},
+                                                    STREAM: {"values": [70.0]}})
+    c3, d4 = _history(tmp_results)[2:]
+    regs = {(r.criterion_id, r.what): r for r in regressions(c3, d4)}
+    assert regs[("PX.tf_decode_speed", "verdict")].host_shift              # 0.9 < 1: PASS -> FAIL
+    assert "track_stream_bandwidth 43.8 -> 70 GB/s" in regs[("PX.tf_decode_speed", "track_tf_over_flax[phase=decode]")].detail
+    assert ("PX.tf_prefill_speed", "track_tf_over_flax[phase=prefill]") not in regs
