@@ -195,19 +195,20 @@ FLOOR = "bench_throughput.Throughput.track_decode_over_floor"
 STREAM = "bench_throughput.Throughput.track_stream_bandwidth"
 
 
+def _run_beside_a_peak(results_dir, sha, date, name, centres, stream, seed, **stream_spec):
+    """A commit whose ``name`` (a two-parameter sampled benchmark) has tight samples around ``centres`` and
+    whose copy bandwidth (the criterion's host peak) reads ``stream``."""
+    samples = [_noisy(c, cv=0.02, seed=seed + j) for j, c in enumerate(centres)]
+    add_commit(results_dir, sha, date, {name: {"samples": samples}, STREAM: {"values": [stream], **stream_spec}})
+
+
 def test_a_regression_beside_a_moved_host_peak_says_the_host_changed(tmp_results):
     """The decode-over-floor ratio nearly tripling counts either way; when the copy bandwidth measured in the
     same process moved by more than the factor too (as on the shared host, 44 -> 82 GB/s), the regression
     says so and names the peak; with the peak where it was, it does not."""
-    add_commit(tmp_results, SHA_C, 1700000300000, {FLOOR: {"samples": [_noisy(2.7, cv=0.02, seed=1),
-                                                                         _noisy(3.6, cv=0.02, seed=2)]},
-                                                    STREAM: {"values": [43.8]}})
-    add_commit(tmp_results, SHA_D, 1700000400000, {FLOOR: {"samples": [_noisy(7.5, cv=0.02, seed=3),
-                                                                         _noisy(9.1, cv=0.02, seed=4)]},
-                                                    STREAM: {"values": [82.0]}})
-    add_commit(tmp_results, SHA_E, 1700000500000, {FLOOR: {"samples": [_noisy(7.5, cv=0.02, seed=5),
-                                                                         _noisy(9.1, cv=0.02, seed=6)]},
-                                                    STREAM: {"values": [45.0]}})
+    _run_beside_a_peak(tmp_results, SHA_C, 1700000300000, FLOOR, (2.7, 3.6), 43.8, seed=1)
+    _run_beside_a_peak(tmp_results, SHA_D, 1700000400000, FLOOR, (7.5, 9.1), 82.0, seed=3)
+    _run_beside_a_peak(tmp_results, SHA_E, 1700000500000, FLOOR, (7.5, 9.1), 45.0, seed=5)
     c3, d4, e5 = _history(tmp_results)[2:]
     (shifted,) = [r for r in regressions(c3, d4) if r.criterion_id == "PX.decode_roofline"]
     assert shifted.host_shift and "significant" in shifted.detail
@@ -219,12 +220,8 @@ def test_a_regression_beside_a_moved_host_peak_says_the_host_changed(tmp_results
 def test_a_host_peak_of_another_version_is_not_compared(tmp_results):
     """A new version of the peak's benchmark measures it another way (track_stream_bandwidth v2 times the copy
     inside the decode rounds): its move is not a host shift."""
-    add_commit(tmp_results, SHA_C, 1700000300000, {FLOOR: {"samples": [_noisy(2.7, cv=0.02, seed=1),
-                                                                         _noisy(3.6, cv=0.02, seed=2)]},
-                                                    STREAM: {"values": [43.8]}})
-    add_commit(tmp_results, SHA_D, 1700000400000, {FLOOR: {"samples": [_noisy(7.5, cv=0.02, seed=3),
-                                                                         _noisy(9.1, cv=0.02, seed=4)]},
-                                                    STREAM: {"values": [82.0], "version": "v2"}})
+    _run_beside_a_peak(tmp_results, SHA_C, 1700000300000, FLOOR, (2.7, 3.6), 43.8, seed=1)
+    _run_beside_a_peak(tmp_results, SHA_D, 1700000400000, FLOOR, (7.5, 9.1), 82.0, seed=3, version="v2")
     c3, d4 = _history(tmp_results)[2:]
     (reg,) = [r for r in regressions(c3, d4) if r.criterion_id == "PX.decode_roofline"]
     assert not reg.host_shift and "host" not in reg.detail
@@ -232,12 +229,8 @@ def test_a_host_peak_of_another_version_is_not_compared(tmp_results):
 
 def test_the_tf_over_flax_ratios_name_a_moved_host_peak_too(tmp_results):
     """The decode ratio is timed in the same process as the copy: a drop beside a moved copy bandwidth says so."""
-    add_commit(tmp_results, SHA_C, 1700000300000, {RATIO: {"samples": [_noisy(1.45, cv=0.02, seed=1),
-                                                                         _noisy(1.34, cv=0.02, seed=2)]},
-                                                    STREAM: {"values": [43.8]}})
-    add_commit(tmp_results, SHA_D, 1700000400000, {RATIO: {"samples": [_noisy(1.45, cv=0.02, seed=3),
-                                                                         _noisy(0.9, cv=0.02, seed=4)]},
-                                                    STREAM: {"values": [70.0]}})
+    _run_beside_a_peak(tmp_results, SHA_C, 1700000300000, RATIO, (1.45, 1.34), 43.8, seed=1)
+    _run_beside_a_peak(tmp_results, SHA_D, 1700000400000, RATIO, (1.45, 0.9), 70.0, seed=3)
     c3, d4 = _history(tmp_results)[2:]
     regs = {(r.criterion_id, r.what): r for r in regressions(c3, d4)}
     assert regs[("PX.tf_decode_speed", "verdict")].host_shift              # 0.9 < 1: PASS -> FAIL
