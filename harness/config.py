@@ -263,7 +263,7 @@ class ModelConfig:
         but has 32 layers (3 dense, as V3), so the ratio is ~4.6% (~1/22), within 1.1x of the 671B value.
         """
         base = dict(
-            max_batch_size=4, max_seq_len=128, vocab_size=256, dim=128, inter_dim=256, moe_inter_dim=64,
+            max_batch_size=8, max_seq_len=128, vocab_size=256, dim=128, inter_dim=256, moe_inter_dim=64,
             n_layers=32, n_dense_layers=3, n_heads=4, n_routed_experts=8, n_shared_experts=1,
             n_activated_experts=2, n_expert_groups=2, n_limited_groups=1, score_func=ScoreFunc.SIGMOID,
             route_scale=2.5, q_lora_rank=64, kv_lora_rank=32, qk_nope_head_dim=32, qk_rope_head_dim=16,

@@ -174,26 +174,37 @@ class KVCache:
                 f"length={self.length}, nbytes={self.nbytes})")
 
 
+def _positions(start, t: int) -> tf.Tensor:
+    """Positions of T tokens from ``start``: [T] for a scalar start, [B, T] for per-row starts [B]."""
+    start = tf.convert_to_tensor(start, tf.int32)
+    return start[..., None] + tf.range(t) if start.shape.rank == 1 else start + tf.range(t)
+
+
 def _write(var: tf.Variable, values: tf.Tensor, start) -> None:
-    """Write ``values`` [B, T, ...] into ``var`` [B', S, ...] at rows 0..B-1, positions start..start+T-1."""
+    """Write ``values`` [B, T, ...] into ``var`` [B', S, ...] at rows 0..B-1, positions start..start+T-1.
+
+    ``start`` is a scalar, or a vector [B] of per-row starts (batched speculative decoding).
+    """
     b, t = values.shape[0], values.shape[1]
-    pos = start + tf.range(t)                                               # [T]
-    idx = tf.stack(tf.meshgrid(tf.range(b), pos, indexing="ij"), -1)        # [B, T, 2]
-    var.scatter_nd_update(idx, values)
+    pos = tf.broadcast_to(_positions(start, t), [b, t])                     # [B, T]
+    rows = tf.broadcast_to(tf.range(b)[:, None], [b, t])                    # [B, T]
+    var.scatter_nd_update(tf.stack([rows, pos], -1), values)                # indices [B, T, 2]
 
 
 def causal_mask(start: int | tf.Tensor, t: int, s: int) -> tf.Tensor:
     """[T, S] True where key position s may be seen by the query at position ``start + t``.
 
     Args:
-        start: the position of the first query (a Python int or a scalar tensor).
+        start: the position of the first query (a Python int or a scalar tensor), or a vector [B] of
+            per-row first positions; then the mask is [B, T, S] (each row's cache is filled to its own
+            length, as batched speculative decoding leaves it).
         t: T, the number of queries.
         s: S, the number of key positions (the T queries' own keys, or a cache's first S slots).
 
     Returns:
-        a bool tensor of shape [T, S]: ``s <= start + t``.
+        a bool tensor of shape [T, S] (or [B, T, S]): ``s <= start + t``.
     """
-    return tf.range(s)[None, :] <= (start + tf.range(t))[:, None]
+    return tf.range(s) <= _positions(start, t)[..., None]
 
 
 class MLA(tf.Module):
@@ -230,12 +241,12 @@ class MLA(tf.Module):
         return out
 
     def _project(self, x, cos, sin):
-        """Queries and the latent key/value of ``x`` [B, T, D] at angles cos/sin [T, R/2]."""
+        """Queries and the latent key/value of ``x`` [B, T, D] at angles cos/sin [T, R/2] (or per row [B, T, R/2])."""
         b, t = x.shape[0], x.shape[1]
         q = self.wq(x) if self.q_lora_rank == 0 else self.wq_b(self.q_norm(self.wq_a(x)))  # [B, T, N*(H+R)]
         q = tf.reshape(q, [b, t, self.n_heads, self.nope_dim + self.rope_dim])              # [B, T, N, H+R]
         q_nope, q_pe = q[..., : self.nope_dim], q[..., self.nope_dim:]                      # [B,T,N,H], [B,T,N,R]
-        q_pe = apply_rope(q_pe, cos[:, None, :], sin[:, None, :])
+        q_pe = apply_rope(q_pe, cos[..., None, :], sin[..., None, :])  # over the heads
         kv_pe = self.wkv_a(x)                                                               # [B, T, C+R]
         kv = self.kv_norm(kv_pe[..., : self.kv_lora_rank])                                  # [B, T, C]
         k_pe = apply_rope(kv_pe[..., self.kv_lora_rank:], cos, sin)                         # [B, T, R]: one key for all heads
@@ -248,7 +259,9 @@ class MLA(tf.Module):
         return kv_b[..., : self.nope_dim], kv_b[..., self.nope_dim:]
 
     def _softmax(self, scores, mask):
-        """Masked softmax in fp32 of ``scores`` [B, N, T, S] with ``mask`` [T, S]."""
+        """Masked softmax in fp32 of ``scores`` [B, N, T, S] with ``mask`` [T, S] or per row [B, T, S]."""
+        if mask.shape.rank == 3:
+            mask = mask[:, None]                                                            # [B, 1, T, S]
         scores = tf.where(mask, scores * self.softmax_scale, float("-inf"))
         return tf.nn.softmax(scores, -1)
 

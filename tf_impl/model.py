@@ -223,14 +223,15 @@ class Transformer(tf.Module):
         """RoPE ``(cos, sin)``, each fp32 [T, R/2], for positions ``start..start+T-1`` (YaRN included).
 
         ``start`` is a Python int, or a scalar tensor inside a compiled step (a cache position that
-        changes from call to call without retracing).
+        changes from call to call without retracing), or a vector tensor [B] of per-row positions
+        (then each is [B, T, R/2]: batched speculative decoding, whose rows advance unevenly).
         """
         if isinstance(start, (int, np.integer)):
             if not 0 <= start <= start + t <= self.cfg.max_seq_len:
                 raise InputError(f"positions {start}..{start + t - 1} are outside "
                                  f"0..max_seq_len-1={self.cfg.max_seq_len - 1}")
             return self._cos[start:start + t], self._sin[start:start + t]      # [T, R/2] each
-        positions = start + tf.range(t)                                         # [T]
+        positions = start[:, None] + tf.range(t) if start.shape.rank == 1 else start + tf.range(t)  # [B, T] or [T]
         return tf.gather(self._cos, positions), tf.gather(self._sin, positions)
 
     def _forward_aux_impl(self, tokens):

@@ -216,15 +216,29 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
     _measured("P2.mtp_speedup",
               Check("bench_mtp.MTPProxyFull.track_speculative_speedup", C.GT, 1.5, "ratio", E.PROXY,
                     note="full tier: the deep-thin mtp_proxy, whose MTP module costs what V3's does relative to "
-                         "the trunk (tiny's costs ~66% of a forward, so tiny cannot show the claim at any acceptance)"),
+                         "the trunk (tiny's costs ~66% of a forward, so tiny cannot show the claim at any "
+                         "acceptance), decoding a batch of 8 sequences that accept drafts each on its own, as "
+                         "a server does"),
               Check("bench_mtp.MTPProxyFull.track_cost_ratio", C.LE, 0.055, "ratio", E.PROXY,
                     note="MTP/trunk active weights within 1.25x of V3's 0.044, else the proxy does not keep what "
                          "makes the claim true"),
+              Check("bench_mtp.MTPProxyFull.track_expert_read_growth", C.LE, 1.25, "ratio", E.PROXY,
+                    note="mtp_proxy at batch 8: the batch's tokens already reach most routed experts, so a "
+                         "second token per sequence adds few expert reads (V3 serving: ~1.02 at 128 tokens per 256 experts); at batch 1 "
+                         "it is 1.75 here and 1.97 for V3, and verification then costs ~1.5 steps anywhere"),
               Check("bench_mtp.MTPProxyFull.track_acceptance_rate", C.GE, 0.85, "fraction", E.PROXY, gate=False,
-                    note="context (full tier): draft acceptance on mtp_proxy; the V3 report gives 85-90%"),
+                    note="context (full tier): per-sequence draft acceptance on mtp_proxy; the V3 report gives "
+                         "85-90%"),
               Check("bench_mtp.MTPProxyFull.track_call_cost_ratio", C.LE, 1.23, "ratio", E.PROXY, gate=False,
-                    note="context (full tier): one speculative call on mtp_proxy (2 tokens verified, next drafted) in greedy "
-                         "steps; a 1.5x speed-up at 85% acceptance needs <= (1 + 0.85) / 1.5 = 1.23"),
+                    note="context (full tier): one speculative call on mtp_proxy at batch 8 (2 tokens per row "
+                         "verified, next drafted) in greedy steps; a 1.5x speed-up at 85% acceptance needs "
+                         "<= (1 + 0.85) / 1.5 = 1.23"),
+              Check("bench_mtp.MTPProxyFull.track_speculative_speedup_batch1", C.GT, 1.5, "ratio", E.PROXY,
+                    gate=False,
+                    note="context (full tier): the same mtp_proxy model at batch 1, where the second token reaches 1.75x "
+                         "the routed experts; not the claim's setting"),
+              Check("bench_mtp.MTPProxyFull.track_call_cost_ratio_batch1", C.LE, 1.23, "ratio", E.PROXY,
+                    gate=False, note="context (full tier): one speculative call over one greedy step on mtp_proxy at batch 1"),
               Check("bench_mtp.MTP.track_speculative_speedup", C.GT, 1.5, "ratio", E.MEASURED, gate=False,
                     note="context: tiny config (one MTP module) trained 200 steps, greedy vs self-speculative"),
               Check("bench_mtp.MTP.track_acceptance_rate", C.GE, 0.85, "fraction", E.MEASURED, gate=False,

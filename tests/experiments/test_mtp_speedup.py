@@ -27,3 +27,24 @@ def test_mtp_proxy_keeps_the_671b_ratio_and_tiny_does_not():
     assert proxy.dim <= 128  # thin: trainable on two cores
     assert v3 / 1.25 < mtp_cost_ratio(proxy) < v3 * 1.25
     assert mtp_cost_ratio(ModelConfig.tiny()) > 0.5  # why tiny cannot show the claim
+
+
+def test_expert_read_growth_is_the_hand_count():
+    """Two tokens reach 1 - (1 - K/E)^2 of the experts where one reaches K/E: at batch 1 that is 1.75x for
+    mtp_proxy (2 of 8) and ~1.97x for V3 (8 of 256); a batch of 8 sequences already reaches 7.2 of the
+    proxy's 8 experts, and 16 tokens reach 7.92 (x1.10): why the criterion decodes a serving batch."""
+    from experiments.mtp_speedup import expert_read_growth
+
+    proxy, v3 = ModelConfig.named("mtp_proxy"), ModelConfig.v3_671b()
+    assert expert_read_growth(proxy, 1) == pytest.approx(3.5 / 2)
+    assert expert_read_growth(v3, 1) == pytest.approx(256 * (1 - (31 / 32) ** 2) / 8)
+    assert expert_read_growth(proxy, 8) == pytest.approx((1 - 0.75 ** 16) / (1 - 0.75 ** 8))
+    assert expert_read_growth(proxy, 8) < 1.25 < expert_read_growth(proxy, 1)
+    assert proxy.max_batch_size >= 8  # the criterion's batch fits the preset
+
+
+def test_mtp_criterion_refuses_a_batch_that_does_not_divide_the_prompts():
+    from experiments.mtp_speedup import mtp_criterion
+
+    with pytest.raises(ValueError, match="multiple of batch=8"):
+        mtp_criterion(n_prompts=4, batch=8)

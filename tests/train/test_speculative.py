@@ -30,14 +30,34 @@ def test_untrained_model_matches_greedy(mode):
     assert tokens.shape == (2, 40) and stats.drafts > 0
 
 
-def test_trained_model_matches_greedy_and_accepts_drafts():
+@pytest.fixture(scope="module")
+def trained():
     model = Transformer(CFG, seed=0, compiled=False)
     Trainer(model, CFG, TrainConfig(lr=3e-3, warmup_steps=5, total_steps=40), DataConfig(batch_size=8, seq_len=48),
             progress=False).fit(40)
+    return model
+
+
+def test_trained_model_matches_greedy_and_accepts_drafts(trained):
     prompt = val_prompts(1, 12)
-    tokens, stats = SpeculativeDecoder(model, jit_compile=False).generate(prompt, 30)
-    assert np.array_equal(tokens, model.generate(prompt, 30, temperature=0.0))
+    tokens, stats = SpeculativeDecoder(trained, jit_compile=False).generate(prompt, 30)
+    assert np.array_equal(tokens, trained.generate(prompt, 30, temperature=0.0))
     assert stats.accepted > 0
+
+
+@pytest.mark.parametrize("mode", ["absorb", "naive"])
+def test_a_batch_accepts_per_row_as_each_row_alone(trained, mode):
+    """Rows accept or reject their own drafts: the batch's counts are the sum of each row decoded alone,
+    and it takes as many rounds as its slowest row (all-or-nothing acceptance would fail both)."""
+    prompts = val_prompts(4, 12)
+    dec = SpeculativeDecoder(trained, mode, jit_compile=False)
+    tokens, stats = dec.generate(prompts, 30)
+    assert np.array_equal(tokens, trained.generate(prompts, 30, temperature=0.0, mode=mode))
+    alone = [dec.generate(prompts[i:i + 1], 30)[1] for i in range(4)]
+    assert len({s.accepted for s in alone}) > 1, "the rows should differ in acceptance for this test to mean much"
+    assert stats.accepted == sum(s.accepted for s in alone)
+    assert stats.drafts == sum(s.drafts for s in alone)
+    assert stats.rounds == max(s.rounds for s in alone)
 
 
 def test_no_mtp_module_is_refused():
