@@ -286,8 +286,10 @@ class Transformer(tf.Module):
         becomes ``start + T``.
 
         Inside a caller's ``tf.function`` (tokens a symbolic tensor) the call is traced into that
-        function: no host-side checks, ``start`` is required with a cache and may be a scalar tensor,
-        and the cache's length (a host value) is left to the caller. With a tensor ``start`` the call
+        function: no host-side checks, ``start`` is required with a cache and may be a scalar tensor
+        or a vector [B] of per-row positions (each row written, masked and rotated at its own; batched
+        speculative decoding, ``tf_impl.speculative``), and the cache's length (a host value) is left
+        to the caller. With a tensor ``start`` the call
         reads the cache's first ``read_len`` slots (a Python int >= start + T, e.g.
         ``tf_impl.attention.cache_read_length(length + T, max_seq_len)``; default all of them), so a
         step traced per read length reads only what is filled.
