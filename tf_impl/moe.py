@@ -46,8 +46,14 @@ _MAX_TILE_ROWS = 64
 # Below that load nearly every non-empty expert holds one row, and a 2-row tile only turns its matvec
 # into a padded GEMM call (the mtp_proxy decode step, A = 2 and E = 8: 3.8 -> 5.3 ms).
 _LOOP_MIN_TILE_ROWS = 2
-_BIG_TILES = 4  # the loop scheme's biggest tile is this many tiles: 256-row GEMMs in a bench prefill
-_MIN_ROWS_FOR_BIG = 16  # below this many rows per tile (decode) the loop scheme keeps one tile size
+# Once experts hold _MIN_ROWS_FOR_BIG rows or more on average (prefill), the loop scheme cuts each
+# expert's run into tiles of _BIG_TILE_ROWS, half that, ..., down to _PIECE_ROWS rows (``loop_tiles``):
+# the GEMMs are big where an expert has many rows, and its padding stays under _PIECE_ROWS rows. With
+# 64-row pieces an expert wasted ~32 rows on average: 25% more expert rows than assignments with 64
+# experts of ~128 rows each, 12.5% at 32 experts of ~256 (the bench prefill), 3% at 8 experts.
+_BIG_TILE_ROWS = 256
+_PIECE_ROWS = 16
+_MIN_ROWS_FOR_BIG = 16  # below this many rows per expert (decode) the loop scheme keeps one tile size
 
 
 class MLP(tf.Module):
@@ -108,6 +114,27 @@ def expert_load(indices: tf.Tensor, n_experts: int) -> tf.Tensor:
     return tf.math.unsorted_segment_sum(tf.cast(flat >= 0, tf.float32), tf.maximum(flat, 0), n_experts)
 
 
+def loop_tiles(n_assignments: int, n_experts: int) -> tuple[int, ...]:
+    """The tile sizes (rows, biggest first) the loop scheme cuts each expert's run of rows into.
+
+    With at least ``_MIN_ROWS_FOR_BIG`` rows per expert on average: ``_BIG_TILE_ROWS``, half that, ...,
+    ``_PIECE_ROWS`` (a binary decomposition, so each size below the biggest runs at most once per expert).
+    Below that (decode): one size, the power of two <= the mean rows per expert, but at least
+    ``_LOOP_MIN_TILE_ROWS`` once A >= E, and at most ``_MAX_TILE_ROWS``.
+    """
+    a, e = n_assignments, n_experts
+    if a / e >= _MIN_ROWS_FOR_BIG:
+        sizes = [_BIG_TILE_ROWS]
+        while sizes[-1] > _PIECE_ROWS:
+            sizes.append(sizes[-1] // 2)
+        return tuple(sizes)
+    target = max(a / e, _LOOP_MIN_TILE_ROWS if a >= e else 1)
+    tile_rows = 1
+    while tile_rows * 2 <= min(target, _MAX_TILE_ROWS):
+        tile_rows *= 2
+    return (tile_rows,)
+
+
 def dispatch_plan(n_assignments: int, n_experts: int, loop: bool) -> tuple[int, int]:
     """Static plan ``(tile_rows, n_rows)``: rows per tile and the size of the padded row buffer.
 
@@ -115,9 +142,8 @@ def dispatch_plan(n_assignments: int, n_experts: int, loop: bool) -> tuple[int, 
     ``n_rows = A + nz * (tile_rows - 1)`` (a multiple of tile_rows) always suffices.
     Tiled scheme (``loop=False``): tile_rows is the power of two <= ``sqrt(30 * (A - nz) / nz)``,
     which balances padding rows against gathering one expert's weights per tile (about 30 flops'
-    worth per weight element on CPU), and <= A / nz, so ``n_rows < 2 * A``. Loop scheme: the power of
-    two <= A / E (the mean rows per expert), since each non-empty expert's weights are read once
-    whatever the tile size, but at least ``_LOOP_MIN_TILE_ROWS`` once A >= E; ``n_rows <= 2 * A``.
+    worth per weight element on CPU), and <= A / nz, so ``n_rows < 2 * A``. Loop scheme: the smallest of
+    ``loop_tiles`` (each non-empty expert's weights are read once whatever the tile size); ``n_rows <= 2 * A``.
 
     Args:
         n_assignments: A, the (token, expert) assignments routed, X * K; static.
@@ -130,12 +156,12 @@ def dispatch_plan(n_assignments: int, n_experts: int, loop: bool) -> tuple[int, 
     a = n_assignments
     nz = min(n_experts, a)
     if loop:
-        target = max(a / n_experts, _LOOP_MIN_TILE_ROWS if a >= n_experts else 1)
+        tile_rows = loop_tiles(a, n_experts)[-1]
     else:
         target = min(math.sqrt(30.0 * (a - nz) / nz), a / nz)
-    tile_rows = 1
-    while tile_rows * 2 <= min(target, _MAX_TILE_ROWS):
-        tile_rows *= 2
+        tile_rows = 1
+        while tile_rows * 2 <= min(target, _MAX_TILE_ROWS):
+            tile_rows *= 2
     return tile_rows, (a + nz * (tile_rows - 1)) // tile_rows * tile_rows
 
 
@@ -272,7 +298,7 @@ class MoE(tf.Module):
         if differentiable:
             y = self._tiled(xs, counts, row_start, tile_rows, n_rows)
         else:
-            y = self._looped(xs, counts, row_start, tile_rows, n_rows)            # [n_rows, D]
+            y = self._looped(xs, counts, row_start, loop_tiles(a, self.n_experts), n_rows)  # [n_rows, D]
         y_assigned = tf.reshape(tf.gather(y, slot_of_assignment), [n, k, d])     # [X, K, D]
         return tf.einsum("XKD,XK->XD", y_assigned, weights)
 
@@ -280,22 +306,18 @@ class MoE(tf.Module):
         """Every tile gathers its expert's weights; one grouped SwiGLU over all tiles. [n_rows, D]."""
         return tiled_swiglu(xs, counts, row_start, tile_rows, self.w1, self.w2, self.w3, self._matmul)
 
-    def _looped(self, xs, counts, row_start, tile_rows, n_rows):
+    def _looped(self, xs, counts, row_start, tiles, n_rows):
         """A while loop over the non-empty experts, inner ones over each expert's tiles. [n_rows, D].
 
         Each expert's weights are read once, straight into its matmuls (no concatenated copy). Its
-        run of rows is cut greedily into tiles of ``_BIG_TILES``, ..., 2, 1 times ``tile_rows`` rows (a
-        binary decomposition, so each smaller size runs at most once): the GEMMs are big where an expert
-        has many rows (prefill: 0.41 -> 0.51 MFU at bench, B=8 x T=256) and the padding stays below
-        ``tile_rows`` rows per expert. Every tile shape is static. With tiles under
-        ``_MIN_ROWS_FOR_BIG`` rows (decode) one tile size runs.
+        run of rows (padded to a multiple of the smallest tile) is cut greedily into ``tiles`` rows
+        (``loop_tiles``: 256, 128, ..., 16 in a prefill; one size in decode), each size in its own loop
+        of static shape: the GEMMs are big where an expert has many rows (prefill: 0.41 -> 0.51 MFU at
+        bench, B=8 x T=256) and the padding stays below the smallest tile per expert.
         """
         d = xs.shape[1]
-        # Tile sizes in small tiles, biggest first: 4, 2, 1 (one size for one-row decode tiles, where a
-        # loop per size costs more than it saves).
-        sizes = [1]
-        while tile_rows >= _MIN_ROWS_FOR_BIG and sizes[0] * 2 <= _BIG_TILES:
-            sizes.insert(0, sizes[0] * 2)
+        tile_rows = tiles[-1]
+        sizes = [t // tile_rows for t in tiles]                                  # in small tiles, biggest first
         used = tf.argsort(tf.cast(counts == 0, tf.int32), stable=True)           # [E] non-empty experts first
         n_used = tf.reduce_sum(tf.cast(counts > 0, tf.int32))
         n_tiles = (counts + tile_rows - 1) // tile_rows                          # [E] small tiles per expert
@@ -322,7 +344,7 @@ class MoE(tf.Module):
                 return tf.while_loop(lambda j, y: j < n, body, (0, y))[1]
 
             left, done = tf.gather(n_tiles, e), 0                                # in small tiles
-            for units in sizes:                                                  # greedy: 4, 2, 1 small tiles
+            for units in sizes:                                                  # greedy: biggest first
                 n = left // units
                 y = run_tiles(y, units * tile_rows, done, n)
                 left, done = left - n * units, done + n * units

@@ -103,18 +103,17 @@ def test_sparse_moe_equals_dense_reference(differentiable, compiled):
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "xla"])
 def test_looped_dispatch_runs_big_and_small_tiles_of_a_crowded_expert(compiled):
-    """The loop scheme runs an expert's rows in big tiles (``_BIG_TILES`` small ones) while one fits,
-    then in small tiles: with a gate bias that sends every token to expert 0, its run of 304 rows is 4
-    big tiles of 64 and three small tiles of 16, and the other experts have a handful of rows each."""
-    import tf_impl.moe as moe_module
+    """The loop scheme cuts an expert's rows into tiles of 256, 128, ..., 16 (``loop_tiles``): with a gate
+    bias that sends every token to expert 0, its run of 304 rows is tiles of 256, 32 and 16, and the
+    other experts have a handful of rows each, padded to one 16-row tile."""
+    from tf_impl.moe import loop_tiles
 
     moe = _moe(n_experts=32, k=2)
     moe.gate_bias.assign(np.eye(32, dtype=np.float32)[0] * 10.0)              # expert 0 is always chosen
     x = np.random.default_rng(5).standard_normal((4, 76, 16)).astype(np.float32)
-    tile_rows, _ = dispatch_plan(304 * 2, 32, loop=True)
-    big = tile_rows * moe_module._BIG_TILES
-    assert tile_rows >= moe_module._MIN_ROWS_FOR_BIG and (tile_rows, big) == (16, 64)
-    assert 304 % big > 0 and 304 % big % tile_rows == 0
+    tiles = loop_tiles(304 * 2, 32)
+    assert tiles == (256, 128, 64, 32, 16) and dispatch_plan(304 * 2, 32, loop=True)[0] == 16
+    assert 304 == 256 + 32 + 16  # three of the five sizes run for expert 0, two run zero times
     fn = (lambda v: moe(v, False)[0])
     if compiled:
         fn = tf.function(fn, jit_compile=True)
@@ -122,6 +121,20 @@ def test_looped_dispatch_runs_big_and_small_tiles_of_a_crowded_expert(compiled):
     ref, idx = _dense_reference(moe, x.reshape(304, 16))
     assert (idx == 0).any(axis=1).all()
     np.testing.assert_allclose(y.reshape(304, 16), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_loop_padding_stays_under_the_smallest_tile_per_expert():
+    """A prefill of 8 x 256 tokens, K=4: with 64 experts (~128 rows each) the row buffer holds at most
+    15 padding rows per expert (<= 12% over the 8,192 assignments); 64-row pieces allowed 63 (49%)."""
+    from tf_impl.moe import loop_tiles
+
+    a = 8 * 256 * 4
+    for e in (8, 32, 64):
+        tiles = loop_tiles(a, e)
+        tile_rows, n_rows = dispatch_plan(a, e, loop=True)
+        assert tiles[0] == 256 and tiles[-1] == tile_rows == 16
+        assert n_rows % 16 == 0 and a <= n_rows <= a + e * 15
+    assert loop_tiles(2, 8) == (1,) and loop_tiles(32, 32) == (2,)  # decode (mtp_proxy, bench): one size
 
 
 def test_dispatch_rows_scale_with_tokens_times_k_not_experts():
