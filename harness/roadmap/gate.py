@@ -201,8 +201,10 @@ def regressions(before: Mapping[str, CriterionResult], after: Mapping[str, Crite
             what = res.check.label
             if calibrated:
                 what += f" (gate: {res.compared_name.rsplit('.', 1)[-1]} {_fmt(a.value)} -> {_fmt(b.value)})"
-            out.append(Regression(cid, what, _fmt(prev.value), _fmt(res.value), old.commit, new.commit,
-                                  _with(why, shift), host_shift=shift is not None))
+            # The commits the two values were measured at: after a partial run the baseline's value can
+            # be a stale one from an earlier commit, and the line must name that commit, not the baseline.
+            out.append(Regression(cid, what, _fmt(prev.value), _fmt(res.value), a.measured_at or old.commit,
+                                  b.measured_at or new.commit, _with(why, shift), host_shift=shift is not None))
     return out
 
 

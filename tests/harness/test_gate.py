@@ -185,6 +185,20 @@ def test_a_new_version_of_the_compared_benchmark_is_not_compared(tmp_results):
     assert regressions(c3, d4) == []
 
 
+def test_a_value_regression_names_the_commit_the_baseline_value_was_measured_at(tmp_results):
+    """d4 ran only the MoE benchmark (-b), so its prefill ratio is c3's, stale: e5's slowdown is flagged
+    against d4 as the baseline, but the line says 1.25 @ c3c3c3c3, where that value was measured."""
+    add_commit(tmp_results, SHA_C, 1700000300000, {RATIO: {"samples": [_noisy(1.25, cv=0.02, seed=7),
+                                                                         _noisy(1.15, seed=8)]}})
+    add_commit(tmp_results, SHA_D, 1700000400000, {"bench_moe.MoE.track_time_ratio_64_vs_8_experts": {"values": [1.2]}})
+    add_commit(tmp_results, SHA_E, 1700000500000, {RATIO: {"samples": [_noisy(1.0, cv=0.02, seed=11),
+                                                                         _noisy(1.15, seed=12)]}})
+    d4, e5 = _history(tmp_results)[3:]
+    (reg,) = [r for r in regressions(d4, e5) if r.criterion_id == "PX.tf_prefill_speed"]
+    assert reg.commit_before == SHA_C and reg.commit_after == SHA_E
+    assert "@ c3c3c3c3 ->" in str(reg) and "d4d4d4d4" not in str(reg)
+
+
 @pytest.mark.parametrize("check", [HIGHER, LOWER])
 def test_improvements_are_never_regressions(check):
     before, after = _value([1.0, 1.01, 0.99, 1.0, 1.02, 0.98, 1.0]), _value([2.0, 2.01, 1.99, 2.0, 2.02, 1.98, 2.0])
