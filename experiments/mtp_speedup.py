@@ -130,7 +130,7 @@ def mtp_criterion(steps: int = 300, seed: int = 0, n_prompts: int = 4, prompt_le
         config: a ``ModelConfig.named`` preset; ``"mtp_proxy"`` keeps DeepSeek-V3's drafter/trunk cost ratio.
         batch: sequences decoded together (the config's ``max_batch_size`` at most).
         context_batch: if set, the same trained model is compared once more with this batch on the first
-            ``n_prompts`` prompts' first ones, for context (``out["context"]``, the same keys).
+            ``2 * context_batch`` prompts, for context (``out["context"]``, the same keys).
 
     Returns:
         ``{"acceptance_rate", "speedup", "greedy_tokens_per_s", "speculative_tokens_per_s"}`` averaged over

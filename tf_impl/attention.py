@@ -174,7 +174,7 @@ class KVCache:
                 f"length={self.length}, nbytes={self.nbytes})")
 
 
-def _positions(start, t: int) -> tf.Tensor:
+def token_positions(start, t: int) -> tf.Tensor:
     """Positions of T tokens from ``start``: [T] for a scalar start, [B, T] for per-row starts [B]."""
     start = tf.convert_to_tensor(start, tf.int32)
     return start[..., None] + tf.range(t) if start.shape.rank == 1 else start + tf.range(t)
@@ -186,7 +186,7 @@ def _write(var: tf.Variable, values: tf.Tensor, start) -> None:
     ``start`` is a scalar, or a vector [B] of per-row starts (batched speculative decoding).
     """
     b, t = values.shape[0], values.shape[1]
-    pos = tf.broadcast_to(_positions(start, t), [b, t])                     # [B, T]
+    pos = tf.broadcast_to(token_positions(start, t), [b, t])                # [B, T]
     rows = tf.broadcast_to(tf.range(b)[:, None], [b, t])                    # [B, T]
     var.scatter_nd_update(tf.stack([rows, pos], -1), values)                # indices [B, T, 2]
 
@@ -204,7 +204,7 @@ def causal_mask(start: int | tf.Tensor, t: int, s: int) -> tf.Tensor:
     Returns:
         a bool tensor of shape [T, S] (or [B, T, S]): ``s <= start + t``.
     """
-    return tf.range(s) <= _positions(start, t)[..., None]
+    return tf.range(s) <= token_positions(start, t)[..., None]
 
 
 class MLA(tf.Module):

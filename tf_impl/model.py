@@ -25,7 +25,7 @@ from numpy.typing import ArrayLike
 
 from harness.config import Dtype, ModelConfig
 from harness.state import check_loadable
-from tf_impl.attention import CACHE_MODES, MLA, CacheMode, KVCache, cache_read_length
+from tf_impl.attention import CACHE_MODES, MLA, CacheMode, KVCache, cache_read_length, token_positions
 from tf_impl.linear import Linear, Slot
 from tf_impl.moe import MLP, MoE
 from tf_impl.mtp import MTPModule
@@ -231,7 +231,7 @@ class Transformer(tf.Module):
                 raise InputError(f"positions {start}..{start + t - 1} are outside "
                                  f"0..max_seq_len-1={self.cfg.max_seq_len - 1}")
             return self._cos[start:start + t], self._sin[start:start + t]      # [T, R/2] each
-        positions = start[:, None] + tf.range(t) if start.shape.rank == 1 else start + tf.range(t)  # [B, T] or [T]
+        positions = token_positions(start, t)                                   # [T] or [B, T]
         return tf.gather(self._cos, positions), tf.gather(self._sin, positions)
 
     def _forward_aux_impl(self, tokens):
