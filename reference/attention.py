@@ -175,6 +175,27 @@ def causal_mask(start: int | jax.Array, t: int, s: int) -> jax.Array:
     return jnp.arange(s)[None, :] <= (start + jnp.arange(t))[:, None]
 
 
+# Queries attend in blocks of this many rows, each against the keys it can see (``query_blocks``).
+QUERY_BLOCK = 64
+
+
+def query_blocks(t: int, s: int) -> list[tuple[int, int, int]]:
+    """``(first, end, keys)`` per block of queries: queries first..end-1 need only the first ``keys`` slots.
+
+    A causal prefill's [T, S] scores are half masked. Query blocks of ``QUERY_BLOCK`` rows, each against
+    the keys up to its last query, skip most of the masked half (62.5% of the square is computed at
+    T = 256); the skipped slots have softmax weight 0, so the result is unchanged. The T queries sit at
+    the last T of the S slots or earlier (S >= start + T), so the block ending at query ``end`` needs at
+    most ``S - (T - end)`` slots even when ``start`` is traced. ``tf_impl`` blocks its queries the same
+    way, so the TF/Flax prefill ratio compares the same algorithm.
+    """
+    if t <= QUERY_BLOCK:
+        return [(0, t, s)]
+    firsts = range(0, t, QUERY_BLOCK)
+    ends = [min(first + QUERY_BLOCK, t) for first in firsts]
+    return [(first, end, s - (t - end)) for first, end in zip(firsts, ends)]
+
+
 class MLA(nnx.Module):
     """MLA as in DeepSeek-V3's ``inference/model.py``: optional q-LoRA, shared rope key, two cache layouts."""
 
@@ -228,9 +249,12 @@ class MLA(nnx.Module):
                 cache = {"k": _write(cache["k"], k, start), "v": _write(cache["v"], v, start)}  # [B, max_seq_len, N, .]
                 k, v = cache["k"][:, :s], cache["v"][:, :s]  # [B, S, N, H+R], [B, S, N, H]
             q_full = jnp.concatenate([q_nope, q_pe], axis=-1)  # [B, T, N, H+R]
-            scores = jnp.einsum("BTNH,BSNH->BNTS", q_full, k) * self.softmax_scale  # [B, N, T, S]
-            probs = self._softmax(scores, mask)  # [B, N, T, S]
-            out = jnp.einsum("BNTS,BSNH->BTNH", probs, v)  # [B, T, N, H]
+
+            def core(lo, hi, ks):  # queries lo..hi-1 against keys :ks
+                scores = jnp.einsum("BTNH,BSNH->BNTS", q_full[:, lo:hi], k[:, :ks]) * self.softmax_scale  # [B, N, T', S']
+                probs = self._softmax(scores, mask[lo:hi, :ks])  # [B, N, T', S']
+                return jnp.einsum("BNTS,BSNH->BTNH", probs, v[:, :ks])  # [B, T', N, H]
+            out = self._by_query_blocks(core, t, mask.shape[1])  # [B, T, N, H]
         else:
             s = mask.shape[1]
             cache = {"kv": _write(cache["kv"], kv, start),
@@ -239,12 +263,21 @@ class MLA(nnx.Module):
             wkv_b = self.wkv_b.effective_weight().reshape(
                 n, self.nope_dim + self.v_dim, self.kv_lora_rank)  # stored [N*(H+H), C] -> [N, H+H, C]
             q_lat = jnp.einsum("BTNH,NHC->BTNC", q_nope, wkv_b[:, : self.nope_dim])  # [B, T, N, C]: key up-projection folded into q
-            scores = (jnp.einsum("BTNC,BSC->BNTS", q_lat, kv_all)
-                      + jnp.einsum("BTNR,BSR->BNTS", q_pe, pe_all)) * self.softmax_scale  # [B, N, T, S]
-            probs = self._softmax(scores, mask)  # [B, N, T, S]
-            out_lat = jnp.einsum("BNTS,BSC->BTNC", probs, kv_all)  # [B, T, N, C]
+
+            def core(lo, hi, ks):  # queries lo..hi-1 against keys :ks
+                scores = (jnp.einsum("BTNC,BSC->BNTS", q_lat[:, lo:hi], kv_all[:, :ks])
+                          + jnp.einsum("BTNR,BSR->BNTS", q_pe[:, lo:hi], pe_all[:, :ks])) * self.softmax_scale  # [B, N, T', S']
+                probs = self._softmax(scores, mask[lo:hi, :ks])  # [B, N, T', S']
+                return jnp.einsum("BNTS,BSC->BTNC", probs, kv_all[:, :ks])  # [B, T', N, C]
+            out_lat = self._by_query_blocks(core, t, s)  # [B, T, N, C]
             out = jnp.einsum("BTNC,NHC->BTNH", out_lat, wkv_b[:, self.nope_dim:])  # [B, T, N, H]: value up-projection
         return self.wo(out.reshape(b, t, n * self.v_dim)), cache  # [B, T, N*H] -> [B, T, D]
+
+    @staticmethod
+    def _by_query_blocks(core, t: int, s: int) -> jax.Array:
+        """``core(first, end, keys)`` [B, end - first, ...] over ``query_blocks``, joined along T: [B, T, ...]."""
+        parts = [core(first, end, keys) for first, end, keys in query_blocks(t, s)]
+        return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=1)
 
     @staticmethod
     def _softmax(scores: jax.Array, mask: jax.Array) -> jax.Array:

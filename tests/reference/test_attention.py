@@ -68,3 +68,30 @@ def test_decode_never_reads_slots_past_the_filled_bucket(tiny_model, tokens, mod
     poisoned = [{k: v.at[:, 16:].set(jnp.nan) for k, v in layer.items()} for layer in cache.layers]
     logits, _ = tiny_model.decode_step(tokens[:, -1], dataclasses.replace(cache, layers=poisoned))
     np.testing.assert_allclose(np.asarray(logits), np.asarray(tiny_model(tokens))[:, -1], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["naive", "absorb"])
+def test_blocked_queries_give_the_unblocked_logits(tiny_model, tokens, mode, monkeypatch):
+    """As tf_impl's: blocks of 4 queries in the forward and in a prefill after 3 cached tokens (whose
+    blocks must also see the cached keys) give the one-block logits."""
+    import jax
+
+    import reference.attention as attention
+    from harness.interop.tolerances import TOLERANCES
+
+    def run():
+        jax.clear_caches()  # the jitted forward and prefill were traced with the block size in force
+        cache = tiny_model.new_cache(tokens.shape[0], mode)
+        _, cache = tiny_model.prefill(tokens[:, :3], cache)
+        return np.asarray(tiny_model(tokens)), np.asarray(tiny_model.prefill(tokens[:, 3:], cache)[0])
+
+    one_block = run()
+    monkeypatch.setattr(attention, "QUERY_BLOCK", 4)
+    assert [keys for _, _, keys in attention.query_blocks(9, 12)] == [7, 11, 12]
+    try:
+        tol = TOLERANCES["logits"]
+        for blocked, whole in zip(run(), one_block):
+            np.testing.assert_allclose(blocked, whole, atol=tol.atol, rtol=tol.rtol)
+    finally:
+        monkeypatch.undo()
+        jax.clear_caches()

@@ -114,3 +114,44 @@ def test_decode_never_reads_slots_past_the_filled_bucket(tiny_model, tokens, mod
         var.assign(poisoned)
     logits, cache = tiny_model.decode_step(tokens[:, -1], cache)
     np.testing.assert_allclose(logits.numpy(), tiny_model(tokens).numpy()[:, -1], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("t, s", [(1, 16), (2, 24), (64, 64), (65, 65), (256, 256), (200, 300), (130, 1024)])
+def test_query_blocks_give_each_query_every_key_it_may_see(t, s):
+    """Blocks tile the T queries in order, at most _QUERY_BLOCK each; a block's key count covers its last
+    query at the latest start the read allows (start = S - T) and never exceeds S."""
+    from tf_impl.attention import _QUERY_BLOCK, query_blocks
+
+    blocks = query_blocks(t, s)
+    assert blocks[0][0] == 0 and blocks[-1][1] == t
+    assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
+    for first, end, keys in blocks:
+        assert 0 < end - first <= _QUERY_BLOCK
+        assert (s - t) + (end - 1) + 1 <= keys <= s
+
+
+def test_query_blocks_skip_most_of_a_prefills_masked_half():
+    from tf_impl.attention import query_blocks
+
+    computed = sum((end - first) * keys for first, end, keys in query_blocks(256, 256))
+    assert computed / 256**2 == (1 + 2 + 3 + 4) / 16   # 62.5% of the square, against 100% unblocked
+
+
+@pytest.mark.parametrize("mode", ["naive", "absorb"])
+def test_blocked_queries_give_the_unblocked_logits(eager_model, tokens, mode, monkeypatch):
+    """Blocks of 4 queries: the forward (12 queries, 3 blocks) and a prefill continuing a 3-token cache
+    (9 queries, whose blocks must also see the 3 cached keys) give the one-block logits."""
+    import tf_impl.attention as attention
+    from harness.interop.tolerances import TOLERANCES
+
+    def run():
+        cache = eager_model.new_cache(tokens.shape[0], mode)
+        _, cache = eager_model.prefill(tokens[:, :3], cache)
+        return eager_model(tokens).numpy(), eager_model.prefill(tokens[:, 3:], cache)[0].numpy()
+
+    one_block = run()
+    monkeypatch.setattr(attention, "_QUERY_BLOCK", 4)
+    assert [keys for _, _, keys in attention.query_blocks(9, 12)] == [7, 11, 12]
+    tol = TOLERANCES["logits"]
+    for blocked, whole in zip(run(), one_block):
+        np.testing.assert_allclose(blocked, whole, atol=tol.atol, rtol=tol.rtol)
