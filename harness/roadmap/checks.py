@@ -70,6 +70,10 @@ class Check:
     # copy bandwidth): the regression gate reads it to tell a host that changed under a run from a commit
     # that got slower (harness.roadmap.gate.host_shift). Only meaningful with gate=False.
     calibration: bool = False
+    # For a timing recorded without spread (one sample per process, e.g. a compile): the ratio between the
+    # slowest and fastest value recorded across runs with no change on its path. The gate then flags it only
+    # beyond the larger of this and asv's factor (harness.roadmap.gate.value_regressed). 0: none declared.
+    run_to_run: float = 0.0
 
     @property
     def label(self) -> str:

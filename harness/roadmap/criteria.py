@@ -349,7 +349,9 @@ BINDINGS: dict[str, Binding] = {b.criterion_id: b for b in (
               Check("bench_throughput.TrainThroughput.track_first_step_seconds", C.LT, 60.0, "seconds", E.MEASURED,
                     (("framework", "tf-xla"),),
                     note="the XLA compile a user waits for: the first TF training step in a fresh process, "
-                         "trace + compile + run (issue 13: compile < 60 s)"),
+                         "trace + compile + run (issue 13: compile < 60 s)",
+                    # one timing per process: 11.3-13.9 s over the 11 main jobs c142cdaa..7007b6ff (x1.23)
+                    run_to_run=1.25),
               Check(_TRAIN_STEP, C.LE, 10.0, "seconds", E.MEASURED, (("framework", "tf-xla"),), gate=False,
                     note="context: absolute time of one XLA-compiled TF training step; tf-graph (no XLA, the "
                          "Trainer's default) and flax-jit beside it in the asv HTML"),

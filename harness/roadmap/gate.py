@@ -15,7 +15,9 @@ Two kinds of regression, both between the verdicts of two commits (``harness.roa
   recorded samples when there are enough of them, otherwise non-overlapping 99% confidence intervals of
   the median). A value recorded without spread is compared by the factor alone, as asv compare does:
   in this suite those are deterministic numbers (cache shapes, docstring scores, seeded training runs
-  that give bit-identical results run to run), whose every change comes from the code.
+  that give bit-identical results run to run), whose every change comes from the code. A timing that can
+  be taken only once per process (a compile) declares its recorded run-to-run range on its check
+  (``Check.run_to_run``); the factor for it is the larger of the two.
 
 "Worse" follows the check's comparator: lower for ``<``/``<=``, higher for ``>``/``>=``, further from
 the threshold for ``==``/``within``.
@@ -134,6 +136,13 @@ def value_regressed(check: Check, before: Value, after: Value, factor: float = F
         return None
     change = f"{abs(after.value / before.value - 1):.0%} worse" if before.value else "worse"
     test = significance(before, after)
+    if test is None and check.run_to_run > factor:
+        # A single timing per process: asv's factor is inside its own run-to-run range, so it must
+        # also leave that range to count.
+        if not worse_by_factor(check, before.value, after.value, check.run_to_run):
+            return None
+        return (f"{change}, beyond its recorded run-to-run range x{check.run_to_run:g} (one sample per run, "
+                f"so the range decides)")
     if test is None:
         return f"{change}, beyond asv's factor {factor}; no spread recorded, so the factor alone decides"
     different, rule = test
