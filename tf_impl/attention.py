@@ -324,7 +324,7 @@ class MLA(tf.Module):
                           + tf.einsum("BTNR,BSR->BNTS", q_pe[:, lo:hi], k_pe[:, :ks]))      # [B, N, T', S']
                 probs = self._softmax(scores, mask[lo:hi, :ks])
                 return tf.einsum("BNTS,BSNH->BTNH", probs, v[:, :ks])                       # [B, T', N, H]
-            return self._out(self._by_query_blocks(core, t, t))                          # [B, T, D]
+            return self._out(self._by_query_blocks(core, t, t))                             # [B, T, D]
 
         a_var, b_var = cache
         s = start + t if isinstance(start, int) else (read_len or a_var.shape[1])
@@ -361,5 +361,5 @@ class MLA(tf.Module):
                       + tf.einsum("BTNR,BSR->BNTS", q_pe[:, lo:hi], pe_all[:, :ks]))        # [B, N, T', S']
             probs = self._softmax(scores, mask[..., lo:hi, :ks])
             return tf.einsum("BNTS,BSC->BTNC", probs, kv_all[:, :ks])                       # [B, T', N, C]
-        out_lat = self._by_query_blocks(core, t, s)                                  # [B, T, N, C]
+        out_lat = self._by_query_blocks(core, t, s)                                         # [B, T, N, C]
         return self._out(tf.einsum("BTNC,NHC->BTNH", out_lat, wkv_b[:, self.nope_dim:]))    # [B, T, D]: value up-projection
