@@ -128,11 +128,15 @@ def loop_tiles(n_assignments: int, n_experts: int) -> tuple[int, ...]:
         while sizes[-1] > _PIECE_ROWS:
             sizes.append(sizes[-1] // 2)
         return tuple(sizes)
-    target = max(a / e, _LOOP_MIN_TILE_ROWS if a >= e else 1)
+    return (_tile_rows_for(max(a / e, _LOOP_MIN_TILE_ROWS if a >= e else 1)),)
+
+
+def _tile_rows_for(target: float) -> int:
+    """The largest power of two <= ``target``, at least 1 and at most ``_MAX_TILE_ROWS``."""
     tile_rows = 1
     while tile_rows * 2 <= min(target, _MAX_TILE_ROWS):
         tile_rows *= 2
-    return (tile_rows,)
+    return tile_rows
 
 
 def dispatch_plan(n_assignments: int, n_experts: int, loop: bool) -> tuple[int, int]:
@@ -158,10 +162,7 @@ def dispatch_plan(n_assignments: int, n_experts: int, loop: bool) -> tuple[int, 
     if loop:
         tile_rows = loop_tiles(a, n_experts)[-1]
     else:
-        target = min(math.sqrt(30.0 * (a - nz) / nz), a / nz)
-        tile_rows = 1
-        while tile_rows * 2 <= min(target, _MAX_TILE_ROWS):
-            tile_rows *= 2
+        tile_rows = _tile_rows_for(min(math.sqrt(30.0 * (a - nz) / nz), a / nz))
     return tile_rows, (a + nz * (tile_rows - 1)) // tile_rows * tile_rows
 
 

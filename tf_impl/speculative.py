@@ -87,7 +87,7 @@ class SpeculativeDecoder:
         ``start`` is 0 (the prompt) or the rows' positions [B]; rope_at gives [T, R/2] or [B, T, R/2].
         """
         m = self.model
-        cos, sin = m.rope_at(start, next_tokens.shape[1])  # [T, R/2] each
+        cos, sin = m.rope_at(start, next_tokens.shape[1])  # [T, R/2] or [B, T, R/2] each
         emb = tf.gather(m.embed, next_tokens)  # [B, T, D]
         out, _ = self.mtp(emb, h, cos, sin, mtp_cache.layers[0], start, self.mode, read_len)  # [B, T, D]
         return tf.argmax(m.head(self.mtp.norm(out)), -1, output_type=tf.int32)  # [B, T]
