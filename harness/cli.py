@@ -35,6 +35,7 @@ from typing import Sequence
 from harness import roadmap
 from harness.io import write_output
 from harness.reports import asv_env, markdown, migrate, pages, publish
+from harness.roadmap import gate
 from harness.roadmap.criteria import BINDINGS, check_bindings
 from harness.roadmap.history import History, Paths, load_history, nothing_measured, paths_for
 from harness.roadmap.results import ResultsError, ResultsWarning, load_machine
@@ -166,6 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     Only regressions introduced by the commits just run fail the command, so an old regression already
     in the history does not block every later run; neither does a run that measured nothing go unnoticed.
+    A borderline flip (``gate.within_the_noise``) is printed and does not fail the command.
     asv's "some benchmarks failed" exit is tolerated: the verdicts report those benchmarks as
     FAILED-TO-RUN. ``--record-samples`` keeps asv's samples for the regression gate's statistics.
 
@@ -215,8 +217,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     regressed = [r for i in ran for r in history.regressions_of(i)]
     for r in regressed:
         if r.commit_after != history.commits[-1]:  # the summary table already lists the newest commit's
-            print(f"REGRESSION {r}")
-    return 1 if regressed or empty or published else 0
+            print(f"{r.label} {r}")
+    return 1 if gate.counted(regressed) or empty or published else 0
 
 
 def _publish(paths: Paths) -> int:
@@ -258,13 +260,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """``validate``: print the verdict table; exit 1 on a failed gate, a regression at the evaluated commit
-    (against ``--baseline`` or the previous recorded commit), or an evaluated commit that measured nothing."""
+    (against ``--baseline`` or the previous recorded commit; a borderline flip is printed, not counted), or an
+    evaluated commit that measured nothing."""
     history = load_history(paths_for(args), args.machine, args.commit, args.baseline)
     print(markdown.summary_table(history))
     empty = nothing_measured(history)
     if empty:
         print(f"error: {empty}", file=sys.stderr)
-    return 1 if empty or is_failing(history.latest) or history.latest_regressions() else 0
+    return 1 if empty or is_failing(history.latest) or gate.counted(history.latest_regressions()) else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:

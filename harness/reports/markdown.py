@@ -146,7 +146,7 @@ def summary_table(history: History) -> str:
     stale = sorted({c.measured_at[:8] for r in latest.values() for c in r.checks if c.stale and c.measured_at})
     if stale:
         lines.append(f"stale values (benchmarks not run at {history.commits[-1][:8]}) come from {', '.join(stale)}")
-    lines += [f"REGRESSION {r}" for r in history.latest_regressions()]
+    lines += [f"{r.label} {r}" for r in history.latest_regressions()]
     return "\n".join(lines)
 
 
@@ -216,7 +216,7 @@ def render(history: History) -> str:
     regs = history.latest_regressions()
     base = history.baseline_commit
     out += [f"## Regressions against {'commit `' + base[:8] + '`' if base else 'the previous commit'}", ""]
-    out += [f"- {r}" for r in regs] if regs else ["None." if base else "No previous commit."]
+    out += [f"- {'**borderline** ' if r.borderline else ''}{r}" for r in regs] if regs else ["None." if base else "No previous commit."]
     out.append("")
     failures = [(cid, c) for cid, r in latest.items() for c in r.checks
                 if c.verdict in (Verdict.FAILED_TO_RUN, Verdict.NOT_MEASURED)]

@@ -8,6 +8,12 @@ Two kinds of regression, both between the verdicts of two commits (``harness.roa
   it: a check that ran and lost its value (asv recorded null or NaN, a parameter is missing, the benchmark
   is gone) counts; a check left out of a partial run (``-b REGEX``, the full tier not run), whose value
   is stale or absent, does not.
+  A verdict that flipped while every value deciding it moved within asv's rule below (sampled values
+  not significantly worse, or worse by less than the factor; a once-per-process timing within its
+  declared range) is **borderline**: a value sitting at its threshold, on the other side this time for
+  no reason the statistics can see. It is still listed, with the FAIL it gives, but marked
+  (``Regression.borderline``, printed ``BORDERLINE``) and does not fail the run. A value without spread
+  (deterministic) that crosses its threshold is never borderline: every change of it comes from the code.
 * **Value.** A gating check measured at the later commit whose compared value (its own, or the
   calibrated twin of ``GATE_TWINS``) is worse than the baseline's, same benchmark version
   only, by asv compare's rule: worse by more than ``FACTOR`` (asv's default ``--factor`` 1.1) *and*
@@ -62,6 +68,12 @@ class Regression:
     commit_after: str
     detail: str = ""
     host_shift: bool = False  # the criterion's host peaks moved beyond the factor in the same run (module doc)
+    borderline: bool = False  # a verdict flipped by values that moved within asv's rule (module doc)
+
+    @property
+    def label(self) -> str:
+        """``REGRESSION``, or ``BORDERLINE`` for a flip within the noise (which does not fail a run)."""
+        return "BORDERLINE" if self.borderline else "REGRESSION"
 
     def __str__(self) -> str:
         text = (f"{self.criterion_id} {self.what}: {self.before} @ {self.commit_before[:8]} -> "
@@ -191,8 +203,10 @@ def regressions(before: Mapping[str, CriterionResult], after: Mapping[str, Crite
             continue
         shift = host_shift(old, new, factor)
         if old.verdict is Verdict.PASS and new.verdict is not Verdict.PASS and caused_here(new):
+            noise = within_the_noise(old, new, factor)
+            why = _why_verdict(new) if noise is None else f"{_why_verdict(new)}; borderline: {noise}"
             out.append(Regression(cid, "verdict", old.verdict.value, new.verdict.value, old.commit, new.commit,
-                                  _with(_why_verdict(new), shift), host_shift=shift is not None))
+                                  _with(why, shift), host_shift=shift is not None, borderline=noise is not None))
         old_checks = {r.check: r for r in old.checks}
         for res in new.checks:
             prev = old_checks.get(res.check)
@@ -215,6 +229,52 @@ def regressions(before: Mapping[str, CriterionResult], after: Mapping[str, Crite
             out.append(Regression(cid, what, _fmt(prev.value), _fmt(res.value), a.measured_at or old.commit,
                                   b.measured_at or new.commit, _with(why, shift), host_shift=shift is not None))
     return out
+
+
+def within_the_noise(before: CriterionResult, after: CriterionResult, factor: float = FACTOR) -> str | None:
+    """Why ``after``'s FAIL is a borderline flip from ``before``'s PASS, or None when it is a regression.
+
+    Borderline when every gating check that FAILs was measured at both commits (its own value, same
+    benchmark version), has a spread to judge by (recorded samples, or a declared ``run_to_run``), and
+    did not get worse by asv compare's rule (``value_regressed``): the value sits at its threshold and
+    the run-to-run noise carried it across. A verdict lost to a missing value, a check without spread,
+    or a value that moved significantly is not borderline.
+
+    Returns:
+        one line naming each deciding value's move and why it is within the noise; None otherwise.
+    """
+    if after.verdict is not Verdict.FAIL:
+        return None
+    old_checks = {r.check: r for r in before.checks}
+    deciding = [c for c in after.checks if c.check.gate and c.verdict is Verdict.FAIL]
+    moves = []
+    for res in deciding:
+        prev = old_checks.get(res.check)
+        if prev is None or not res.measured_here or res.compared_name != res.check.benchmark:
+            return None
+        a, b = prev.compared, res.compared
+        if a is None or b is None or a.value is None or b.value is None or a.version != b.version:
+            return None
+        test = significance(a, b)
+        if (test is None and res.check.run_to_run <= factor) or value_regressed(res.check, a, b, factor):
+            return None
+        change = abs(b.value / a.value - 1) if a.value else math.inf
+        if test is None:
+            how = f"within its run-to-run range x{res.check.run_to_run:g}"
+        elif not worse_by_factor(res.check, a.value, b.value, factor):
+            how = f"within asv's factor {factor}"
+        else:
+            how = f"not significant: {test[1]}"
+        moves.append(f"{res.check.label} {_fmt(a.value)} -> {_fmt(b.value)}, {change:.1%} worse, {how}")
+    if not moves:
+        return None
+    return ("; ".join(moves) + ". The value sits at its threshold; the FAIL stands, but it is not counted "
+            "against this commit")
+
+
+def counted(found: list[Regression]) -> list[Regression]:
+    """The regressions of ``found`` that fail ``run`` and ``validate``: all but the borderline flips."""
+    return [r for r in found if not r.borderline]
 
 
 def _with(detail: str, shift: str | None) -> str:

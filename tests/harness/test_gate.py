@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from harness.roadmap.criteria import Check, Comparator, Evidence
-from harness.roadmap.gate import FACTOR, caused_here, regressions, significance, value_regressed, worse_by_factor
+from harness.roadmap.gate import (FACTOR, caused_here, counted, regressions, significance, value_regressed,
+                                  within_the_noise, worse_by_factor)
 from harness.roadmap.results import Spread, Status, Value, load_benchmarks, load_machine
 from harness.roadmap.validate import Verdict, evaluate_history
 from tests.harness.asv_files import add_commit
@@ -265,3 +266,65 @@ def test_a_single_timing_is_flagged_only_beyond_its_declared_run_to_run_range():
     # samples, where recorded, still decide by asv's rule, whatever the declared range
     tight = Check("b.C.track_x", Comparator.LT, 600.0, "s", Evidence.MEASURED, run_to_run=1.25)
     assert "significant" in value_regressed(tight, _value(_noisy(10.0, cv=0.01)), _value(_noisy(11.5, cv=0.01, seed=1)))
+
+
+# ------------------------------------------------------------------ borderline flips
+DECODE = "PX.tf_decode_speed"  # track_tf_over_flax[phase=decode] >= 1.0
+
+
+def _flip(regs):
+    (flip,) = [r for r in regs if r.criterion_id == DECODE and r.what == "verdict"]
+    return flip
+
+
+def test_a_verdict_that_crosses_its_threshold_within_the_noise_is_borderline(tmp_results):
+    """The decode ratio reads 1.02 then 0.98 with 3% noise: FAIL now, but 4% is inside asv's factor, so the
+    flip is listed as BORDERLINE and not counted; a drop to 0.85 on tight samples is a regression."""
+    add_commit(tmp_results, SHA_C, 1700000300000, {RATIO: {"samples": [_noisy(1.25, seed=1), _noisy(1.02, cv=0.03, seed=2)]}})
+    add_commit(tmp_results, SHA_D, 1700000400000, {RATIO: {"samples": [_noisy(1.25, seed=3), _noisy(0.98, cv=0.03, seed=4)]}})
+    add_commit(tmp_results, SHA_E, 1700000500000, {RATIO: {"samples": [_noisy(1.25, seed=5), _noisy(0.85, cv=0.01, seed=6)]}})
+    c3, d4, e5 = _history(tmp_results)[2:]
+    assert c3[DECODE].verdict is Verdict.PASS and d4[DECODE].verdict is Verdict.FAIL  # the flip is real
+    borderline = _flip(regressions(c3, d4))
+    assert borderline.borderline and borderline.label == "BORDERLINE"
+    assert "within asv's factor 1.1" in borderline.detail and "FAIL stands" in borderline.detail
+    assert counted(regressions(c3, d4)) == []
+    dropped = _flip(regressions(c3, e5))
+    assert not dropped.borderline and dropped.label == "REGRESSION" and dropped in counted(regressions(c3, e5))
+
+
+def test_a_deterministic_value_crossing_its_threshold_is_always_a_regression(tmp_results):
+    """Without spread a value cannot be noise: 1.02 -> 0.98 recorded once each is the code's doing."""
+    add_commit(tmp_results, SHA_C, 1700000300000, {RATIO: {"values": [1.25, 1.02]}})
+    add_commit(tmp_results, SHA_D, 1700000400000, {RATIO: {"values": [1.25, 0.98]}})
+    c3, d4 = _history(tmp_results)[2:]
+    flip = _flip(regressions(c3, d4))
+    assert not flip.borderline and within_the_noise(c3[DECODE], d4[DECODE]) is None
+
+
+def test_a_verdict_lost_to_a_missing_value_is_never_borderline(tmp_results):
+    add_commit(tmp_results, SHA_C, 1700000300000, {RATIO: {"samples": [_noisy(1.25, seed=1), _noisy(1.02, cv=0.03, seed=2)]}})
+    add_commit(tmp_results, SHA_D, 1700000400000, {RATIO: {"values": [1.25, None]}})
+    c3, d4 = _history(tmp_results)[2:]
+    assert d4[DECODE].verdict is not Verdict.PASS
+    assert not _flip(regressions(c3, d4)).borderline
+
+
+def test_a_once_per_process_timing_is_borderline_inside_its_declared_range(tmp_results):
+    """A check that declares run_to_run is judged by that range when it flips: 13.9 -> 16 s against a
+    limit of 15 s is inside x1.25, 13.9 -> 18 s is not."""
+    from harness.roadmap.validate import CheckResult, CriterionResult
+
+    timing = Check("b.C.track_first_step_seconds", Comparator.LT, 15.0, "seconds", Evidence.MEASURED, run_to_run=1.25)
+
+    def at(sha, value, verdict):
+        res = CheckResult(timing, verdict, value, version="1", measured_at=sha,
+                          compared=Value(Status.OK, value, version="1", measured_at=sha),
+                          compared_name=timing.benchmark)
+        return {"P.x": CriterionResult("P.x", sha, verdict, (res,))}
+
+    before = at(SHA_C, 13.9, Verdict.PASS)
+    (inside,) = regressions(before, at(SHA_D, 16.0, Verdict.FAIL))
+    assert inside.borderline and "run-to-run range x1.25" in inside.detail
+    (beyond,) = [r for r in regressions(before, at(SHA_D, 18.0, Verdict.FAIL)) if r.what == "verdict"]
+    assert not beyond.borderline
