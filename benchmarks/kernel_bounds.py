@@ -16,10 +16,10 @@ product under test or on the host:
 numpy's OpenBLAS is left out: its worker threads spin after a call and slowed the XLA calls timed
 after them by 1.5-1.8x in one process (8.2 -> 12-15 ms), so it cannot alternate fairly with the others.
 
-Each variant computes ``MoE.experts``' values (tests/experiments/test_kernel_bounds.py checks it), from
+Each variant computes ``MoE.experts``' values (tests/benchmarks/test_kernel_bounds.py checks it), from
 the same routing. The variants alternate round by round and each reports its median.
 
-Run ``python -m experiments.kernel_bounds`` (about a minute on 2 cores). The numbers behind
+Run ``python -m benchmarks.kernel_bounds`` (about 15 s on 2 cores). The numbers behind
 docs/performance.md's "What the host allows" come from it. Not a benchmark: it explains two
 verdicts, and the asv suite measures them.
 
@@ -183,7 +183,7 @@ def sparsity_bound(cfg: ModelConfig, rounds: int = 7, repeats: int = 3, tokens: 
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m experiments.kernel_bounds", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.kernel_bounds", description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="bench", choices=("tiny", "bench"), help="model preset (default bench)")
     parser.add_argument("--rounds", type=int, default=15, help="alternating rounds for the decode layer")
     parser.add_argument("--json", help="also write the numbers to this file (refuses to overwrite)")

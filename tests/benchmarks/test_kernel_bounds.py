@@ -1,4 +1,4 @@
-"""experiments.kernel_bounds times the product under test against TF's in-place path: both must compute
+"""benchmarks.kernel_bounds times the product under test against TF's in-place path: both must compute
 the MoE's values, or the comparison would time different work."""
 
 import json
@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from experiments import kernel_bounds as kb
+from benchmarks import kernel_bounds as kb
 from harness.config import ModelConfig
 from harness.interop.tolerances import TOLERANCES
 
