@@ -101,10 +101,17 @@ def onednn_experts(routed: list) -> Callable:
 def expert_bytes(routed: list) -> int:
     """Bytes of routed-expert weights the tokens need: ``w1``, ``w2``, ``w3`` of each used expert, every layer."""
     total = 0
-    for layer, _, indices in routed:
+    for (layer, _, _), used in zip(routed, experts_used(routed)):
         per_expert = sum(int(np.prod(v.shape[1:])) * 4 for v in (layer.w1, layer.w2, layer.w3))
-        total += per_expert * len(np.unique(indices))
+        total += per_expert * used
     return total
+
+
+def experts_used(routed: list) -> list[int]:
+    """Per layer, how many routed experts at least one token went to (``roofline.distinct_experts``)."""
+    from benchmarks.roofline import distinct_experts
+
+    return distinct_experts(np.stack([indices for _, _, indices in routed]))   # [L, X, K] -> L counts
 
 
 def alternate(calls: dict[str, Callable[[], object]], rounds: int, repeats: int) -> dict[str, float]:
@@ -154,7 +161,7 @@ def decode_bound(cfg: ModelConfig, rounds: int = 15, repeats: int = 5, tokens: i
     nbytes = expert_bytes(routed)
     copy_gbs = copy_bytes / seconds.pop("copy") / 1e9
     return {
-        "tokens": tokens, "layers": len(routed), "experts_used": [int(len(np.unique(r[2]))) for r in routed],
+        "tokens": tokens, "layers": len(routed), "experts_used": experts_used(routed),
         "expert_bytes": nbytes, "ms": {n: 1e3 * s for n, s in seconds.items()},
         "read_gbs": {n: nbytes / s / 1e9 for n, s in seconds.items()},
         "copy_gbs": copy_gbs, "need_gbs": copy_gbs / 2.0,
